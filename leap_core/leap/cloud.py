@@ -1,0 +1,281 @@
+"""The feature cloud: class centres, angle memories and cloud variances (spec §3-§6).
+
+Every under-represented class gets angular noise on its logits whose variance is the
+intra-class angular variance it is missing compared with the well-represented classes.
+The quantities follow the paper's equations:
+
+* eq. 4, centres: ``c_i ← (1 − γ)·b_i + γ·c_i`` with ``b_i`` the batch mean of the class's
+  L2-normalised features, ``c_i ← b_i`` at first sighting;
+* eqs. 3, 5, angles ``β = arccos(<f, c>/(‖f‖‖c‖))`` kept in a FIFO of ``S_i = K_i × P``;
+* eq. 6 (vanilla) and eq. 9 (full), the cloud variance of each class;
+* eqs. 7-8, offsets ``α_{n,j} ~ N(0, v_y)`` drawn per sample and per logit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leap_core import checks
+from leap_core.heads.base import cosine_to_angle
+from leap_core.leap.batching import group_by_class
+from leap_core.leap.memory import AngleMemory
+
+Mode = Literal["full", "vanilla"]
+
+
+class ClassStats(NamedTuple):
+    """Per-class angular statistics of the stored angles, in radians.
+
+    Attributes:
+        mean: ``(C,)`` mean angle; NaN for a class with no stored angle.
+        variance: ``(C,)`` unbiased variance; NaN for a class with fewer than two angles.
+        count: ``(C,)`` number of stored angles.
+    """
+
+    mean: torch.Tensor
+    variance: torch.Tensor
+    count: torch.Tensor
+
+
+def _class_counts_tensor(class_counts: object) -> torch.Tensor:
+    """Validate ``class_counts`` (a sequence, array or tensor of positive integers)."""
+    if isinstance(class_counts, torch.Tensor):
+        array = class_counts.detach().cpu().numpy()
+    elif isinstance(class_counts, np.ndarray | Sequence):
+        array = np.asarray(class_counts)
+    else:
+        raise ValueError(f"class_counts must be a sequence of positive integers, "
+                         f"got {type(class_counts).__name__}")
+    if array.ndim != 1 or array.size == 0:
+        raise ValueError(f"class_counts must be a non-empty 1-D sequence, got shape {array.shape}")
+    if array.dtype.kind not in "iuf" or (array.dtype.kind == "f"
+                                         and not np.all(np.mod(array, 1) == 0)):
+        raise ValueError(f"class_counts must hold integers, got dtype {array.dtype}")
+    bad = np.flatnonzero(array < 1)
+    if bad.size:
+        raise ValueError(f"class_counts must all be >= 1, got {array[bad[0]].item()!r} at index "
+                         f"{int(bad[0])} ({bad.size} class(es) below 1)")
+    return torch.as_tensor(array.astype(np.int64))
+
+
+class FeatureCloud(nn.Module):
+    """Class centres, FIFO angle memories and the per-class cloud variance.
+
+    Args:
+        class_counts: ``K_i``, the number of training images of each class, length ``C``.
+        embedding_dim: feature size ``D``.
+        mode: ``"full"`` (eq. 9, no threshold needed) or ``"vanilla"`` (eq. 6).
+        threshold: ``T``; class ``i`` is head when ``K_i > T``. Required for vanilla. In full
+            mode it only splits head and tail for reporting; when omitted there, classes with
+            more images than the median count are reported as head.
+        P: memory length in epochs; class ``i`` keeps ``ceil(K_i × P)`` angles (eq. 5).
+        gamma: weight kept by the previous centre in eq. 4 (0 ≤ γ ≤ 1).
+        update_every: centres and memories are updated on calls 0, u, 2u, … of
+            :meth:`update` (the paper uses 5 for faces, 1 for re-ID).
+        cloud_samples: draws per cloud sample used by :class:`leap_core.losses.LEAPLoss`.
+        seed: seed of the cloud's own random generator, whose state travels in
+            :meth:`state_dict` so a resumed run draws the same offsets.
+    """
+
+    def __init__(self, class_counts: Sequence[int] | np.ndarray | torch.Tensor,
+                 embedding_dim: int, mode: Mode = "full", threshold: float | None = None,
+                 P: float = 1, gamma: float = 0.1, update_every: int = 1,
+                 cloud_samples: int = 1, seed: int = 0) -> None:
+        super().__init__()
+        counts = _class_counts_tensor(class_counts)
+        self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
+        if mode not in ("full", "vanilla"):
+            raise ValueError(f"mode must be 'full' or 'vanilla', got {mode!r}")
+        self.mode: Mode = mode
+        if threshold is None and mode == "vanilla":
+            raise ValueError("threshold must be given when mode='vanilla', got None")
+        self.threshold = (None if threshold is None
+                          else checks.finite_float("threshold", threshold, minimum=0.0))
+        self.P = checks.finite_float("P", P, minimum=0.0, strict_minimum=True)
+        self.gamma = checks.finite_float("gamma", gamma, minimum=0.0, maximum=1.0)
+        self.update_every = checks.positive_int("update_every", update_every)
+        self.cloud_samples = checks.positive_int("cloud_samples", cloud_samples)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        self.seed = seed
+
+        split = self.threshold if self.threshold is not None else float(counts.median())
+        is_head = counts > split
+        if mode == "vanilla" and not bool(is_head.any()):
+            raise ValueError(f"threshold={threshold!r} leaves no head class "
+                             f"(largest class count is {int(counts.max())})")
+        if mode == "vanilla" and bool(is_head.all()):
+            raise ValueError(f"threshold={threshold!r} leaves no tail class "
+                             f"(smallest class count is {int(counts.min())})")
+        capacity = torch.ceil(counts.to(torch.float64) * self.P - 1e-9).clamp(min=1).long()
+
+        self.register_buffer("class_counts", counts)
+        self.register_buffer("is_head", is_head, persistent=False)
+        self.register_buffer("centres", torch.zeros(counts.numel(), self.embedding_dim))
+        self.register_buffer("seen", torch.zeros(counts.numel(), dtype=torch.bool))
+        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
+        self.memory = AngleMemory(capacity)
+        self._generator: torch.Generator | None = None
+        self._pending_generator_state: dict[str, Any] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return self.class_counts.numel()
+
+    def extra_repr(self) -> str:
+        return (f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
+                f"mode={self.mode!r}, threshold={self.threshold}, P={self.P}, "
+                f"gamma={self.gamma}, update_every={self.update_every}, "
+                f"cloud_samples={self.cloud_samples}")
+
+    # ---------------------------------------------------------------- statistics (eqs. 3-5)
+    @torch.no_grad()
+    def update(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
+        """Fold a batch into the centres and angle memories; returns whether it did.
+
+        Only calls 0, u, 2u, … (``u = update_every``) change state; the others only count.
+        """
+        checks.features_tensor("features", features, self.embedding_dim)
+        labels = checks.labels_tensor("labels", labels, features.shape[0], self.num_classes)
+        due = int(self.calls) % self.update_every == 0
+        self.calls += 1
+        if not due:
+            return False
+        unit = F.normalize(features.detach().to(self.centres.dtype), dim=1)
+        groups = group_by_class(labels)
+        batch_mean = torch.zeros(groups.classes.numel(), self.embedding_dim,
+                                 dtype=unit.dtype, device=unit.device)
+        batch_mean.index_add_(0, groups.group, unit)
+        batch_mean /= groups.sizes.unsqueeze(1).to(unit.dtype)
+        previous = self.centres[groups.classes]
+        blended = (1.0 - self.gamma) * batch_mean + self.gamma * previous
+        seen = self.seen[groups.classes].unsqueeze(1)
+        centres = torch.where(seen, blended, batch_mean)
+        self.centres[groups.classes] = centres
+        self.seen[groups.classes] = True
+
+        unit_centres = F.normalize(centres, dim=1)[groups.group]
+        angles = cosine_to_angle((unit * unit_centres).sum(dim=1))
+        self.memory.write(angles, labels, groups)
+        return True
+
+    def class_stats(self) -> ClassStats:
+        """Mean, unbiased variance and count of each class's stored angles."""
+        return ClassStats(self.memory.mean.clone(), self.memory.variance.clone(),
+                          self.memory.count)
+
+    def head_statistics(self) -> tuple[float, float]:
+        """``(μ_h, σ_h²)`` of eq. 6: mean angle and mean variance over head classes that have
+        statistics; NaN while none has."""
+        has = self.is_head & (self.memory.count >= 2)
+        if not bool(has.any()):
+            return math.nan, math.nan
+        return (float(self.memory.mean[has].mean()), float(self.memory.variance[has].mean()))
+
+    def angular_variance_by_group(self) -> tuple[float, float]:
+        """Mean intra-class angular variance over head and over tail classes that have
+        statistics (the paper's 0.463 / 0.288 analysis); NaN for an empty group."""
+        has = self.memory.count >= 2
+        results = []
+        for group in (self.is_head, ~self.is_head):
+            chosen = group & has
+            results.append(float(self.memory.variance[chosen].mean()) if bool(chosen.any())
+                           else math.nan)
+        return results[0], results[1]
+
+    # ------------------------------------------------------------ cloud variance (eqs. 6, 9)
+    def cloud_variance(self) -> torch.Tensor:
+        """``(C,)`` float64 variance ``v_i`` of each class's angular offsets; 0 = no cloud."""
+        variance = self.memory.variance
+        has = self.memory.count >= 2
+        known = torch.where(has, variance, torch.zeros_like(variance))
+        if self.mode == "vanilla":
+            head = self.is_head & has
+            heads = head.sum()
+            target = torch.where(head, known, torch.zeros_like(known)).sum() / heads.clamp(min=1)
+            gets_cloud = ~self.is_head & has & (heads > 0)
+            gap = (target - known).clamp(min=0.0)
+        else:
+            weight = torch.where(has, (self.class_counts - 1).to(variance.dtype),
+                                 torch.zeros_like(variance))
+            total = weight.sum()
+            target = (weight * known).sum() / total.clamp(min=1e-300)
+            gets_cloud = has & (known < target) & (total > 0)
+            gap = target - known
+        return torch.where(gets_cloud, gap, torch.zeros_like(gap))
+
+    # -------------------------------------------------------------- offsets (eqs. 7, 8)
+    @torch.no_grad()
+    def sample_alpha(self, labels: torch.Tensor,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(B, C)`` float32 offsets ``α_{n,j} ~ N(0, v_{y_n})``; zero rows where ``v = 0``.
+
+        Uses the cloud's own generator unless ``generator`` is given.
+        """
+        labels = self._checked_labels(labels)
+        return self.draw(labels, self.cloud_variance(), generator)
+
+    @torch.no_grad()
+    def draw(self, labels: torch.Tensor, variance: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """:meth:`sample_alpha` for already-checked labels and a precomputed
+        :meth:`cloud_variance`, so a training step computes the variance once."""
+        std = variance[labels].sqrt().to(torch.float32)
+        alpha = torch.zeros(labels.numel(), self.num_classes, device=std.device)
+        rows = (std > 0).nonzero().squeeze(1)
+        if rows.numel():
+            noise = torch.randn(rows.numel(), self.num_classes, device=std.device,
+                                generator=generator or self._rng())
+            alpha[rows] = noise * std[rows].unsqueeze(1)
+        return alpha
+
+    def repeat_index(self, labels: torch.Tensor, variance: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows to feed the head when each cloud sample is drawn ``cloud_samples`` times.
+
+        Returns ``(index, repeats)``: ``index`` selects batch rows (each sample once, cloud
+        samples ``cloud_samples`` times, adjacent), ``repeats`` gives each batch sample's
+        number of rows.
+        """
+        ones = torch.ones_like(labels)
+        repeats = torch.where(variance[labels] > 0, ones * self.cloud_samples, ones)
+        index = torch.repeat_interleave(torch.arange(labels.numel(), device=labels.device),
+                                        repeats)
+        return index, repeats
+
+    def _checked_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+        batch = labels.shape[0] if labels.dim() == 1 else -1
+        return checks.labels_tensor("labels", labels, batch, self.num_classes)
+
+    # ------------------------------------------------------------------ random generator
+    def _rng(self) -> torch.Generator:
+        device = self.centres.device
+        if self._generator is None or self._generator.device.type != device.type:
+            self._generator = torch.Generator(device=device)
+            self._generator.manual_seed(self.seed)
+            pending = self._pending_generator_state
+            if pending is not None and pending["device_type"] == device.type:
+                self._generator.set_state(pending["state"])
+            self._pending_generator_state = None
+        return self._generator
+
+    def get_extra_state(self) -> dict[str, Any]:
+        state = self._pending_generator_state
+        if self._generator is not None:
+            state = {"device_type": self._generator.device.type,
+                     "state": self._generator.get_state()}
+        return {"seed": self.seed, "generator": state}
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self.seed = int(state["seed"])
+        self._generator = None
+        self._pending_generator_state = state["generator"]

@@ -1,0 +1,126 @@
+"""The training criterion: a margin head, optionally with the LEAP feature cloud.
+
+``loss = criterion(features, labels, epoch)`` is a whole step's loss. Statistics are
+collected from the first step (so they are ready when the cloud starts, paper Fig. 5); the
+cloud changes the logits only from ``cloud_start_epoch`` on. Without a cloud, or before it
+starts, the loss is exactly the head's plain cross-entropy.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leap_core import checks
+from leap_core.heads.base import MarginHead
+from leap_core.leap.cloud import FeatureCloud
+
+
+class LEAPLoss(nn.Module):
+    """Cross-entropy over a margin head's logits, with feature-cloud offsets for tail classes.
+
+    With ``cloud_samples = k > 1`` each sample that has a cloud is fed to the head ``k``
+    times with independent offsets, and its loss is the mean over those draws, so every
+    sample of the batch keeps weight one **(choice)**: the extra draws lower the variance of
+    the augmentation without tilting the batch toward the tail.
+
+    Args:
+        head: a :class:`~leap_core.heads.MarginHead` (NormFace, CosFace or ArcFace).
+        cloud: the :class:`~leap_core.leap.FeatureCloud`, or ``None`` for the plain baseline.
+        cloud_start_epoch: first epoch (0-based) whose steps apply the cloud.
+    """
+
+    def __init__(self, head: MarginHead, cloud: FeatureCloud | None = None,
+                 cloud_start_epoch: int = 0) -> None:
+        super().__init__()
+        if not isinstance(head, MarginHead):
+            raise ValueError(f"head must be a MarginHead, got {type(head).__name__}")
+        if cloud is not None:
+            if not isinstance(cloud, FeatureCloud):
+                raise ValueError(f"cloud must be a FeatureCloud or None, "
+                                 f"got {type(cloud).__name__}")
+            if cloud.num_classes != head.num_classes:
+                raise ValueError(f"cloud has {cloud.num_classes} classes but head has "
+                                 f"{head.num_classes}")
+            if cloud.embedding_dim != head.embedding_dim:
+                raise ValueError(f"cloud embedding_dim {cloud.embedding_dim} differs from "
+                                 f"head embedding_dim {head.embedding_dim}")
+        if isinstance(cloud_start_epoch, bool) or not isinstance(cloud_start_epoch, int) \
+                or cloud_start_epoch < 0:
+            raise ValueError(f"cloud_start_epoch must be a non-negative integer, "
+                             f"got {cloud_start_epoch!r}")
+        self.head = head
+        self.cloud = cloud
+        self.cloud_start_epoch = cloud_start_epoch
+        self._last: dict[str, torch.Tensor] = {}
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The mean loss over the batch, a scalar tensor with gradient."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        checks.features_tensor("features", features, self.head.embedding_dim)
+        labels = checks.labels_tensor("labels", labels, features.shape[0],
+                                      self.head.num_classes)
+        if self.cloud is not None:
+            self.cloud.update(features, labels)
+        if self.cloud is None or epoch < self.cloud_start_epoch:
+            logits = self.head(features, labels)
+            loss = F.cross_entropy(logits, labels)
+            self._remember(loss, logits, labels, cloud_std=None)
+            return loss
+
+        variance = self.cloud.cloud_variance()
+        index, repeats = self.cloud.repeat_index(labels, variance)
+        if index.numel() != labels.numel():
+            features, labels_rows = features[index], labels[index]
+        else:
+            labels_rows = labels
+        alpha = self.cloud.draw(labels_rows, variance)
+        logits = self.head(features, labels_rows, alpha)
+        per_row = F.cross_entropy(logits, labels_rows, reduction="none")
+        weight = 1.0 / repeats[index].to(per_row.dtype)
+        loss = (per_row * weight).sum() / labels.numel()
+        self._remember(loss, logits, labels_rows, cloud_std=variance[labels].sqrt())
+        return loss
+
+    def _remember(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
+                  cloud_std: torch.Tensor | None) -> None:
+        """Keep the step's figures as detached tensors; they are turned into floats only when
+        :meth:`figures` is asked, so a step never waits on the device for logging."""
+        last = {"loss": loss.detach(),
+                "accuracy": (logits.detach().argmax(dim=1) == labels).float().mean()}
+        if cloud_std is not None:
+            with_cloud = cloud_std > 0
+            last["cloud_fraction"] = with_cloud.float().mean()
+            last["cloud_std_mean"] = torch.where(with_cloud, cloud_std,
+                                                 torch.zeros_like(cloud_std)).sum() \
+                / with_cloud.sum().clamp(min=1)
+        self._last = last
+
+    def figures(self) -> dict[str, float]:
+        """Figures of the last step, as floats:
+
+        * ``loss``; ``accuracy``: argmax of the training logits (margin and cloud included)
+          against the labels;
+        * ``cloud_fraction``: share of the batch's samples that received a cloud;
+        * ``cloud_std_mean``: mean standard deviation (radians) of their offsets;
+        * ``head_angular_variance`` / ``tail_angular_variance``: mean intra-class angular
+          variance (radians²) of head / tail classes in the angle memories.
+
+        Cloud figures are 0 before the cloud starts; angular variances are NaN while a group
+        has no statistics, and absent without a cloud.
+        """
+        result = {name: float(value) for name, value in self._last.items()}
+        result.setdefault("cloud_fraction", 0.0)
+        result.setdefault("cloud_std_mean", 0.0)
+        if self.cloud is not None:
+            head, tail = self.cloud.angular_variance_by_group()
+            result["head_angular_variance"] = head
+            result["tail_angular_variance"] = tail
+        else:
+            result["head_angular_variance"] = math.nan
+            result["tail_angular_variance"] = math.nan
+        return result
