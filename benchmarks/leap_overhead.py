@@ -95,8 +95,9 @@ def main() -> None:
         print(f"{num_classes:>9} {plain * 1e3:>11.1f} {leap * 1e3:>11.1f} {share:>12.2f} "
               f"{leap / plain:>15.3f}")
     memory = FeatureCloud([50] * 100_000, DIM).memory
+    angles = int(memory.capacity.sum())
     print(f"angle memories for 100,000 classes x 50 images: {memory.nbytes() / 2**20:.1f} MiB "
-          f"({memory.angles.numel():,} float32 angles plus per-class counters and statistics); "
+          f"({angles:,} float32 angles plus per-class counters and statistics); "
           f"class centres add {100_000 * DIM * 4 / 2**20:.1f} MiB at D = {DIM}")
 
 

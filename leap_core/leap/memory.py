@@ -33,7 +33,9 @@ class AngleMemory(nn.Module):
         self.register_buffer("offset", torch.cumsum(capacities, 0) - capacities,
                              persistent=False)
         num_classes = capacities.numel()
-        self.register_buffer("angles", torch.zeros(int(capacities.sum()), dtype=torch.float32))
+        # One spare slot at the end absorbs writes that a batch overwrites itself.
+        self.register_buffer("angles", torch.zeros(int(capacities.sum()) + 1,
+                                                   dtype=torch.float32))
         self.register_buffer("written", torch.zeros(num_classes, dtype=torch.long))
         self.register_buffer("mean", torch.full((num_classes,), float("nan"),
                                                 dtype=torch.float64))
@@ -59,11 +61,11 @@ class AngleMemory(nn.Module):
         end up holding.
         """
         capacity = self.capacity[labels]
-        sizes = groups.sizes[groups.group]
-        keep = groups.rank >= sizes - capacity
-        labels, angles = labels[keep], angles[keep]
-        rank, capacity = groups.rank[keep], capacity[keep]
-        slot = self.offset[labels] + (self.written[labels] + rank) % capacity
+        keep = groups.rank >= groups.sizes[groups.group] - capacity
+        slot = self.offset[labels] + (self.written[labels] + groups.rank) % capacity
+        # Samples that would be overwritten within this batch go to the spare last slot
+        # instead of being filtered out: one indexed write, no data-dependent shapes.
+        slot = torch.where(keep, slot, torch.full_like(slot, self.angles.numel() - 1))
         self.angles[slot] = angles.to(self.angles.dtype)
         self.written.index_add_(0, groups.classes, groups.sizes)
         self._refresh_statistics(groups.classes)
