@@ -1,0 +1,13 @@
+"""The ``leap`` command line: one Typer app; each area adds its sub-app here."""
+
+import typer
+
+from leap_core.cli.data import app as data_app
+
+app = typer.Typer(
+    name="leap",
+    help="LEAP: deep feature learning on long-tailed identity data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(data_app, name="data")

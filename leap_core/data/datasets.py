@@ -1,0 +1,89 @@
+"""The torch ``Dataset`` over records: image files, RecordIO records or Omniglot arrays.
+
+One dataset class serves training (targets are manifest labels) and evaluation (targets are
+pids), whatever the storage: ``load_image`` dispatches on the record path's scheme. RecordIO
+readers are cached per process and reopen their file after a DataLoader fork, since a file
+handle shared across processes would interleave seeks.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from leap_core.data import omniglot, recordio
+from leap_core.data.manifest import LongTailManifest
+from leap_core.data.records import DatasetError, Record
+
+_READERS: dict[tuple[int, str], recordio.RecordIOReader] = {}
+
+
+def _recordio_reader(rec_path: str) -> recordio.RecordIOReader:
+    key = (os.getpid(), rec_path)
+    reader = _READERS.get(key)
+    if reader is None:
+        reader = recordio.RecordIOReader(rec_path)
+        _READERS[key] = reader
+    return reader
+
+
+def load_image(path: str) -> Image.Image:
+    """Open the image a record path names, as RGB; ``DatasetError`` names what failed."""
+    if path.startswith(recordio.SCHEME):
+        rec_path, key = recordio.parse_record_path(path)
+        _, payload = _recordio_reader(rec_path).read(key)
+        source: Any = io.BytesIO(payload)
+    elif path.startswith(omniglot.SCHEME):
+        return omniglot.load_omniglot_image(path)
+    else:
+        source = path
+    try:
+        with Image.open(source) as image:
+            return image.convert("RGB")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: image file not found") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise DatasetError(f"{path}: cannot decode image ({error})") from None
+
+
+class ImageDataset(Dataset[tuple[Any, int, int]]):
+    """Items ``(image, target, camid)``: the transformed image, its label or pid, its camera.
+
+    ``targets`` defaults to the pids (evaluation); ``from_manifest`` uses the contiguous
+    training labels instead.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        transform: Callable[[Image.Image], Any] | None = None,
+        targets: Sequence[int] | None = None,
+    ) -> None:
+        self.records = list(records)
+        if targets is not None and len(targets) != len(self.records):
+            raise DatasetError(
+                f"targets must have one entry per record ({len(self.records)}), got {len(targets)}"
+            )
+        self.targets = [r.pid for r in self.records] if targets is None else list(targets)
+        self.transform = transform
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: LongTailManifest, transform: Callable[[Image.Image], Any] | None = None
+    ) -> ImageDataset:
+        """Training dataset whose targets are the manifest's labels ``0..C-1``."""
+        return cls(manifest.records, transform, manifest.labels)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Any, int, int]:
+        record = self.records[index]
+        image = load_image(record.path)
+        item = self.transform(image) if self.transform is not None else image
+        return item, self.targets[index], record.camid
