@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint bench clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -14,15 +14,20 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+demo: install
+	$(VENV)/bin/leap train examples/tiny_synthetic.yaml
+
 test: install
 	$(VENV)/bin/python -m pytest -q
 
 lint: install
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
 
 bench: install
 	$(VENV)/bin/python benchmarks/leap_overhead.py
+	$(VENV)/bin/python benchmarks/train_step.py
+	$(VENV)/bin/python benchmarks/eval_speed.py
+	$(VENV)/bin/python benchmarks/data_speed.py
 
 clean:
 	rm -rf $(VENV) .leap .pytest_cache

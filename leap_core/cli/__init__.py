@@ -3,6 +3,7 @@
 import typer
 
 from leap_core.cli.data import app as data_app
+from leap_core.cli.train import evaluate, train
 
 app = typer.Typer(
     name="leap",
@@ -11,3 +12,5 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.command("train")(train)
+app.command("eval")(evaluate)

@@ -1,0 +1,355 @@
+"""The job specification: one pydantic model describing a whole training run.
+
+The same ``JobSpec`` drives ``leap train SPEC.yaml`` and the REST API (its JSON schema is
+what ``POST /v1/jobs`` accepts). Defaults follow the paper's re-ID setting (spec §2, §8):
+ResNet-50, BN neck, 2048-d features, Adam at 3.5e-4 with warm-up and step decay, P×K
+sampling, γ = 0.1. Every model forbids unknown fields, so a typo is an error, not a
+silently ignored setting; errors name the dotted field path.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DatasetFormat = Literal["synthetic", "market1501", "dukemtmc", "msmt17", "folders", "omniglot",
+                        "recordio"]
+
+#: The paper's head hyper-parameters (spec §2): (scale, margin) per protocol and head.
+PAPER_HEAD_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
+    "reid": {"normface": (16.0, 0.0), "cosface": (24.0, 0.2), "arcface": (16.0, 0.2)},
+    "face": {"normface": (64.0, 0.0), "cosface": (64.0, 0.35), "arcface": (64.0, 0.5)},
+}
+
+
+class SpecError(ValueError):
+    """A job specification that does not validate; the message lists ``path: problem``."""
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticSpec(_Spec):
+    """The procedurally rendered person-like dataset (the embedded default)."""
+
+    identities: int = Field(100, ge=2, description="training identities")
+    test_identities: int | None = Field(None, ge=1, description="query/gallery identities "
+                                        "(default: as many as training identities)")
+    cameras: int = Field(6, ge=2)
+    head: int = Field(10, ge=0, description="identities that keep all their images")
+    tail_samples: int = Field(5, ge=1, description="images kept by every other identity")
+    height: int = Field(64, ge=8)
+    width: int = Field(32, ge=4)
+    seed: int = Field(0, ge=0)
+
+
+class LongTailSpec(_Spec):
+    """How the training split is cut to a long tail (spec §7)."""
+
+    kind: Literal["none", "reid", "face", "exponential"] = Field(
+        "none", description="none: train on the split as it is; reid: <H h, S s>; "
+                            "face: <H h, T t>; exponential: CIFAR-LT profile")
+    head: int | None = Field(None, ge=0, description="H: head identities (reid, face)")
+    tail_samples: int = Field(5, ge=1, description="S: images per tail identity")
+    tail_classes: int | None = Field(None, ge=1, description="T: tail identities (face)")
+    imbalance_factor: float | None = Field(None, ge=1, description="n_max / n_min (exponential)")
+    head_threshold: int = Field(20, ge=0, description="exponential: head = more images")
+    head_selection: Literal["count", "random"] = Field(
+        "count", description="rank identities by image count (ties by pid), or at random "
+                             "with the seed (for balanced data such as Omniglot)")
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _needs(self) -> LongTailSpec:
+        if self.kind in ("reid", "face") and self.head is None:
+            raise ValueError(f"head is required for a {self.kind!r} long tail")
+        if self.kind == "face" and self.tail_classes is None:
+            raise ValueError("tail_classes is required for a 'face' long tail")
+        if self.kind == "exponential" and self.imbalance_factor is None:
+            raise ValueError("imbalance_factor is required for an 'exponential' long tail")
+        return self
+
+
+class DatasetSpec(_Spec):
+    format: DatasetFormat = "synthetic"
+    root: str | None = Field(None, description="dataset folder (RecordIO: the .rec file or "
+                             "its folder); synthetic: where it is generated, default "
+                             ".leap/data/synthetic-<settings>")
+    synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec,
+                                     description="used when format is synthetic")
+    long_tail: LongTailSpec = Field(default_factory=LongTailSpec)
+    holdout: int = Field(0, ge=0, description="folders: identities held out for query/gallery")
+    skip_bad: bool = Field(False, description="skip (and count) file names that do not parse")
+    image_size: tuple[int, int] = Field((256, 128), description="input (height, width)")
+    transforms: Literal["auto", "reid", "face"] = Field(
+        "auto", description="reid: flip, pad+crop, erasing, ImageNet normalisation; face: "
+                            "flip, pixels in [-1, 1]; auto: face for recordio, else reid")
+
+    @model_validator(mode="after")
+    def _root(self) -> DatasetSpec:
+        if self.root is None and self.format not in ("synthetic", "omniglot"):
+            raise ValueError(f"root is required for format {self.format!r}")
+        if min(self.image_size) < 8:
+            raise ValueError(f"image_size must be at least 8x8, got {list(self.image_size)}")
+        return self
+
+    def transform_kind(self) -> Literal["reid", "face"]:
+        if self.transforms != "auto":
+            return self.transforms
+        return "face" if self.format == "recordio" else "reid"
+
+
+class ModelSpec(_Spec):
+    backbone: Literal["resnet18", "resnet50", "tiny_cnn"] = "resnet50"
+    pretrained: bool = Field(False, description="ImageNet weights from the local torch cache; "
+                             "never downloaded during a run")
+    last_stride: Literal[1, 2] = 1
+    embedding_dim: int = Field(2048, ge=1)
+    bn_neck: bool = True
+    width: int = Field(32, ge=4, description="tiny_cnn: channels of the first stage")
+
+
+class HeadSpec(_Spec):
+    kind: Literal["normface", "cosface", "arcface"] = "cosface"
+    scale: float | None = Field(None, gt=0, description="s; default: the paper's for the "
+                                "evaluation protocol (re-ID or face)")
+    margin: float | None = Field(None, ge=0, description="CosFace: cosine units; ArcFace: "
+                                 "radians; default: the paper's")
+
+
+class LeapSpec(_Spec):
+    mode: Literal["off", "vanilla", "full"] = "off"
+    threshold: float | None = Field(None, ge=0, description="T: head when K_i > T "
+                                    "(required for vanilla)")
+    P: float = Field(1.0, gt=0, description="memory length in epochs: S_i = K_i x P")
+    gamma: float = Field(0.1, ge=0, le=1, description="weight of the previous centre, eq. 4")
+    cloud_start_epoch: int = Field(20, ge=0, description="first epoch with the cloud")
+    update_every: int = Field(1, ge=1, description="statistics refreshed every N steps")
+    cloud_samples: int = Field(1, ge=1, description="draws per cloud sample")
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        # YAML 1.1 reads a bare `off` as the boolean false.
+        return "off" if value is False else value
+
+    @model_validator(mode="after")
+    def _threshold(self) -> LeapSpec:
+        if self.mode == "vanilla" and self.threshold is None:
+            raise ValueError("threshold is required when mode is 'vanilla'")
+        return self
+
+
+class MethodSpec(_Spec):
+    head: HeadSpec = Field(default_factory=HeadSpec)
+    leap: LeapSpec = Field(default_factory=LeapSpec)
+
+
+class SamplerSpec(_Spec):
+    kind: Literal["pk", "random", "class_aware"] = "pk"
+    identities: int = Field(16, ge=1, description="P: identities per batch (pk)")
+    instances: int = Field(4, ge=1, description="K: images per identity (pk)")
+    batch_size: int | None = Field(None, ge=1, description="random, class_aware: images per "
+                                   "batch (default P x K)")
+
+    def batch(self) -> int:
+        if self.kind == "pk" or self.batch_size is None:
+            return self.identities * self.instances
+        return self.batch_size
+
+
+class OptimizerSpec(_Spec):
+    kind: Literal["adam", "sgd"] = "adam"
+    lr: float = Field(3.5e-4, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="sgd only")
+
+
+class ScheduleSpec(_Spec):
+    kind: Literal["warmup_multistep", "cosine", "triangular", "constant"] = "warmup_multistep"
+    warmup_epochs: float = Field(10.0, ge=0)
+    warmup_factor: float = Field(0.01, gt=0, le=1)
+    milestones: list[float] = Field(default_factory=lambda: [40.0, 55.0])
+    gamma: float = Field(0.1, gt=0, le=1, description="decay at each milestone")
+    min_lr: float = Field(0.0, ge=0, description="cosine: final rate")
+    max_lr: float | None = Field(None, gt=0, description="triangular: peak (default 10 x lr)")
+    cycle_epochs: float = Field(10.0, gt=0, description="triangular: epochs per cycle")
+
+
+class TrainSpec(_Spec):
+    epochs: int = Field(60, ge=1)
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
+    grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
+    seed: int = Field(0, ge=0)
+    checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    num_workers: int = Field(4, ge=0, description="data-loader processes")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch "
+                                        "(quick runs); default: one pass over the sampler")
+
+
+class EvalSpec(_Spec):
+    protocol: Literal["reid", "face", "none"] = Field(
+        "reid", description="reid: query/gallery retrieval (CMC, mAP, mINP); face: LFW-style "
+                            "10-fold verification accuracy on a pairs file")
+    every_epochs: int = Field(10, ge=0, description="0: only after the last epoch")
+    rerank: bool = Field(False, description="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
+    batch_size: int = Field(128, ge=1)
+    diagnostics: bool = Field(True, description="after training, embed the training set and "
+                              "report head/tail intra-class angular statistics")
+    lfw_root: str | None = Field(None, description="face: folder of <Name>/<Name>_NNNN.jpg")
+    pairs_file: str | None = Field(None, description="face: pairs.txt (10 folds) or "
+                                   "pairsDevTest.txt")
+
+    @model_validator(mode="after")
+    def _face_inputs(self) -> EvalSpec:
+        if self.protocol == "face" and (self.lfw_root is None or self.pairs_file is None):
+            raise ValueError("lfw_root and pairs_file are required when protocol is 'face'")
+        return self
+
+
+class JobSpec(_Spec):
+    """A whole training run."""
+
+    name: str | None = Field(None, max_length=200)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    eval: EvalSpec = Field(default_factory=EvalSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        leap = self.method.leap
+        if leap.mode != "off" and leap.cloud_start_epoch >= self.train.epochs:
+            raise ValueError(f"method.leap.cloud_start_epoch ({leap.cloud_start_epoch}) must "
+                             f"be below train.epochs ({self.train.epochs}) or the cloud "
+                             f"never applies")
+        if self.model.backbone == "tiny_cnn" and self.model.pretrained:
+            raise ValueError("model.pretrained must be false for backbone 'tiny_cnn'")
+        return self
+
+    def head_parameters(self) -> tuple[float, float]:
+        """``(scale, margin)``: the spec's, or the paper's defaults for the protocol."""
+        protocol = "face" if self.dataset.format == "recordio" else "reid"
+        scale, margin = PAPER_HEAD_DEFAULTS[protocol][self.method.head.kind]
+        head = self.method.head
+        return (head.scale if head.scale is not None else scale,
+                head.margin if head.margin is not None else margin)
+
+    def method_label(self) -> str:
+        """The paper's name for the method: CosFace, LEAP-CV, LEAP-AF, …"""
+        kind, mode = self.method.head.kind, self.method.leap.mode
+        base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[kind]
+        if mode == "off":
+            return base
+        return f"LEAP-{base[0]}{'V' if mode == 'vanilla' else 'F'}"
+
+    def long_tail_label(self) -> str:
+        """``<H20,S5>``, ``<H5000,T10000>``, ``exp-IF50`` or ``full``."""
+        tail = self.dataset.long_tail
+        if self.dataset.format == "synthetic" and tail.kind == "none":
+            synth = self.dataset.synthetic
+            return f"<H{synth.head},S{synth.tail_samples}>"
+        if tail.kind == "reid":
+            return f"<H{tail.head},S{tail.tail_samples}>"
+        if tail.kind == "face":
+            return f"<H{tail.head},T{tail.tail_classes}>"
+        if tail.kind == "exponential":
+            return f"exp-IF{tail.imbalance_factor:g}"
+        return "full"
+
+    def dataset_label(self) -> str:
+        """The dataset's name: its format for the named benchmarks, else its folder's name
+        (``faces_emore`` for MS1M in RecordIO, say)."""
+        if self.dataset.format in ("recordio", "folders") and self.dataset.root:
+            path = Path(self.dataset.root)
+            return (path.parent if path.suffix == ".rec" else path).name or self.dataset.format
+        return self.dataset.format
+
+    def run_name(self) -> str:
+        """What the run is, e.g. ``market1501 <H20,S5> LEAP-CF seed0``."""
+        return (f"{self.dataset_label()} {self.long_tail_label()} {self.method_label()} "
+                f"seed{self.train.seed}")
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem: ``dotted.path: message (got value)``."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join(str(part) for part in problem["loc"]) or "spec"
+        message = problem["msg"].removeprefix("Value error, ")
+        got = problem.get("input")
+        shown = "" if isinstance(got, dict) else f" (got {got!r})"
+        lines.append(f"{path}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_spec(data: dict[str, Any]) -> JobSpec:
+    """Validate a mapping into a :class:`JobSpec`, raising :class:`SpecError`."""
+    if not isinstance(data, dict):
+        raise SpecError(f"spec: must be a mapping of sections, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as error:
+        raise SpecError(format_validation_error(error)) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``path.to.field=value`` overrides (values parsed as YAML scalars/lists)."""
+    result = copy.deepcopy(data)
+    for override in overrides:
+        path, sep, raw = override.partition("=")
+        if not sep or not path.strip():
+            raise SpecError(f"--set: expected path.to.field=value, got {override!r}")
+        keys = path.strip().split(".")
+        node = result
+        for key in keys[:-1]:
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise SpecError(f"--set {path}: {key} is not a section")
+            node = child
+        node[keys[-1]] = yaml.safe_load(raw)
+    return result
+
+
+def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
+    """Read a YAML (or JSON) spec file, apply overrides, validate."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as error:
+        raise SpecError(f"spec file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise SpecError(f"spec file {path}: not valid YAML ({error})") from None
+    return parse_spec(apply_overrides(data, overrides or []))
+
+
+def flatten(spec: JobSpec) -> dict[str, str]:
+    """Dotted-path → value strings, for MLflow params."""
+    flat: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, item)
+        else:
+            flat[prefix] = str(value)
+
+    walk("", spec.model_dump(mode="json"))
+    return flat

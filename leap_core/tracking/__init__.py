@@ -1,0 +1,1 @@
+"""Experiment tracking: the MLflow hook and where runs are stored."""

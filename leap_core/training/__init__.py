@@ -1,0 +1,1 @@
+"""The training engine: schedules, data setup, checkpoints, hooks and the trainer."""

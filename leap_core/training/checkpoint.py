@@ -1,0 +1,72 @@
+"""Checkpoints that carry everything needed to resume a run exactly.
+
+A checkpoint holds the model, head, feature cloud, optimizer and AMP scaler states, the RNG
+states of torch, numpy and Python, the epoch and step counters, the spec and the MLflow run
+id. It is written to a temporary file and renamed into place, so a crash or a full disk
+never leaves a truncated file where the last good checkpoint was. It loads with
+``torch.load(weights_only=True)``: nothing in it can execute code.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_VERSION = 1
+
+
+def rng_states() -> dict[str, Any]:
+    """Every random stream the run draws from, in a ``weights_only``-loadable form."""
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "python": [python_state[0], list(python_state[1]), python_state[2]],
+        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), int(numpy_state[2]),
+                  int(numpy_state[3]), float(numpy_state[4])],
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    version, internal, gauss = states["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = states["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically to ``path``; raises ``OSError`` naming the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    os.close(handle)
+    try:
+        torch.save({"version": CHECKPOINT_VERSION, **payload}, temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (tensors mapped to the CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"checkpoint {path} is not a LEAP checkpoint of version "
+                         f"{CHECKPOINT_VERSION}")
+    return payload

@@ -1,0 +1,196 @@
+"""From a ``DatasetSpec`` to the training manifest and loaders the trainer consumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from leap_core.config import DatasetSpec, JobSpec
+from leap_core.data import (
+    ClassAwareSampler,
+    ImageDataset,
+    LongTailManifest,
+    PKSampler,
+    RandomSampler,
+    Record,
+    SplitListing,
+    SynthConfig,
+    exponential_long_tail,
+    face_long_tail,
+    face_test_transform,
+    face_train_transform,
+    full_training_set,
+    generate_synthetic,
+    read_dataset,
+    reid_long_tail,
+    reid_test_transform,
+    reid_train_transform,
+)
+
+#: Marker written last into a generated synthetic dataset; a folder without it is incomplete.
+SYNTHETIC_DONE = ".leap-synthetic-complete"
+
+
+def default_data_home() -> Path:
+    """Where generated datasets are cached: ``$LEAP_HOME/data`` (default ``.leap/data``)."""
+    return Path(os.environ.get("LEAP_HOME", ".leap")) / "data"
+
+
+def synthetic_root(spec: DatasetSpec) -> Path:
+    """The folder of the synthetic dataset described by ``spec``, named by its settings so
+    that different settings never share a folder."""
+    if spec.root is not None:
+        return Path(spec.root)
+    settings = json.dumps(spec.synthetic.model_dump(), sort_keys=True)
+    digest = hashlib.sha256(settings.encode()).hexdigest()[:12]
+    return default_data_home() / f"synthetic-{digest}"
+
+
+def ensure_synthetic(spec: DatasetSpec,
+                     progress: Callable[[int, int], None] | None = None) -> Path:
+    """Generate the synthetic dataset unless a complete copy exists; returns its root.
+
+    Generation happens in a temporary sibling folder renamed into place at the end, so an
+    interrupted run never leaves a half-written dataset that a later run would trust.
+    """
+    root = synthetic_root(spec)
+    if (root / SYNTHETIC_DONE).is_file():
+        return root
+    synth = spec.synthetic
+    config = SynthConfig(identities=synth.identities, test_identities=synth.test_identities,
+                         cameras=synth.cameras, head=synth.head,
+                         tail_samples=synth.tail_samples, height=synth.height,
+                         width=synth.width, seed=synth.seed)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        generate_synthetic(staging / "data", config, progress=progress)
+        (staging / "data" / SYNTHETIC_DONE).write_text(json.dumps(synth.model_dump()))
+        if root.exists():
+            shutil.rmtree(root)
+        os.replace(staging / "data", root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def read_listing(spec: DatasetSpec,
+                 progress: Callable[[int, int], None] | None = None) -> SplitListing:
+    """All splits of the dataset named by ``spec``."""
+    if spec.format == "synthetic":
+        return read_dataset("market1501", ensure_synthetic(spec, progress))
+    return read_dataset(spec.format, spec.root, skip_bad=spec.skip_bad, holdout=spec.holdout,
+                        seed=spec.long_tail.seed)
+
+
+def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest:
+    """Cut the training split as ``spec.long_tail`` says (spec §7)."""
+    records = listing.split("train")
+    tail = spec.long_tail
+    common = {"seed": tail.seed, "head_selection": tail.head_selection}
+    if tail.kind == "reid":
+        return reid_long_tail(records, head=tail.head, tail_samples=tail.tail_samples,
+                              **common)
+    if tail.kind == "face":
+        return face_long_tail(records, head=tail.head, tail_classes=tail.tail_classes,
+                              tail_samples=tail.tail_samples, **common)
+    if tail.kind == "exponential":
+        return exponential_long_tail(records, imbalance_factor=tail.imbalance_factor,
+                                     head_threshold=tail.head_threshold, **common)
+    if spec.format == "synthetic":
+        # The generator already cut the tail; re-deriving it marks head and tail classes.
+        synth = spec.synthetic
+        return reid_long_tail(records, head=synth.head, tail_samples=synth.tail_samples,
+                              seed=tail.seed)
+    return full_training_set(records, seed=tail.seed)
+
+
+def reporting_threshold(manifest: LongTailManifest) -> float | None:
+    """A count ``T`` with ``K_i > T`` exactly for the manifest's head classes, if one exists;
+    the feature cloud then reports head and tail as the long-tail cut defined them."""
+    head = [k for k, h in zip(manifest.class_counts, manifest.head, strict=True) if h]
+    tail = [k for k, h in zip(manifest.class_counts, manifest.head, strict=True) if not h]
+    if head and tail and max(tail) < min(head):
+        return float(max(tail))
+    return None
+
+
+def make_sampler(spec: JobSpec, labels: list[int]) -> Sampler[int]:
+    sampler = spec.train.sampler
+    seed = spec.train.seed
+    if sampler.kind == "pk":
+        return PKSampler(labels, identities=sampler.identities, instances=sampler.instances,
+                         seed=seed)
+    if sampler.kind == "class_aware":
+        return ClassAwareSampler(labels, seed=seed)
+    return RandomSampler(len(labels), seed=seed)
+
+
+@dataclass
+class TrainingData:
+    """Everything the trainer reads: the manifest, its loader and the evaluation splits."""
+
+    listing: SplitListing
+    manifest: LongTailManifest
+    sampler: Sampler[int]
+    loader: DataLoader
+    steps_per_epoch: int
+    query: list[Record]
+    gallery: list[Record]
+
+
+def prepare_data(spec: JobSpec,
+                 progress: Callable[[int, int], None] | None = None) -> TrainingData:
+    """Read, cut and wrap the dataset; ``progress`` reports synthetic generation."""
+    listing = read_listing(spec.dataset, progress)
+    manifest = build_manifest(spec.dataset, listing)
+    dataset = ImageDataset.from_manifest(manifest, train_transform(spec))
+    sampler = make_sampler(spec, list(manifest.labels))
+    batch = spec.train.sampler.batch()
+    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True,
+                        num_workers=spec.train.num_workers,
+                        persistent_workers=spec.train.num_workers > 0,
+                        pin_memory=torch.cuda.is_available())
+    steps = len(loader)
+    if steps == 0:
+        raise ValueError(f"train.sampler: a batch of {batch} images is larger than one epoch "
+                         f"of the sampler ({len(sampler)} images)")
+    if spec.train.steps_per_epoch is not None:
+        steps = min(steps, spec.train.steps_per_epoch)
+    return TrainingData(listing, manifest, sampler, loader, steps,
+                        listing.split("query"), listing.split("gallery"))
+
+
+def train_transform(spec: JobSpec) -> Callable:
+    """Augmenting transform of the spec's kind, at the spec's image size."""
+    height, width = spec.dataset.image_size
+    if spec.dataset.transform_kind() == "face":
+        if height != width:
+            raise ValueError(f"dataset.image_size must be square for face transforms, got "
+                             f"{[height, width]}")
+        return face_train_transform(height)
+    return reid_train_transform(height, width, padding=max(1, round(10 * height / 256)))
+
+
+def test_transform(spec: JobSpec) -> Callable:
+    """Deterministic transform matching :func:`train_transform`."""
+    height, width = spec.dataset.image_size
+    if spec.dataset.transform_kind() == "face":
+        return face_test_transform(height)
+    return reid_test_transform(height, width)
+
+
+def test_loader(records: list[Record], spec: JobSpec) -> DataLoader:
+    """Deterministic loader over evaluation images (targets are pids)."""
+    dataset = ImageDataset(records, test_transform(spec))
+    return DataLoader(dataset, batch_size=spec.eval.batch_size, shuffle=False,
+                      num_workers=spec.train.num_workers)

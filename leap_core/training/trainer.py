@@ -1,0 +1,263 @@
+"""The training loop shared by ``leap train`` and the service's workers.
+
+Setup builds data, model, head, feature cloud and optimizer from a :class:`JobSpec`; ``fit``
+runs epochs of steps, evaluates and checkpoints on schedule, and reports through hooks.
+The loop itself stays short enough to read top to bottom.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from leap_core.config import JobSpec
+from leap_core.heads import ArcFaceHead, CosFaceHead, MarginHead, NormFaceHead
+from leap_core.leap import FeatureCloud
+from leap_core.losses import LEAPLoss
+from leap_core.models import EmbeddingModel
+from leap_core.training import checkpoint as ckpt
+from leap_core.training import schedules
+from leap_core.training.data_setup import TrainingData, prepare_data, reporting_threshold
+from leap_core.training.evaluate import Diagnostics, Evaluation, diagnose, evaluate
+from leap_core.training.hooks import Hook, StepInfo
+
+HEADS: dict[str, type[MarginHead]] = {"normface": NormFaceHead, "cosface": CosFaceHead,
+                                      "arcface": ArcFaceHead}
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and step."""
+
+
+class TrainingCancelled(RuntimeError):
+    """A hook asked the run to stop; the last checkpoint is kept."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device is {name!r} but CUDA is not available here")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def learning_rate(spec: JobSpec, t: float) -> float:
+    """The learning rate at fractional epoch ``t`` under the spec's schedule."""
+    schedule, base = spec.train.schedule, spec.train.optimizer.lr
+    if schedule.kind == "warmup_multistep":
+        return schedules.warmup_multistep(t, base, schedule.warmup_epochs, schedule.milestones,
+                                          schedule.gamma, schedule.warmup_factor)
+    if schedule.kind == "cosine":
+        return schedules.cosine(t, base, spec.train.epochs, schedule.warmup_epochs,
+                                schedule.min_lr)
+    if schedule.kind == "triangular":
+        peak = schedule.max_lr if schedule.max_lr is not None else 10 * base
+        return schedules.triangular(t, base, peak, schedule.cycle_epochs)
+    return base
+
+
+class Trainer:
+    """One training run of a :class:`JobSpec`.
+
+    Args:
+        spec: the run.
+        run_dir: where checkpoints go (``last.pt``).
+        hooks: followers of the run (progress display, MLflow, the service's job row).
+        data: prepared data, to share one dataset between runs (e.g. in tests).
+    """
+
+    def __init__(self, spec: JobSpec, run_dir: str | Path, hooks: list[Hook] | None = None,
+                 data: TrainingData | None = None) -> None:
+        self.spec = spec
+        self.run_dir = Path(run_dir)
+        self.hooks = list(hooks or [])
+        self.device = resolve_device(spec.train.device)
+        seed_everything(spec.train.seed)
+        self.data = data or prepare_data(spec)
+        manifest = self.data.manifest
+        self.model = EmbeddingModel(spec.model.backbone, spec.model.embedding_dim,
+                                    spec.model.pretrained, spec.model.last_stride,
+                                    spec.model.bn_neck, spec.model.width).to(self.device)
+        scale, margin = spec.head_parameters()
+        self.head = HEADS[spec.method.head.kind](spec.model.embedding_dim, manifest.num_classes,
+                                                 scale=scale, margin=margin).to(self.device)
+        self.cloud = self._build_cloud()
+        self.criterion = LEAPLoss(self.head, self.cloud,
+                                  spec.method.leap.cloud_start_epoch if self.cloud else 0)
+        self.optimizer = self._build_optimizer()
+        self.amp = spec.train.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.epoch = 0
+        self.global_step = 0
+        self.mlflow_run_id: str | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.last_evaluation: Evaluation | None = None
+        self.diagnostics: Diagnostics | None = None
+
+    def _build_cloud(self) -> FeatureCloud | None:
+        leap = self.spec.method.leap
+        if leap.mode == "off":
+            return None
+        threshold = leap.threshold if leap.mode == "vanilla" else reporting_threshold(
+            self.data.manifest)
+        return FeatureCloud(list(self.data.manifest.class_counts), self.spec.model.embedding_dim,
+                            mode=leap.mode, threshold=threshold, P=leap.P, gamma=leap.gamma,
+                            update_every=leap.update_every, cloud_samples=leap.cloud_samples,
+                            seed=self.spec.train.seed).to(self.device)
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        options = self.spec.train.optimizer
+        params = [p for p in [*self.model.parameters(), *self.head.parameters()]
+                  if p.requires_grad]
+        if options.kind == "sgd":
+            return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum,
+                                   weight_decay=options.weight_decay)
+        return torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
+
+    @property
+    def total_steps(self) -> int:
+        return self.spec.train.epochs * self.data.steps_per_epoch
+
+    # ------------------------------------------------------------------------ the loop
+    def fit(self, resume: str | Path | None = None) -> dict[str, float]:
+        """Train to the last epoch (from a checkpoint when ``resume`` is given)."""
+        if resume is not None:
+            self.restore(ckpt.load_checkpoint(resume))
+        try:
+            self._call("on_start")
+            for epoch in range(self.epoch, self.spec.train.epochs):
+                self.epoch = epoch
+                metrics = self.train_epoch(epoch)
+                last = epoch + 1 == self.spec.train.epochs
+                every = self.spec.eval.every_epochs
+                if self.spec.eval.protocol != "none" and (last or (every and (epoch + 1) % every
+                                                                    == 0)):
+                    metrics.update(self.evaluate())
+                self.epoch = epoch + 1
+                self.last_metrics = metrics
+                self._call("on_epoch_end", epoch, metrics)
+                if last or self.epoch % self.spec.train.checkpoint_every == 0:
+                    path = self.save(self.run_dir / "last.pt")
+                    self._call("on_checkpoint", path)
+            if self.spec.eval.diagnostics:
+                self.diagnostics = diagnose(self.model, self.data, self.spec, self.device)
+                self.last_metrics.update(self.diagnostics.metrics())
+            self._call("on_end", self.last_metrics)
+            return self.last_metrics
+        except BaseException as error:
+            self._call("on_failure", error)
+            raise
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass of ``steps_per_epoch`` steps; returns the epoch's mean figures."""
+        self.model.train()
+        self.data.sampler.set_epoch(epoch)
+        steps = self.data.steps_per_epoch
+        totals: dict[str, float] = {}
+        started = time.perf_counter()
+        images_seen = 0
+        for step, (images, labels, _camids) in enumerate(self.data.loader, start=1):
+            lr = learning_rate(self.spec, epoch + (step - 1) / steps)
+            figures = self.train_step(images, labels, epoch, lr)
+            images_seen += labels.numel()
+            for name, value in figures.items():
+                totals[name] = totals.get(name, 0.0) + value
+            rate = images_seen / max(time.perf_counter() - started, 1e-9)
+            self._call("on_step", StepInfo(epoch, step, self.global_step, steps,
+                                           self.total_steps, lr, rate, figures))
+            if any(hook.should_stop(self) for hook in self.hooks):
+                raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")
+            if step == steps:
+                break
+        metrics = {f"train_{name}": value / steps for name, value in totals.items()}
+        metrics["lr"] = lr
+        metrics["images_per_second"] = images_seen / max(time.perf_counter() - started, 1e-9)
+        return metrics
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int,
+                   lr: float) -> dict[str, float]:
+        """Forward, loss, backward and update on one batch; returns the step's figures."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images = images.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            features = self.model(images)
+            loss = self.criterion(features, labels, epoch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"loss is {loss.item()} at epoch {epoch}, global step "
+                                f"{self.global_step + 1}; lower train.optimizer.lr or set "
+                                f"train.grad_clip")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.spec.train.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_([*self.model.parameters(), *self.head.parameters()],
+                                     self.spec.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.global_step += 1
+        return self.criterion.figures()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """The spec's evaluation protocol (metrics as fractions in [0, 1])."""
+        self.last_evaluation = evaluate(self.model, self.data, self.spec, self.device)
+        return dict(self.last_evaluation.metrics)
+
+    # -------------------------------------------------------------------- checkpoints
+    def state(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.model_dump(mode="json"),
+            "model": self.model.state_dict(),
+            "head": self.head.state_dict(),
+            "cloud": self.cloud.state_dict() if self.cloud is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": ckpt.rng_states(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "mlflow_run_id": self.mlflow_run_id,
+            "metrics": dict(self.last_metrics),
+        }
+
+    def save(self, path: Path) -> Path:
+        return ckpt.save_checkpoint(path, self.state())
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue from a checkpoint of this spec (its structure must match)."""
+        self.model.load_state_dict(payload["model"])
+        self.head.load_state_dict(payload["head"])
+        if self.cloud is not None:
+            if payload["cloud"] is None:
+                raise ValueError("checkpoint was trained without a feature cloud but the spec "
+                                 "has method.leap.mode on")
+            self.cloud.load_state_dict(payload["cloud"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        self.scaler.load_state_dict(payload["scaler"])
+        ckpt.restore_rng_states(payload["rng"])
+        self.epoch = int(payload["epoch"])
+        self.global_step = int(payload["global_step"])
+        self.mlflow_run_id = payload.get("mlflow_run_id")
+        self.last_metrics = dict(payload.get("metrics") or {})
+
+    def _call(self, method: str, *args: Any) -> None:
+        for hook in self.hooks:
+            getattr(hook, method)(self, *args)

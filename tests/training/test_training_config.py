@@ -1,0 +1,139 @@
+"""JobSpec: paper defaults, validation errors naming field paths, overrides, labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from leap_core.config import (
+    JobSpec,
+    SpecError,
+    apply_overrides,
+    flatten,
+    load_spec,
+    parse_spec,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_defaults_follow_the_paper_reid_setting():
+    spec = JobSpec()
+    assert spec.model.backbone == "resnet50" and spec.model.embedding_dim == 2048
+    assert spec.model.bn_neck and spec.model.last_stride == 1
+    assert spec.train.optimizer.kind == "adam" and spec.train.optimizer.lr == 3.5e-4
+    assert spec.method.leap.gamma == 0.1 and spec.method.leap.P == 1
+    assert spec.head_parameters() == (24.0, 0.2)  # CosFace re-ID: s = 24, m = 0.2
+
+
+@pytest.mark.parametrize("kind,fmt,expected", [
+    ("arcface", "market1501", (16.0, 0.2)),
+    ("cosface", "recordio", (64.0, 0.35)),
+    ("arcface", "recordio", (64.0, 0.5)),
+    ("normface", "market1501", (16.0, 0.0)),
+])
+def test_head_defaults_depend_on_protocol(kind, fmt, expected):
+    spec = parse_spec({"dataset": {"format": fmt, "root": "/data"},
+                       "method": {"head": {"kind": kind}}})
+    assert spec.head_parameters() == expected
+
+
+def test_explicit_head_parameters_win():
+    spec = parse_spec({"method": {"head": {"kind": "arcface", "scale": 30, "margin": 0.3}}})
+    assert spec.head_parameters() == (30.0, 0.3)
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"train": {"epochs": 0}}, "train.epochs: Input should be greater than or equal to 1 (got 0)"),
+    ({"train": {"optimizer": {"lr": -1}}}, "train.optimizer.lr: Input should be greater than 0"),
+    ({"model": {"backbon": "resnet18"}}, "model.backbon: Extra inputs are not permitted"),
+    ({"model": {"backbone": "vgg"}}, "model.backbone: Input should be 'resnet18', 'resnet50' or "
+                                     "'tiny_cnn' (got 'vgg')"),
+    ({"method": {"leap": {"mode": "vanilla"}}},
+     "method.leap: threshold is required when mode is 'vanilla'"),
+    ({"method": {"leap": {"gamma": 1.5}}}, "method.leap.gamma: Input should be less than or "
+                                           "equal to 1 (got 1.5)"),
+    ({"dataset": {"format": "market1501"}}, "dataset: root is required for format 'market1501'"),
+    ({"dataset": {"format": "synthetic", "long_tail": {"kind": "face", "head": 5}}},
+     "dataset.long_tail: tail_classes is required for a 'face' long tail"),
+    ({"method": {"leap": {"mode": "full", "cloud_start_epoch": 60}}},
+     "method.leap.cloud_start_epoch (60) must be below train.epochs (60)"),
+    ({"train": {"device": "tpu"}}, "train.device: String should match pattern"),
+])
+def test_validation_errors_name_the_field_path(data, message):
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data)
+    assert message in str(caught.value)
+
+
+def test_several_errors_are_all_reported_one_per_line():
+    with pytest.raises(SpecError) as caught:
+        parse_spec({"train": {"epochs": -1, "seed": -2}})
+    lines = str(caught.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == ["train.epochs", "train.seed"]
+
+
+def test_overrides_set_nested_fields_with_yaml_values():
+    data = apply_overrides({"train": {"epochs": 5}},
+                           ["train.epochs=7", "dataset.image_size=[64, 32]",
+                            "method.leap.mode=full", "train.grad_clip=null"])
+    assert data == {"train": {"epochs": 7, "grad_clip": None},
+                    "dataset": {"image_size": [64, 32]}, "method": {"leap": {"mode": "full"}}}
+    with pytest.raises(SpecError, match=r"--set: expected path\.to\.field=value, got 'epochs'"):
+        apply_overrides({}, ["epochs"])
+    with pytest.raises(SpecError, match=r"--set train\.epochs\.x: epochs is not a section"):
+        apply_overrides({"train": {"epochs": 3}}, ["train.epochs.x=1"])
+
+
+def test_load_spec_reports_missing_and_malformed_files(tmp_path):
+    with pytest.raises(SpecError, match=r"spec file .*absent.yaml: No such file"):
+        load_spec(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(bad)
+
+
+@pytest.mark.parametrize("head,mode,label", [
+    ("cosface", "off", "CosFace"), ("cosface", "vanilla", "LEAP-CV"),
+    ("cosface", "full", "LEAP-CF"), ("arcface", "vanilla", "LEAP-AV"),
+    ("arcface", "full", "LEAP-AF"), ("normface", "full", "LEAP-NF"),
+])
+def test_method_labels_use_the_paper_names(head, mode, label):
+    spec = parse_spec({"method": {"head": {"kind": head},
+                                  "leap": {"mode": mode, "threshold": 5}}})
+    assert spec.method_label() == label
+
+
+def test_run_name_says_what_the_run_is():
+    spec = parse_spec({"dataset": {"format": "market1501", "root": "/d",
+                                   "long_tail": {"kind": "reid", "head": 20,
+                                                 "tail_samples": 5}},
+                       "method": {"leap": {"mode": "full"}}, "train": {"seed": 2}})
+    assert spec.run_name() == "market1501 <H20,S5> LEAP-CF seed2"
+
+
+def test_flatten_gives_dotted_params():
+    flat = flatten(JobSpec())
+    assert flat["method.leap.gamma"] == "0.1"
+    assert flat["train.sampler.identities"] == "16"
+    assert flat["dataset.image_size"] == "[256, 128]"
+
+
+def test_json_schema_is_available_for_the_api():
+    schema = JobSpec.model_json_schema()
+    assert set(schema["properties"]) == {"name", "dataset", "model", "method", "train", "eval"}
+
+
+def test_every_example_spec_validates():
+    examples = sorted(EXAMPLES.glob("*.yaml"))
+    assert len(examples) >= 7
+    for path in examples:
+        load_spec(path)
+
+
+def test_yaml_bare_off_means_no_cloud(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("method:\n  leap:\n    mode: off\n")
+    assert load_spec(path).method.leap.mode == "off"

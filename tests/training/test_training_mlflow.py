@@ -1,0 +1,82 @@
+"""The MLflow run of a training run, read back through the MLflow client."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from leap_core.config import flatten
+from leap_core.tracking.mlflow_hook import MLflowHook
+from leap_core.training.trainer import Trainer
+
+
+@pytest.fixture
+def tracking_uri(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEAP_HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    uri = f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracking_uri):
+    spec = tiny_spec(train={"epochs": 2}, method={"leap": {"mode": "full",
+                                                            "cloud_start_epoch": 1}},
+                     eval={"every_epochs": 1})
+    hook = MLflowHook(tracking_uri, log_every=2)
+    trainer = Trainer(spec, tmp_path / "run", [hook])
+    final = trainer.fit()
+
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(trainer.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == "synthetic <H4,S3> LEAP-CF seed0"
+    assert run.data.tags["method"] == "LEAP-CF"
+    assert run.data.tags["long_tail"] == "<H4,S3>"
+    params = run.data.params
+    for key, value in flatten(spec).items():
+        assert params[key] == value, key
+    assert params["data.num_classes"] == "24"
+
+    loss_history = client.get_metric_history(run.info.run_id, "step_loss")
+    assert [m.step for m in loss_history] == [2, 4, 6, 8]
+    rank1 = client.get_metric_history(run.info.run_id, "rank1")
+    assert [m.step for m in rank1] == [1, 2]
+    assert rank1[-1].value == pytest.approx(final["rank1"])
+    tail_var = client.get_metric_history(run.info.run_id, "train_tail_angular_variance")
+    assert len(tail_var) == 2 and all(math.isfinite(m.value) for m in tail_var)
+
+    head_variance = client.get_metric_history(run.info.run_id, "final_head_angle_variance")
+    assert [m.value for m in head_variance] == [pytest.approx(final["final_head_angle_variance"])]
+
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"spec.json", "manifest.json", "checkpoints", "plots"} <= artifacts
+    plots = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert set(plots) == {f"plots/{name}.png" for name in
+                          ("class_frequency", "angular_variance", "tsne", "cmc")}
+    assert min(plots.values()) > 10_000  # rendered figures, not empty files
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [
+        "checkpoints/last.pt"]
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                         output_format="list")
+    assert [m.source_run_id for m in models] == [run.info.run_id]
+
+
+def test_failed_run_is_marked_failed_with_the_reason(tiny_spec, tmp_path, tracking_uri):
+    from leap_core.training.hooks import Hook
+
+    class Explode(Hook):
+        def on_step(self, trainer, info):
+            raise RuntimeError("disk on fire")
+
+    spec = tiny_spec(eval={"protocol": "none"})
+    trainer = Trainer(spec, tmp_path / "run", [MLflowHook(tracking_uri, log_model=False),
+                                               Explode()])
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        trainer.fit()
+    run = MlflowClient(tracking_uri).get_run(trainer.mlflow_run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["error"] == "RuntimeError: disk on fire"

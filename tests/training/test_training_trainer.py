@@ -1,0 +1,100 @@
+"""The trainer: exact resume, non-finite loss, cancellation, learning on synthetic data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from leap_core.training.checkpoint import load_checkpoint
+from leap_core.training.hooks import Hook
+from leap_core.training.trainer import NonFiniteLoss, Trainer, TrainingCancelled
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {**{f"model.{k}": v for k, v in trainer.model.state_dict().items()},
+            **{f"head.{k}": v for k, v in trainer.head.state_dict().items()}}
+
+
+def test_resume_after_an_epoch_ends_with_identical_weights(tiny_spec, tmp_path):
+    spec = tiny_spec(train={"epochs": 3, "checkpoint_every": 1},
+                     eval={"protocol": "none"})
+    straight = Trainer(spec, tmp_path / "straight")
+    straight.fit()
+
+    class StopAfterFirstEpoch(Hook):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            if epoch == 0:
+                trainer.save(trainer.run_dir / "last.pt")
+                raise KeyboardInterrupt  # the process dies between epochs
+
+    first = Trainer(spec, tmp_path / "interrupted", [StopAfterFirstEpoch()])
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    checkpoint = tmp_path / "interrupted" / "last.pt"
+    assert load_checkpoint(checkpoint)["epoch"] == 1
+
+    torch.manual_seed(1234)  # a fresh process would start from another RNG state
+    resumed = Trainer(spec, tmp_path / "interrupted")
+    resumed.fit(resume=checkpoint)
+    assert resumed.global_step == straight.global_step == 3 * 4
+    expected, actual = weights(straight), weights(resumed)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    assert torch.equal(straight.cloud.memory.angles, resumed.cloud.memory.angles)
+
+
+def test_non_finite_loss_stops_the_run_naming_the_step(tiny_spec, tmp_path):
+    class PoisonAfterTwoSteps(Hook):
+        def on_step(self, trainer, info):
+            if info.global_step == 2:
+                with torch.no_grad():
+                    trainer.head.weight[0, 0] = float("nan")
+
+    failures = []
+
+    class Record(Hook):
+        def on_failure(self, trainer, error):
+            failures.append(error)
+
+    spec = tiny_spec(eval={"protocol": "none"})
+    trainer = Trainer(spec, tmp_path, [PoisonAfterTwoSteps(), Record()])
+    with pytest.raises(NonFiniteLoss, match="loss is nan at epoch 0, global step 3"):
+        trainer.fit()
+    assert len(failures) == 1 and isinstance(failures[0], NonFiniteLoss)
+
+
+def test_cancellation_between_steps_keeps_the_last_checkpoint(tiny_spec, tmp_path):
+    class CancelInSecondEpoch(Hook):
+        def should_stop(self, trainer):
+            return trainer.global_step == 6
+
+    spec = tiny_spec(eval={"protocol": "none"})
+    trainer = Trainer(spec, tmp_path, [CancelInSecondEpoch()])
+    with pytest.raises(TrainingCancelled, match="cancelled at epoch 1, step 2"):
+        trainer.fit()
+    kept = load_checkpoint(tmp_path / "last.pt")
+    assert kept["epoch"] == 1 and kept["global_step"] == 4
+
+
+def test_step_figures_and_epoch_metrics_are_reported(tiny_spec, tmp_path):
+    seen = []
+
+    class Collect(Hook):
+        def on_step(self, trainer, info):
+            seen.append(info)
+
+    spec = tiny_spec(eval={"every_epochs": 0})
+    trainer = Trainer(spec, tmp_path, [Collect()])
+    metrics = trainer.fit()
+    assert [info.global_step for info in seen] == list(range(1, 13))
+    assert [info.epoch for info in seen] == [0] * 4 + [1] * 4 + [2] * 4
+    assert seen[-1].total_steps == 12
+    # Warm-up over one epoch from 1% of lr: the first step runs at 0.01·0.003.
+    assert seen[0].lr == pytest.approx(0.003 * 0.01)
+    assert seen[4].lr == pytest.approx(0.003)
+    assert seen[3].figures["cloud_fraction"] == 0.0  # epoch 0: before cloud_start_epoch
+    assert 0.0 < seen[-1].figures["cloud_fraction"] <= 1.0
+    for name in ("rank1", "mAP", "mINP", "train_loss", "train_accuracy", "lr"):
+        assert name in metrics
+    assert 0.0 <= metrics["rank1"] <= 1.0
