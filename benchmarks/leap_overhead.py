@@ -5,17 +5,19 @@ cloud. LEAP runs in full mode with half of each batch drawn from tail classes th
 cloud. The two variants alternate within one run, so machine noise hits both alike; the
 printed figure is the ratio of their median step times. Nothing here asserts a time.
 
-    python benchmarks/leap_overhead.py [--classes 751 100000] [--repeats 15] [--device cpu]
+    python benchmarks/leap_overhead.py [--classes 751 100000] [--repeats 15] [--device cpu] \
+        [--cpu-time]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from timing import add_timing_arguments, describe, make_timer
 
 from leap_core.heads import CosFaceHead
 from leap_core.leap import FeatureCloud
@@ -32,58 +34,66 @@ def long_tailed_counts(num_classes: int) -> torch.Tensor:
     return counts
 
 
-def warm_up(cloud: FeatureCloud, heads: int, generator: torch.Generator,
-            device: torch.device) -> None:
-    """Give every class statistics: head classes wide, tail classes narrow, so tail classes
-    get a cloud in full mode."""
+def class_features(directions: torch.Tensor, labels: torch.Tensor, heads: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Features around each class's direction: head classes spread wide, tail classes
+    narrow, so in full mode the tail classes (and only they) get a cloud."""
+    wide = 0.2 + 0.8 * torch.rand(labels.numel(), generator=generator)
+    spread = torch.where(labels < heads, wide, 0.1).unsqueeze(1)
+    noise = torch.randn(labels.numel(), DIM, generator=generator) * spread
+    return F.normalize(directions[labels]) + noise / DIM**0.5
+
+
+def warm_up(cloud: FeatureCloud, directions: torch.Tensor, heads: int,
+            generator: torch.Generator, device: torch.device) -> None:
+    """Give every class statistics before timing."""
     num_classes = cloud.num_classes
-    directions = torch.randn(num_classes, DIM, generator=generator)
     for start in range(0, num_classes, 8192):
-        classes = torch.arange(start, min(start + 8192, num_classes))
-        labels = classes.repeat(3)
-        spread = torch.where(labels < heads, 0.6, 0.1).unsqueeze(1)
-        noise = torch.randn(labels.numel(), DIM, generator=generator) * spread
-        features = F.normalize(directions[labels]) + noise / DIM**0.5
+        labels = torch.arange(start, min(start + 8192, num_classes)).repeat(3)
+        features = class_features(directions, labels, heads, generator)
         cloud.update(features.to(device), labels.to(device))
 
 
-def time_step(step, device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
-def measure(num_classes: int, repeats: int,
-            device: torch.device) -> tuple[float, float, float]:
+def measure(num_classes: int, repeats: int, device: torch.device,
+            timed: Callable[[Callable[[], None]], float]) -> tuple[float, float, float]:
     generator = torch.Generator().manual_seed(0)
     counts = long_tailed_counts(num_classes)
     heads = int((counts > 5).sum())
     cloud = FeatureCloud(counts, DIM, mode="full").to(device)
-    warm_up(cloud, heads, generator, device)
+    directions = torch.randn(num_classes, DIM, generator=generator)
+    warm_up(cloud, directions, heads, generator, device)
     head = CosFaceHead(DIM, num_classes).to(device)
     criterion = LEAPLoss(head, cloud, cloud_start_epoch=0)
     head_labels = torch.randint(0, heads, (BATCH // 2,), generator=generator)
     tail_labels = torch.randint(heads, num_classes, (BATCH // 2,), generator=generator)
-    labels = torch.cat([head_labels, tail_labels]).to(device)
-    features = torch.randn(BATCH, DIM, generator=generator).to(device).requires_grad_()
+    labels = torch.cat([head_labels, tail_labels])
+    # A few batches of realistic features, cycled, so the memories keep the warm-up's
+    # head/tail structure instead of filling with one repeated batch.
+    batches = [class_features(directions, labels, heads, generator).to(device).requires_grad_()
+               for _ in range(4)]
+    labels = labels.to(device)
+    turn = {"CosFace": 0, "LEAP": 0}
+
+    def next_batch(name: str) -> torch.Tensor:
+        turn[name] += 1
+        return batches[turn[name] % len(batches)]
 
     def cosface_step() -> None:
+        features = next_batch("CosFace")
         F.cross_entropy(head(features, labels), labels).backward()
 
     def leap_step() -> None:
-        criterion(features, labels, epoch=0).backward()
+        criterion(next_batch("LEAP"), labels, epoch=0).backward()
 
     for step in (cosface_step, leap_step):  # warm caches and allocator
         step()
     plain, leap = [], []
     for _ in range(repeats):
-        plain.append(time_step(cosface_step, device))
-        leap.append(time_step(leap_step, device))
-        head.weight.grad = features.grad = None
+        plain.append(timed(cosface_step))
+        leap.append(timed(leap_step))
+        head.weight.grad = None
+        for batch in batches:
+            batch.grad = None
     share = criterion.figures()["cloud_fraction"]
     return statistics.median(plain), statistics.median(leap), share
 
@@ -93,15 +103,17 @@ def main() -> None:
     parser.add_argument("--classes", type=int, nargs="+", default=[751, 100_000])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--device", default="cpu")
+    add_timing_arguments(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads, "
+    timed = make_timer(device, args.cpu_time)
+    print(f"torch {torch.__version__}, {device}, {describe(args.cpu_time)}, "
           f"batch {BATCH}, "
           f"D = {DIM}, {args.repeats} alternating repeats, medians")
     print(f"{'classes':>9} {'CosFace ms':>11} {'LEAP-CF ms':>11} {'cloud share':>12} "
           f"{'LEAP / CosFace':>15}")
     for num_classes in args.classes:
-        plain, leap, share = measure(num_classes, args.repeats, device)
+        plain, leap, share = measure(num_classes, args.repeats, device, timed)
         print(f"{num_classes:>9} {plain * 1e3:>11.1f} {leap * 1e3:>11.1f} {share:>12.2f} "
               f"{leap / plain:>15.3f}")
     memory = FeatureCloud([50] * 100_000, DIM).memory

@@ -5,7 +5,7 @@ for LEAP), optimizer update. Default: ResNet-18 at 128×64, batch 64 (P×K = 16�
 classes (Market-1501's training identities, cut to <H20,S5> counts), CPU. The two variants
 alternate, and the printed figure is the ratio of their median step times.
 
-    python benchmarks/train_step.py [--repeats 10] [--device cpu]
+    python benchmarks/train_step.py [--repeats 10] [--device cpu] [--cpu-time]
     python benchmarks/train_step.py --device cuda --backbone resnet50 --height 256 \
         --width 128 --amp --channels-last
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from timing import add_timing_arguments, describe, make_timer
 
 from leap_core.heads import CosFaceHead
 from leap_core.leap import FeatureCloud
@@ -49,8 +49,10 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--amp", action="store_true", help="bf16 autocast")
     parser.add_argument("--channels-last", action="store_true")
+    add_timing_arguments(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
+    timed = make_timer(device, args.cpu_time)
     generator = torch.Generator().manual_seed(1)
     images = torch.randn(BATCH, 3, args.height, args.width, generator=generator).to(device)
     if args.channels_last:
@@ -65,17 +67,15 @@ def main() -> None:
 
     def step(name: str) -> float:
         model, criterion, optimizer = runs[name]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
-            loss = criterion(model(images), labels, epoch=0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+
+        def run() -> None:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                loss = criterion(model(images), labels, epoch=0)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return timed(run)
 
     for _ in range(4):  # warm-up; also gives every batch class statistics in the cloud
         for name in runs:
@@ -86,7 +86,7 @@ def main() -> None:
             times[name].append(step(name))
     plain, leap = (statistics.median(times[name]) for name in ("CosFace", "LEAP-CF"))
     share = runs["LEAP-CF"][1].figures()["cloud_fraction"]
-    print(f"torch {torch.__version__}, {device}, {torch.get_num_threads()} threads; "
+    print(f"torch {torch.__version__}, {device}, {describe(args.cpu_time)}; "
           f"{args.backbone} {args.height}x{args.width}, batch {BATCH}, {CLASSES} classes, "
           f"amp={args.amp}, channels_last={args.channels_last}; {args.repeats} alternating "
           f"repeats, medians")

@@ -55,7 +55,7 @@ class LEAPLoss(nn.Module):
         self.head = head
         self.cloud = cloud
         self.cloud_start_epoch = cloud_start_epoch
-        self._last: dict[str, torch.Tensor] = {}
+        self._last: dict[str, torch.Tensor | None] = {}
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         """The mean loss over the batch, a scalar tensor with gradient."""
@@ -65,40 +65,38 @@ class LEAPLoss(nn.Module):
         labels = checks.labels_tensor("labels", labels, features.shape[0],
                                       self.head.num_classes)
         if self.cloud is not None:
-            self.cloud.update(features, labels)
+            self.cloud.observe(features, labels)
         if self.cloud is None or epoch < self.cloud_start_epoch:
-            logits = self.head(features, labels)
+            logits = self.head.logits(features, labels)
             loss = F.cross_entropy(logits, labels)
             self._remember(loss, logits, labels, cloud_std=None)
             return loss
 
         variance = self.cloud.cloud_variance()
+        if self.cloud.cloud_samples == 1:
+            rows, row_alpha = self.cloud.draw_rows(labels, variance)
+            logits = self.head.logits(features, labels, rows, row_alpha)
+            loss = F.cross_entropy(logits, labels)
+            self._remember(loss, logits, labels, cloud_std=variance[labels].sqrt())
+            return loss
         index, repeats = self.cloud.repeat_index(labels, variance)
-        if index.numel() != labels.numel():
-            features, labels_rows = features[index], labels[index]
-        else:
-            labels_rows = labels
-        alpha = self.cloud.draw(labels_rows, variance)
-        logits = self.head(features, labels_rows, alpha)
+        labels_rows = labels[index]
+        rows, row_alpha = self.cloud.draw_rows(labels_rows, variance)
+        logits = self.head.logits(features[index], labels_rows, rows, row_alpha)
         per_row = F.cross_entropy(logits, labels_rows, reduction="none")
-        weight = 1.0 / repeats[index].to(per_row.dtype)
-        loss = (per_row * weight).sum() / labels.numel()
+        loss = (per_row / repeats[index].to(per_row.dtype)).sum() / labels.numel()
         self._remember(loss, logits, labels_rows, cloud_std=variance[labels].sqrt())
         return loss
 
     def _remember(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
                   cloud_std: torch.Tensor | None) -> None:
-        """Keep the step's figures as detached tensors; they are turned into floats only when
-        :meth:`figures` is asked, so a step never waits on the device for logging."""
-        last = {"loss": loss.detach(),
-                "accuracy": (logits.detach().argmax(dim=1) == labels).float().mean()}
-        if cloud_std is not None:
-            with_cloud = cloud_std > 0
-            last["cloud_fraction"] = with_cloud.float().mean()
-            last["cloud_std_mean"] = torch.where(with_cloud, cloud_std,
-                                                 torch.zeros_like(cloud_std)).sum() \
-                / with_cloud.sum().clamp(min=1)
-        self._last = last
+        """Keep what the step's figures are made of, as detached tensors; they are reduced
+        and turned into floats only when :meth:`figures` is asked, so a step neither waits on
+        the device nor spends time on figures nobody reads (the arg-max over a face-scale
+        classifier costs as much as the feature cloud). The logits stay referenced until the
+        next step."""
+        self._last = {"loss": loss.detach(), "logits": logits.detach(), "labels": labels,
+                      "cloud_std": cloud_std}
 
     def figures(self) -> dict[str, float]:
         """Figures of the last step, as floats:
@@ -113,9 +111,19 @@ class LEAPLoss(nn.Module):
         Cloud figures are 0 before the cloud starts; angular variances are NaN while a group
         has no statistics, and absent without a cloud.
         """
-        result = {name: float(value) for name, value in self._last.items()}
-        result.setdefault("cloud_fraction", 0.0)
-        result.setdefault("cloud_std_mean", 0.0)
+        last = self._last
+        if not last:
+            raise RuntimeError("figures() needs a step first: call the criterion")
+        result = {"loss": float(last["loss"]),
+                  "accuracy": float((last["logits"].argmax(dim=1) == last["labels"])
+                                    .float().mean()),
+                  "cloud_fraction": 0.0, "cloud_std_mean": 0.0}
+        cloud_std = last["cloud_std"]
+        if cloud_std is not None:
+            with_cloud = cloud_std > 0
+            count = int(with_cloud.sum())
+            result["cloud_fraction"] = count / cloud_std.numel()
+            result["cloud_std_mean"] = float(cloud_std[with_cloud].sum()) / max(count, 1)
         if self.cloud is not None:
             head, tail = self.cloud.angular_variance_by_group()
             result["head_angular_variance"] = head

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from leap_core.heads.base import MarginHead, cosine_to_angle
+from leap_core.heads.base import MarginHead, angular_shift
 
 
 class ArcFaceHead(MarginHead):
@@ -30,7 +30,5 @@ class ArcFaceHead(MarginHead):
             raise ValueError(f"margin must be at most π radians, got {margin!r}")
 
     def target_cosine(self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None) -> torch.Tensor:
-        angle = cosine_to_angle(cos_y)
-        if alpha_y is not None:
-            angle = angle + alpha_y
-        return torch.cos((angle + self.margin).clamp(0.0, math.pi))
+        offset = torch.full_like(cos_y, self.margin) if alpha_y is None else alpha_y + self.margin
+        return angular_shift(cos_y, offset)

@@ -27,11 +27,47 @@ def cosine_to_angle(cos: torch.Tensor) -> torch.Tensor:
     return torch.acos(cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS))
 
 
+class _AngularShift(torch.autograd.Function):
+    """``cos(clip(arccos(clamp(c)) + offset))`` with a hand-written derivative.
+
+    Autograd would record six operations and run about twenty-five kernels backwards; here
+    the local derivative ``sin(φ)/sqrt(1 − c²)`` (zero where a clamp is active) is formed
+    once in the forward pass and the backward pass is one multiplication. The offset is a
+    constant (the cloud's draws, the margin): no gradient flows into it.
+    """
+
+    @staticmethod
+    def forward(ctx, cos: torch.Tensor, offset: torch.Tensor,
+                keep_zero: bool) -> torch.Tensor:
+        clamped = cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS)
+        clipped = torch.acos(clamped).add_(offset).clamp_(0.0, math.pi)
+        moved = torch.cos(clipped)
+        # Zero where the cosine clamp is active, as autograd's clamp would give. Where the
+        # angle clip is active, sin(0) = 0 and sin(π) ≈ -9e-8 already make it (near) zero.
+        slope = torch.sin(clipped).mul_(torch.rsqrt(1.0 - clamped * clamped))
+        slope.mul_(clamped == cos)
+        if keep_zero:
+            unmoved = offset == 0
+            moved = torch.where(unmoved, cos, moved)
+            slope = torch.where(unmoved, torch.ones_like(slope), slope)
+        ctx.save_for_backward(slope)
+        return moved
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None
+
+
+def angular_shift(cos: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``cos(clip(θ + offset))`` with ``θ = arccos(cos)`` and ``clip`` to ``[0, π]``."""
+    return _AngularShift.apply(cos, offset, False)
+
+
 def shifted_cosine(cos: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """``cos(clip(θ + offset))`` with ``clip`` to ``[0, π]``; entries whose offset is exactly 0
-    keep ``cos`` unchanged, so a zero offset reproduces the baseline bit for bit."""
-    moved = torch.cos((cosine_to_angle(cos) + offset).clamp(0.0, math.pi))
-    return torch.where(offset != 0, moved, cos)
+    """:func:`angular_shift`, except that entries whose offset is exactly 0 keep ``cos``
+    unchanged, so a zero offset reproduces the baseline bit for bit."""
+    return _AngularShift.apply(cos, offset, True)
 
 
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
@@ -90,33 +126,43 @@ class MarginHead(nn.Module):
         Args:
             features: ``(B, D)`` embeddings, any floating dtype.
             labels: ``(B,)`` integer class indices in ``[0, C)``.
-            alpha: optional ``(B, C)`` angular offsets in radians (spec §6); ``None`` or all
-                zeros gives exactly the baseline logits of spec §2.
+            alpha: optional ``(B, C)`` angular offsets in radians (spec §6); ``None``, all
+                zeros, or a sample whose row is all zeros gives exactly the baseline logits
+                of spec §2.
         """
         checks.features_tensor("features", features, self.embedding_dim)
         labels = checks.labels_tensor("labels", labels, features.shape[0], self.num_classes)
+        if alpha is None:
+            return self.logits(features, labels)
+        alpha = self._check_alpha(alpha, features.shape[0])
+        rows = (alpha != 0).any(dim=1).nonzero().squeeze(1)
+        return self.logits(features, labels, rows, alpha.index_select(0, rows))
+
+    def logits(self, features: torch.Tensor, labels: torch.Tensor,
+               rows: torch.Tensor | None = None,
+               row_alpha: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`forward` with the offsets given only for the samples that have them, and
+        without argument checks (for a criterion that already checked its inputs).
+
+        Args:
+            rows: ``(n,)`` indices of the samples with offsets, or ``None`` for none.
+            row_alpha: ``(n, C)`` their offsets. Skipping the samples without offsets (the
+                head classes' samples) roughly halves the angular work of a long-tailed batch
+                and never builds a dense ``(B, C)`` offset matrix.
+        """
         cos = self.cosine(features)
         index = labels.unsqueeze(1)
         cos_y = cos.gather(1, index)
         alpha_y = None
-        if alpha is not None:
-            alpha = self._check_alpha(alpha, features.shape[0]).to(cos.dtype)
-            alpha_y = alpha.gather(1, index)
-            cos = self._shift_rows_with_offsets(cos, alpha)
+        if rows is not None and row_alpha is not None and rows.numel() > 0:
+            row_alpha = row_alpha.detach().to(cos.dtype)
+            alpha_y = torch.zeros_like(cos_y).index_copy(
+                0, rows, row_alpha.gather(1, index.index_select(0, rows)))
+            # Cloud draws are continuous, never exactly 0: no need for the zero check.
+            moved = angular_shift(cos.index_select(0, rows), row_alpha)
+            cos = cos.index_copy(0, rows, moved)
         logits = cos.scatter(1, index, self.target_cosine(cos_y, alpha_y))
         return logits * self.scale
-
-    @staticmethod
-    def _shift_rows_with_offsets(cos: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        """Apply the offsets only to samples that have any: head-class samples carry no cloud,
-        and skipping their rows halves the angular work on a typical long-tailed batch."""
-        rows = (alpha != 0).any(dim=1).nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return cos
-        if rows.numel() == cos.shape[0]:
-            return shifted_cosine(cos, alpha)
-        moved = shifted_cosine(cos.index_select(0, rows), alpha.index_select(0, rows))
-        return cos.index_copy(0, rows, moved)
 
     def _check_alpha(self, alpha: object, batch: int) -> torch.Tensor:
         if not isinstance(alpha, torch.Tensor) or not alpha.is_floating_point():

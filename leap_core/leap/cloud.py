@@ -120,14 +120,19 @@ class FeatureCloud(nn.Module):
         self.register_buffer("is_head", is_head, persistent=False)
         self.register_buffer("centres", torch.zeros(counts.numel(), self.embedding_dim))
         self.register_buffer("seen", torch.zeros(counts.numel(), dtype=torch.bool))
-        self.register_buffer("calls", torch.zeros((), dtype=torch.long))
         self.memory = AngleMemory(capacity)
+        self._calls = 0
         self._generator: torch.Generator | None = None
         self._pending_generator_state: dict[str, Any] | None = None
 
     @property
     def num_classes(self) -> int:
         return self.class_counts.numel()
+
+    @property
+    def calls(self) -> int:
+        """How many times :meth:`update` was called (updating or not)."""
+        return self._calls
 
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
@@ -144,8 +149,13 @@ class FeatureCloud(nn.Module):
         """
         checks.features_tensor("features", features, self.embedding_dim)
         labels = checks.labels_tensor("labels", labels, features.shape[0], self.num_classes)
-        due = int(self.calls) % self.update_every == 0
-        self.calls += 1
+        return self.observe(features, labels)
+
+    @torch.no_grad()
+    def observe(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
+        """:meth:`update` without argument checks, for a criterion that checked them."""
+        due = self._calls % self.update_every == 0
+        self._calls += 1
         if not due:
             return False
         unit = F.normalize(features.detach().to(self.centres.dtype), dim=1)
@@ -227,14 +237,22 @@ class FeatureCloud(nn.Module):
              generator: torch.Generator | None = None) -> torch.Tensor:
         """:meth:`sample_alpha` for already-checked labels and a precomputed
         :meth:`cloud_variance`, so a training step computes the variance once."""
+        rows, row_alpha = self.draw_rows(labels, variance, generator)
+        alpha = torch.zeros(labels.numel(), self.num_classes, device=labels.device)
+        return alpha.index_copy_(0, rows, row_alpha)
+
+    @torch.no_grad()
+    def draw_rows(self, labels: torch.Tensor, variance: torch.Tensor,
+                  generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The non-zero rows of :meth:`draw`: ``(rows, offsets)`` with ``rows`` the indices of
+        the samples whose class has a cloud and ``offsets`` their ``(n, C)`` draws. The same
+        generator calls as :meth:`draw`, so both give the same numbers."""
         std = variance[labels].sqrt().to(torch.float32)
-        alpha = torch.zeros(labels.numel(), self.num_classes, device=std.device)
         rows = (std > 0).nonzero().squeeze(1)
-        if rows.numel():
-            noise = torch.randn(rows.numel(), self.num_classes, device=std.device,
-                                generator=generator or self._rng())
-            alpha[rows] = noise * std[rows].unsqueeze(1)
-        return alpha
+        noise = torch.randn(rows.numel(), self.num_classes, device=std.device,
+                            generator=generator or self._rng())
+        return rows, noise.mul_(std.index_select(0, rows).unsqueeze(1))
 
     def repeat_index(self, labels: torch.Tensor, variance: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,9 +291,10 @@ class FeatureCloud(nn.Module):
         if self._generator is not None:
             state = {"device_type": self._generator.device.type,
                      "state": self._generator.get_state()}
-        return {"seed": self.seed, "generator": state}
+        return {"seed": self.seed, "generator": state, "calls": self._calls}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self.seed = int(state["seed"])
+        self._calls = int(state["calls"])
         self._generator = None
         self._pending_generator_state = state["generator"]

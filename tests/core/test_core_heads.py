@@ -173,3 +173,28 @@ def test_forward_rejects_bad_inputs_naming_them():
         head(good_f, torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"alpha must have shape \(2, 3\), got \(2, 4\)"):
         head(good_f, good_y, torch.zeros(2, 4))
+
+
+def test_angular_shift_gradient_matches_autograd_of_the_plain_formula():
+    from leap_core.heads.base import COS_EPS, angular_shift, shifted_cosine
+
+    generator = torch.Generator().manual_seed(9)
+    cos = (torch.rand(400, dtype=torch.float64, generator=generator) * 1.98 - 0.99)
+    offset = torch.randn(400, dtype=torch.float64, generator=generator) * 0.8
+    offset[::7] = 0.0                     # the zero-offset rule of shifted_cosine
+    cos[::11] = 1.0                       # the cosine clamp is active here
+    for function, keep_zero in ((angular_shift, False), (shifted_cosine, True)):
+        mine = cos.clone().requires_grad_()
+        plain = cos.clone().requires_grad_()
+        moved = function(mine, offset)
+        reference = torch.cos((torch.acos(plain.clamp(-1 + COS_EPS, 1 - COS_EPS)) + offset)
+                              .clamp(0.0, math.pi))
+        if keep_zero:
+            reference = torch.where(offset != 0, reference, plain)
+        torch.testing.assert_close(moved, reference, rtol=0, atol=1e-12)
+        weights = torch.randn(400, dtype=torch.float64, generator=generator)
+        (moved * weights).sum().backward()
+        (reference * weights).sum().backward()
+        # Where the angle clip is active the hand-written slope uses sin(π) ≈ 1e-16 in
+        # float64 instead of an exact 0: equal to 1e-9.
+        torch.testing.assert_close(mine.grad, plain.grad, rtol=1e-9, atol=1e-9)
