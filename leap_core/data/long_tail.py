@@ -112,6 +112,23 @@ def _build(
     )
 
 
+def _rank_heads(
+    records: Sequence[Record], head: object, seed: object, selection: HeadSelection
+) -> tuple[dict[int, list[Record]], list[int], set[int]]:
+    """Group by identity, rank the identities and take the first ``head`` as head classes,
+    refusing a head that leaves no tail."""
+    head = _check_int("head", head, 0)
+    seed = _check_int("seed", seed, 0)
+    groups = _group(records)
+    if head >= len(groups):
+        raise DatasetError(
+            f"head must be below the number of training identities ({len(groups)}) so the "
+            f"tail is not empty, got {head}"
+        )
+    order = _order(groups, selection, seed)
+    return groups, order, set(order[:head])
+
+
 def reid_long_tail(
     records: Sequence[Record],
     *,
@@ -121,17 +138,8 @@ def reid_long_tail(
     head_selection: HeadSelection = "count",
 ) -> LongTailManifest:
     """Cut ``<H head, S tail_samples>``: head identities keep all images, the rest keep S."""
-    head = _check_int("head", head, 0)
     tail_samples = _check_int("tail_samples", tail_samples, 1)
-    seed = _check_int("seed", seed, 0)
-    groups = _group(records)
-    if head >= len(groups):
-        raise DatasetError(
-            f"head must be below the number of training identities ({len(groups)}) so the "
-            f"tail is not empty, got {head}"
-        )
-    order = _order(groups, head_selection, seed)
-    heads = set(order[:head])
+    groups, _, heads = _rank_heads(records, head, seed, head_selection)
     keep: dict[int, int | None] = {pid: (None if pid in heads else tail_samples) for pid in groups}
     profile = {
         "kind": "reid",
@@ -152,23 +160,14 @@ def face_long_tail(
     head_selection: HeadSelection = "count",
 ) -> LongTailManifest:
     """Cut ``<H head, T tail_classes>``: the next T identities keep ``tail_samples`` images."""
-    head = _check_int("head", head, 0)
     tail_classes = _check_int("tail_classes", tail_classes, 1)
     tail_samples = _check_int("tail_samples", tail_samples, 1)
-    seed = _check_int("seed", seed, 0)
-    groups = _group(records)
-    if head >= len(groups):
-        raise DatasetError(
-            f"head must be below the number of training identities ({len(groups)}) so the "
-            f"tail is not empty, got {head}"
-        )
+    groups, order, heads = _rank_heads(records, head, seed, head_selection)
     if head + tail_classes > len(groups):
         raise DatasetError(
             f"tail_classes: head ({head}) + tail_classes ({tail_classes}) exceeds the "
             f"{len(groups)} training identities"
         )
-    order = _order(groups, head_selection, seed)
-    heads = set(order[:head])
     keep: dict[int, int | None] = {pid: None for pid in heads}
     keep.update({pid: tail_samples for pid in order[head : head + tail_classes]})
     profile = {
