@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo up down test lint bench clean
 
 install: $(STAMP)
 
@@ -14,8 +14,16 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# The embedded service (SQLite, a broker on SQLite, MLflow server, API, Celery worker):
+# `demo` brings it up and trains CosFace vs LEAP-CF through the REST API; it stays up.
 demo: install
-	$(VENV)/bin/leap train examples/tiny_synthetic.yaml
+	$(VENV)/bin/python -m api.stack demo
+
+up: install
+	$(VENV)/bin/python -m api.stack up
+
+down:
+	@test -x $(VENV)/bin/python && $(VENV)/bin/python -m api.stack down || true
 
 test: install
 	$(VENV)/bin/python -m pytest -q
@@ -28,6 +36,7 @@ bench: install
 	$(VENV)/bin/python benchmarks/train_step.py
 	$(VENV)/bin/python benchmarks/eval_speed.py
 	$(VENV)/bin/python benchmarks/data_speed.py
+	$(VENV)/bin/python benchmarks/api_load.py
 
-clean:
+clean: down
 	rm -rf $(VENV) .leap .pytest_cache

@@ -2,6 +2,7 @@
 
 import typer
 
+from leap_core.cli import client
 from leap_core.cli.data import app as data_app
 from leap_core.cli.train import evaluate, train
 
@@ -14,3 +15,4 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.command("train")(train)
 app.command("eval")(evaluate)
+client.register(app)

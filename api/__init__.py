@@ -1,0 +1,1 @@
+"""The REST job API of the LEAP training service (FastAPI)."""

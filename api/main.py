@@ -1,0 +1,55 @@
+"""The FastAPI application: ``uvicorn api.main:app`` (or :func:`create_app` in tests).
+
+The schema must already be migrated (``python -m jobs.migrate``): the app never creates
+tables itself.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.routers import health, jobs
+from jobs.settings import Settings, get_settings
+
+
+def _field_errors(error: RequestValidationError) -> list[dict]:
+    """Each problem as ``{path, message, input}`` with a dotted path into the body."""
+    problems = []
+    for item in error.errors():
+        loc = [str(part) for part in item.get("loc", ())]
+        if loc and loc[0] == "body":
+            loc = loc[1:]
+        message = str(item.get("msg", "")).removeprefix("Value error, ")
+        entry = {"path": ".".join(loc) or "body", "message": message, "type": item.get("type")}
+        if "input" in item and not isinstance(item["input"], dict):
+            entry["input"] = item["input"]
+        problems.append(entry)
+    return problems
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(title="LEAP training service",
+                  description="Submit LEAP training jobs, follow them, find their MLflow runs.",
+                  version="0.1.0")
+    app.state.settings = settings or get_settings()
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = _field_errors(error)
+        summary = "; ".join(f"{p['path']}: {p['message']}" for p in problems)
+        body = {"detail": summary, "errors": problems}
+        return JSONResponse(status_code=422, content=jsonable_encoder(body))
+
+    return app
+
+
+def __getattr__(name: str):
+    # ``uvicorn api.main:app`` builds the app on first access, after the environment is set.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

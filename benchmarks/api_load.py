@@ -1,0 +1,241 @@
+"""Load on the job API: 200 concurrent clients submit 2,000 jobs, then read them back; and
+the time from a job's dispatch to its first training step on an idle worker.
+
+Runs against the real thing on loopback: a PostgreSQL database and a Redis db number of
+its own (created here, dropped or flushed at the end), a uvicorn API process, and for the
+second part a Celery worker process. No worker consumes during the load, so every job
+stays queued and can be counted in Redis. Prints the figures; asserts nothing about time.
+
+    .venv/bin/python benchmarks/api_load.py [--clients 200] [--jobs 2000] [--api-workers 2]
+
+Targets (issue 7): every job stored exactly once, p99 POST /v1/jobs < 100 ms, p99
+GET /v1/jobs/{id} < 30 ms, dispatch → first step (excluding data loading) < 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+import redis
+from sqlalchemy import func, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from jobs.admin import create_key  # noqa: E402
+from jobs.db import session_scope  # noqa: E402
+from jobs.migrate import upgrade  # noqa: E402
+from jobs.models import Job, JobEvent  # noqa: E402
+from leap_core.config import parse_spec  # noqa: E402
+from leap_core.training.data_setup import ensure_synthetic  # noqa: E402
+
+PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+TINY = {
+    "dataset": {"format": "synthetic",
+                "synthetic": {"identities": 24, "test_identities": 8, "cameras": 3, "head": 4,
+                              "tail_samples": 3, "height": 32, "width": 16, "seed": 0},
+                "image_size": [32, 16]},
+    "model": {"backbone": "tiny_cnn", "embedding_dim": 32, "width": 8},
+    "method": {"head": {"kind": "cosface"}, "leap": {"mode": "full", "cloud_start_epoch": 1}},
+    "train": {"epochs": 2, "sampler": {"identities": 4, "instances": 4}, "num_workers": 0,
+              "steps_per_epoch": 4, "schedule": {"warmup_epochs": 1, "milestones": [1]}},
+    "eval": {"every_epochs": 0, "diagnostics": False},
+}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def claim_redis_db() -> tuple[redis.Redis, str]:
+    marker = f"leap-bench-claim-{uuid.uuid4().hex}"
+    for number in range(15, 0, -1):
+        client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{number}")
+        if client.dbsize() == 0 and client.set(marker, "1", nx=True) and client.dbsize() == 1:
+            return client, f"redis://127.0.0.1:6379/{number}"
+    raise SystemExit("no empty Redis db number for the benchmark")
+
+
+def wait_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"process exited with {process.returncode}")
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} not up within {timeout}s")
+
+
+async def load(url: str, token: str, body: dict, clients: int, jobs: int):
+    """Each client submits its share of jobs (with an Idempotency-Key), then all read them."""
+    post_times: list[float] = []
+    get_times: list[float] = []
+    ids: list[str] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
+                                 timeout=60) as http:
+        async def submitter(index: int) -> None:
+            for n in range(index, jobs, clients):
+                started = time.perf_counter()
+                response = await http.post("/v1/jobs", json={**body, "name": f"load-{n}"},
+                                           headers={"Idempotency-Key": f"load-{n}"})
+                post_times.append(time.perf_counter() - started)
+                response.raise_for_status()
+                ids.append(response.json()["id"])
+
+        async def reader(index: int) -> None:
+            for n in range(index, len(ids), clients):
+                started = time.perf_counter()
+                response = await http.get(f"/v1/jobs/{ids[n]}")
+                get_times.append(time.perf_counter() - started)
+                response.raise_for_status()
+
+        began = time.perf_counter()
+        await asyncio.gather(*(submitter(i) for i in range(clients)))
+        submit_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        await asyncio.gather(*(reader(i) for i in range(clients)))
+        read_seconds = time.perf_counter() - began
+    return ids, post_times, get_times, submit_seconds, read_seconds
+
+
+def queued_messages(client: redis.Redis, queue: str) -> int:
+    return sum(client.llen(queue + (f"\x06\x16{p}" if p else "")) for p in (0, 3, 6, 9))
+
+
+def first_step_latency(env: dict, url: str, token: str, body: dict, runs: int) -> list[dict]:
+    """Start a worker, let it go idle, then time dispatch → lease → set-up → first step."""
+    log_path = Path(env["LEAP_HOME"]) / "worker.log"
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "worker", "--concurrency=1"],
+                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while " ready." not in log_path.read_text():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"worker did not start; see {log_path}")
+            time.sleep(0.2)
+        time.sleep(3)  # idle
+        figures = []
+        http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"})
+        for _ in range(runs):
+            job_id = http.post("/v1/jobs", json=body).json()["id"]
+            deadline = time.monotonic() + 180
+            while http.get(f"/v1/jobs/{job_id}").json()["status"] not in (
+                    "succeeded", "failed", "cancelled"):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"job {job_id} did not finish; see {log_path}")
+                time.sleep(0.5)
+            with session_scope(env["LEAP_DATABASE_URL"]) as session:
+                job = session.get(Job, job_id)
+                events = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)
+                                         .order_by(JobEvent.id)).all()
+                leased = next(e.at for e in events if e.to_status == "running")
+                set_up = next(e.at for e in events if e.message.startswith("training on"))
+                first = next(e.at for e in events if e.message.startswith("first step"))
+                figures.append({"status": job.status,
+                                "dispatch_to_lease": (leased - job.dispatched_at).total_seconds(),
+                                "setup_incl_data": (set_up - leased).total_seconds(),
+                                "to_first_step": (first - job.dispatched_at).total_seconds()})
+            time.sleep(2)  # idle again (the worker replaces its child after each job)
+        return figures
+    finally:
+        worker.terminate()
+        worker.wait(30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=2000)
+    parser.add_argument("--api-workers", type=int, default=2)
+    parser.add_argument("--first-step-runs", type=int, default=3)
+    args = parser.parse_args()
+
+    name = f"leap_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    broker, broker_url = claim_redis_db()
+    home = Path(tempfile.mkdtemp(prefix="leap-bench-"))
+    database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    env = {**os.environ, "LEAP_HOME": str(home), "LEAP_DATABASE_URL": database_url,
+           "LEAP_BROKER_URL": broker_url, "LEAP_QUEUE": "bench",
+           "LEAP_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+           "LEAP_DATA_ROOTS": str(home / "data"), "LEAP_RUNS_DIR": str(home / "jobs"),
+           "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    port = 18765
+    api = None
+    try:
+        upgrade(database_url)
+        token = create_key("bench", database_url)
+        MlflowClient(env["LEAP_MLFLOW_TRACKING_URI"]).search_experiments()  # store exists
+        root = home / "data" / "tiny"
+        ensure_synthetic(parse_spec({**TINY, "dataset": {**TINY["dataset"], "root": str(root)}})
+                         .dataset)
+        body = {**TINY, "dataset": {**TINY["dataset"], "root": str(root)}}
+        api = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(args.api_workers), "--log-level", "warning",
+             "--no-access-log"], cwd=ROOT, env=env)
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/readyz", api)
+        httpx.post(f"{url}/v1/jobs", json=body, headers={"Authorization": f"Bearer {token}"})
+
+        ids, posts, gets, submit_s, read_s = asyncio.run(
+            load(url, token, body, args.clients, args.jobs))
+        with session_scope(database_url) as session:
+            stored = session.scalar(select(func.count()).select_from(Job)
+                                    .where(Job.name.like("load-%")))
+            distinct = session.scalar(select(func.count(func.distinct(Job.idempotency_key)))
+                                      .where(Job.name.like("load-%")))
+        queued = queued_messages(broker, "bench") - 1  # minus the warm-up job
+        once = stored == distinct == len(set(ids)) == queued == args.jobs
+        print(f"API load: {args.clients} concurrent clients, {args.jobs} jobs, "
+              f"{args.api_workers} uvicorn workers, PostgreSQL + Redis on loopback")
+        print(f"  stored {stored} rows ({distinct} distinct keys), {len(set(ids))} distinct "
+              f"ids returned, {queued} messages queued: "
+              f"{'exactly once' if once else 'MISMATCH'}")
+        for label, times, seconds in [("POST /v1/jobs", posts, submit_s),
+                                      ("GET /v1/jobs/{id}", gets, read_s)]:
+            ms = [t * 1000 for t in times]
+            print(f"  {label:18s} p50 {statistics.median(ms):7.1f} ms  p99 "
+                  f"{percentile(ms, 99):7.1f} ms  max {max(ms):7.1f} ms  "
+                  f"{len(ms) / seconds:7.0f} req/s")
+        for key in [k for k in broker.scan_iter("bench*")]:
+            broker.delete(key)  # the load's jobs must not reach the worker below
+        figures = first_step_latency(env, url, token, body, args.first_step_runs)
+        print("dispatch → first training step on an idle worker (tiny job, data on disk):")
+        for n, f in enumerate(figures, 1):
+            print(f"  run {n}: {f['status']}; dispatch→lease {f['dispatch_to_lease']:.2f} s, "
+                  f"lease→trainer ready (incl. data loading) {f['setup_incl_data']:.2f} s, "
+                  f"dispatch→first step {f['to_first_step']:.2f} s")
+    finally:
+        if api is not None:
+            api.terminate()
+            api.wait(30)
+        broker.flushdb()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()

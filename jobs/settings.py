@@ -1,0 +1,76 @@
+"""One settings class for the API, the workers and Alembic, read from ``LEAP_*`` variables.
+
+The defaults are the embedded stack, which needs no server: SQLite under ``$LEAP_HOME``
+for jobs, kombu's SQLAlchemy transport on SQLite as the broker, and the MLflow store the
+local trainer already uses. Production points the same names at PostgreSQL, Redis and an
+MLflow server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Values that mean "somebody copied the example env file and forgot to fill it in".
+PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "please-change"}
+
+
+def leap_home() -> Path:
+    return Path(os.environ.get("LEAP_HOME", ".leap")).resolve()
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEAP_", extra="ignore")
+
+    database_url: str = Field(default_factory=lambda: f"sqlite:///{leap_home() / 'service.db'}",
+                              description="SQLAlchemy URL of the job database")
+    broker_url: str = Field(default_factory=lambda: f"sqla+sqlite:///{leap_home() / 'broker.db'}",
+                            description="Celery broker (redis://… in production)")
+    mlflow_tracking_uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI")
+        or f"sqlite:///{leap_home() / 'mlflow.db'}",
+        description="where workers log runs")
+    mlflow_ui_url: str = Field("http://127.0.0.1:5000",
+                               description="MLflow UI base address, for links in job replies")
+    runs_dir: Path = Field(default_factory=lambda: leap_home() / "jobs",
+                           description="run folders (checkpoints) of service jobs")
+    data_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [leap_home() / "data"],
+        description="dataset roots must resolve inside one of these (LEAP_DATA_ROOTS=/a:/b)")
+    queue: str = Field("gpu", description="Celery queue the train task goes to")
+    heartbeat_seconds: float = Field(1.0, gt=0, description="min seconds between row writes")
+    lease_seconds: float = Field(120.0, gt=0, description="a running job whose heartbeat is "
+                                 "older than this is taken over by a redelivered message")
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        # LEAP_DATA_ROOTS=/data:/scratch (os.pathsep) as well as a JSON list.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part for part in value.split(os.pathsep) if part]
+        return value
+
+    @field_validator("database_url", "broker_url")
+    @classmethod
+    def _no_placeholder(cls, value: str) -> str:
+        for word in PLACEHOLDERS:
+            if f":{word}@" in value:
+                raise ValueError(f"contains the placeholder password {word!r}; set a real one")
+        return value
+
+    def resolved_data_roots(self) -> list[Path]:
+        return [Path(root).resolve() for root in self.data_roots]
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

@@ -1,0 +1,242 @@
+"""``leap submit/status/list/cancel/retry/logs``: the HTTP client of the training service.
+
+It talks to the REST API only (httpx), never to the database or the broker, so it works
+from any machine that can reach the API. The address and key come from ``LEAP_URL`` and
+``LEAP_API_KEY``, or else from a YAML file with ``url:`` and ``key:``: ``$LEAP_CONFIG``,
+``$LEAP_HOME/client.yaml`` (written by the embedded stack), ``~/.config/leap/client.yaml``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+import yaml
+from rich.console import Console
+
+from leap_core.config import SpecError, apply_overrides, parse_spec
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+console = Console()
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def config_files() -> list[Path]:
+    files = []
+    if os.environ.get("LEAP_CONFIG"):
+        files.append(Path(os.environ["LEAP_CONFIG"]))
+    files.append(Path(os.environ.get("LEAP_HOME", ".leap")) / "client.yaml")
+    files.append(Path.home() / ".config" / "leap" / "client.yaml")
+    return files
+
+
+def client_settings() -> tuple[str, str]:
+    """``(url, key)``: environment first, then the first config file that exists."""
+    url, key = os.environ.get("LEAP_URL"), os.environ.get("LEAP_API_KEY")
+    for path in config_files():
+        if url and key:
+            break
+        if path.is_file():
+            data = yaml.safe_load(path.read_text()) or {}
+            url, key = url or data.get("url"), key or data.get("key")
+    if not url:
+        _fail("no service address: set LEAP_URL or put url: in " + str(config_files()[-1]))
+    if not key:
+        _fail("no API key: set LEAP_API_KEY (from `leap admin create-key`) or key: in "
+              + str(config_files()[-1]))
+    return url.rstrip("/"), key
+
+
+class Client:
+    """A thin wrapper over the REST API that turns HTTP errors into one-line messages."""
+
+    def __init__(self, url: str, key: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(base_url=url, timeout=timeout,
+                                 headers={"Authorization": f"Bearer {key}"})
+
+    @classmethod
+    def from_environment(cls) -> Client:
+        return cls(*client_settings())
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            _fail(f"cannot reach {self.http.base_url}: {error}", code=1)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            _fail(f"{response.status_code}: {detail}", code=1 if response.status_code >= 500
+                  else 2)
+        return response.json()
+
+    def submit(self, body: dict, idempotency_key: str | None = None) -> dict:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", "/v1/jobs", json=body, headers=headers)
+
+    def job(self, job_id: str) -> dict:
+        return self.request("GET", f"/v1/jobs/{job_id}")
+
+    def events(self, job_id: str, after: int = 0) -> dict:
+        return self.request("GET", f"/v1/jobs/{job_id}/events", params={"after": after,
+                                                                          "limit": 500})
+
+
+def describe(job: dict) -> str:
+    """One line: status, progress, ETA and the headline metrics."""
+    progress = job["progress"]
+    parts = [f"{job['id']} {job['name']}: {job['status']}"]
+    if progress.get("total_steps"):
+        parts.append(f"step {progress.get('global_step') or 0}/{progress['total_steps']} "
+                     f"(epoch {progress.get('epoch') or 0}/{progress.get('epochs')})")
+    if progress.get("eta_seconds") is not None and job["status"] == "running":
+        parts.append(f"ETA {progress['eta_seconds']:.0f}s")
+    metrics = job.get("metrics") or {}
+    for name in ("step_loss", "rank1", "mAP"):
+        if name in metrics:
+            parts.append(f"{name} {metrics[name]:.3g}")
+    if job.get("error"):
+        parts.append(job["error"].splitlines()[0][:200])
+    return "  ".join(parts)
+
+
+def watch(client: Client, job_ids: list[str], interval: float = 2.0) -> list[dict]:
+    """Print each job's line (when it changed) until all are finished; returns the final
+    jobs."""
+    shown: dict[str, str] = {}
+    while True:
+        jobs = [client.job(job_id) for job_id in job_ids]
+        for job in jobs:
+            line = describe(job)
+            if shown.get(job["id"]) != line:
+                console.print(line, highlight=False, soft_wrap=True)
+                shown[job["id"]] = line
+        if all(job["status"] in TERMINAL for job in jobs):
+            return jobs
+        time.sleep(interval)
+
+
+def submit(
+    spec_file: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)")],
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a spec field: path.to.field=value (repeatable)")] = None,
+    name: Annotated[str | None, typer.Option(help="job name (default: the spec's)")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="tag the job (repeatable)")] = None,
+    priority: Annotated[int, typer.Option(min=0, max=9, help="0-9, higher first")] = 5,
+    idempotency_key: Annotated[str | None, typer.Option(
+        help="makes a retried submission return the same job")] = None,
+    watch_: Annotated[bool, typer.Option("--watch", help="follow until it ends")] = False,
+) -> None:
+    """Submit a job spec to the training service; prints the job id."""
+    try:
+        data = yaml.safe_load(spec_file.read_text()) or {}
+        data = apply_overrides(data, overrides or [])
+        parse_spec(data)  # fail here, naming the field, rather than after a round trip
+    except OSError as error:
+        _fail(f"spec file {spec_file}: {error.strerror}")
+    except (SpecError, yaml.YAMLError) as error:
+        _fail(str(error))
+    if name:
+        data["name"] = name
+    client = Client.from_environment()
+    job = client.submit({**data, "tags": tag or [], "priority": priority}, idempotency_key)
+    typer.echo(job["id"])
+    if watch_:
+        final = watch(client, [job["id"]])[0]
+        raise typer.Exit(0 if final["status"] == "succeeded" else 1)
+
+
+def status(
+    job_id: Annotated[str, typer.Argument(help="job id")],
+    watch_: Annotated[bool, typer.Option("--watch", help="refresh until it ends")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the full job as JSON")] = False,
+) -> None:
+    """Show a job: status, progress, ETA, latest metrics and its MLflow run."""
+    client = Client.from_environment()
+    if watch_:
+        watch(client, [job_id])
+        return
+    job = client.job(job_id)
+    if as_json:
+        typer.echo(json.dumps(job, indent=2))
+        return
+    console.print(describe(job), highlight=False)
+    if job["mlflow"]["url"]:
+        console.print(f"MLflow run: {job['mlflow']['url']}", highlight=False)
+
+
+def list_jobs(
+    status_: Annotated[str | None, typer.Option("--status", help="only this status")] = None,
+    tag: Annotated[str | None, typer.Option(help="only jobs with this tag")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="the page as JSON")] = False,
+) -> None:
+    """List your jobs, newest first: id, status, progress, created, name."""
+    params = {"limit": limit, **({"status": status_} if status_ else {}),
+              **({"tag": tag} if tag else {})}
+    page = Client.from_environment().request("GET", "/v1/jobs", params=params)
+    if as_json:
+        typer.echo(json.dumps(page, indent=2))
+        return
+    for job in page["items"]:
+        fraction = job["progress"].get("fraction")
+        shown = f"{fraction:.0%}" if fraction is not None else "-"
+        typer.echo(f"{job['id']}  {job['status']:<10} {shown:>5}  {job['created_at'][:19]}  "
+                   f"{job['name']}")
+
+
+def cancel(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
+    """Cancel a job: a queued one at once, a running one at its next step."""
+    job = Client.from_environment().request("POST", f"/v1/jobs/{job_id}/cancel")
+    console.print(describe(job), highlight=False)
+
+
+def retry(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
+    """Run a failed or cancelled job again, resuming from its last checkpoint."""
+    job = Client.from_environment().request("POST", f"/v1/jobs/{job_id}/retry")
+    console.print(describe(job), highlight=False)
+
+
+def logs(
+    job_id: Annotated[str, typer.Argument(help="job id")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the "
+                                                              "job ends")] = False,
+) -> None:
+    """Print a job's state changes and log lines."""
+    client = Client.from_environment()
+    after = 0
+    while True:
+        page = client.events(job_id, after)
+        for event in page["items"]:
+            text = event["message"]
+            if event["kind"] == "state":
+                text = f"[{event['from_status'] or 'new'} -> {event['to_status']}] {text}"
+            typer.echo(f"{event['at'][:19]}  {text}")
+        after = page["next_after"]
+        if not follow:
+            return
+        if not page["items"] and client.job(job_id)["status"] in TERMINAL:
+            return
+        if not page["items"]:
+            time.sleep(1.0)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the service commands (and ``leap admin``) to the ``leap`` app."""
+    from leap_core.cli.admin import app as admin_app
+
+    for name, command in [("submit", submit), ("status", status), ("list", list_jobs),
+                          ("cancel", cancel), ("retry", retry), ("logs", logs)]:
+        app.command(name)(command)
+    app.add_typer(admin_app, name="admin")

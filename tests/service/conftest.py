@@ -1,0 +1,219 @@
+"""The service's tests run against real services on this machine: a PostgreSQL database
+and a Redis db number of the session's own, a uvicorn API process, a Celery worker
+process and an MLflow store in a temporary folder. Nothing is mocked and nothing outside
+what the session created is touched or dropped."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from jobs.admin import create_key
+from jobs.migrate import upgrade
+from leap_core.config import parse_spec
+from leap_core.training.data_setup import ensure_synthetic
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_HOST = os.environ.get("LEAP_TEST_REDIS", "redis://127.0.0.1:6379")
+
+TINY_JOB = {
+    "name": "tiny-service-test",
+    "dataset": {"format": "synthetic",
+                "synthetic": {"identities": 24, "test_identities": 8, "cameras": 3, "head": 4,
+                              "tail_samples": 3, "height": 32, "width": 16, "seed": 0},
+                "image_size": [32, 16]},
+    "model": {"backbone": "tiny_cnn", "embedding_dim": 32, "width": 8},
+    "method": {"head": {"kind": "cosface"}, "leap": {"mode": "full", "cloud_start_epoch": 1}},
+    "train": {"epochs": 2, "sampler": {"identities": 4, "instances": 4},
+              "optimizer": {"lr": 0.003}, "schedule": {"warmup_epochs": 1, "milestones": [1]},
+              "num_workers": 0, "steps_per_epoch": 4, "device": "cpu"},
+    "eval": {"every_epochs": 0, "diagnostics": False},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the session, dropped at the end."""
+    name = f"leap_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """An empty Redis db number, claimed with a marker key, flushed at the end."""
+    marker = f"leap-test-claim-{uuid.uuid4().hex}"
+    for number in range(15, 0, -1):
+        client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
+        if client.dbsize() == 0 and client.set(marker, "1", nx=True):
+            if client.dbsize() == 1:
+                break
+            client.delete(marker)
+    else:
+        pytest.fail("no empty Redis database number (1-15) for the tests")
+    yield f"{REDIS_HOST}/{number}"
+    if client.exists(marker):  # still ours: nobody else wrote a claim in between
+        client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def service_env(tmp_path_factory: pytest.TempPathFactory, pg_url: str,
+                redis_url: str) -> dict[str, str]:
+    """Environment of the API and worker processes: everything under a temporary home."""
+    home = tmp_path_factory.mktemp("leap-home")
+    upgrade(pg_url)
+    return {
+        **os.environ,
+        "LEAP_HOME": str(home),
+        "LEAP_DATABASE_URL": pg_url,
+        "LEAP_BROKER_URL": redis_url,
+        "LEAP_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "LEAP_MLFLOW_UI_URL": "http://mlflow.test:5000",
+        "LEAP_RUNS_DIR": str(home / "jobs"),
+        "LEAP_DATA_ROOTS": str(home / "data"),
+        "LEAP_QUEUE": f"leap-test-{uuid.uuid4().hex[:8]}",
+        "LEAP_HEARTBEAT_SECONDS": "0.5",
+        "MLFLOW_TRACKING_URI": "",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_root(service_env: dict[str, str]) -> str:
+    """The tiny synthetic dataset, generated once inside the allowed data root."""
+    root = Path(service_env["LEAP_HOME"]) / "data" / "tiny"
+    spec = parse_spec({**TINY_JOB, "dataset": {**TINY_JOB["dataset"], "root": str(root)}})
+    return str(ensure_synthetic(spec.dataset))
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str,
+             process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what}: process exited with {process.returncode}")
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{what}: not within {timeout}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def api_url(service_env: dict[str, str]) -> Iterator[str]:
+    """A uvicorn process serving the API on a free loopback port."""
+    port = free_port()
+    log = open(Path(service_env["LEAP_HOME"]) / "api.log", "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=service_env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, 60, "API", process)
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], api_url: str) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process (solo pool: one job at a time, like one GPU). The
+    queue is emptied first: API tests leave jobs queued that no worker should train."""
+    queue = service_env["LEAP_QUEUE"]
+    broker = redis.Redis.from_url(service_env["LEAP_BROKER_URL"])
+    broker.delete(*[queue + (f"\x06\x16{p}" if p else "") for p in (0, 3, 6, 9)])
+    log_path = Path(service_env["LEAP_HOME"]) / "worker.log"
+    log = open(log_path, "w")  # noqa: SIM115
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
+         "--concurrency=1", f"--queues={service_env['LEAP_QUEUE']}", "--loglevel=INFO",
+         "--without-gossip", "--without-mingle", "--without-heartbeat"],
+        cwd=ROOT, env=service_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: "ready." in log_path.read_text(), 90, "worker", process)
+        yield process
+    finally:
+        stop(process)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def database_url(service_env: dict[str, str]) -> str:
+    return service_env["LEAP_DATABASE_URL"]
+
+
+@pytest.fixture
+def make_client(api_url: str, database_url: str) -> Iterator[Callable[..., httpx.Client]]:
+    """``make_client()`` → an httpx client with a fresh API key of a fresh owner."""
+    clients = []
+
+    def build(owner: str | None = None) -> httpx.Client:
+        token = create_key(owner or f"owner-{uuid.uuid4().hex[:8]}", database_url)
+        client = httpx.Client(base_url=api_url, timeout=30,
+                              headers={"Authorization": f"Bearer {token}"})
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def job_body(tiny_root: str) -> Callable[..., dict]:
+    """The tiny job as a POST body, with sections' fields replaced: ``job_body(train={...})``."""
+
+    def build(**sections: dict) -> dict:
+        body = {**TINY_JOB, "dataset": {**TINY_JOB["dataset"], "root": tiny_root}}
+        for section, fields in sections.items():
+            body[section] = {**body.get(section, {}), **fields} if isinstance(fields, dict) \
+                else fields
+        return body
+
+    return build
+
+
+def wait_status(client: httpx.Client, job_id: str, statuses: set[str],
+                timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.25)
+    raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s, not {statuses}")

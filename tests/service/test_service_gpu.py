@@ -1,0 +1,46 @@
+"""One job per GPU: how worker children and worker processes share a machine's GPUs
+(real lock files; the devices are names, so no GPU is needed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from worker import gpu
+
+
+@pytest.fixture(autouse=True)
+def release_locks():
+    yield
+    while gpu._held:
+        os.close(gpu._held.pop())
+
+
+def test_each_child_claims_a_different_gpu_and_none_when_all_are_taken(tmp_path):
+    assert [gpu.claim_gpu(["0", "1"], tmp_path) for _ in range(3)] == ["0", "1", None]
+
+
+def test_a_dead_childs_gpu_is_free_again(tmp_path):
+    code = ("import sys; from pathlib import Path; from worker.gpu import claim_gpu; "
+            f"print(claim_gpu(['0', '1'], Path({str(tmp_path)!r})))")
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert first.stdout.strip() == second.stdout.strip() == "0"  # released at exit
+
+
+def test_workers_sharing_a_machine_split_its_gpus(tmp_path):
+    assert gpu.claim_for_worker(["0", "1", "2"], "all", tmp_path) == ["0", "1", "2"]
+    assert gpu.claim_for_worker(["0", "1", "2"], "2", tmp_path) == ["0", "1"]
+    assert gpu.claim_for_worker(["0", "1", "2"], "2", tmp_path) == ["2"]
+    with pytest.raises(SystemExit, match="every GPU"):
+        gpu.claim_for_worker(["0", "1", "2"], "1", tmp_path)
+
+
+def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert gpu.visible_gpus() == ["2", "3"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert gpu.visible_gpus() == []

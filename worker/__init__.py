@@ -1,0 +1,1 @@
+"""Celery workers of the LEAP training service: one training job per GPU."""

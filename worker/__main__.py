@@ -1,0 +1,36 @@
+"""``python -m worker [celery worker options]``: a worker sized to this machine.
+
+One Celery child per GPU, each pinned to its own device, so one job runs per GPU; on a
+machine without GPUs, one child that trains on the CPU. The GPUs are all visible ones, or
+with ``LEAP_WORKER_GPUS=N`` N of them not taken by another worker on this machine (lock
+files in ``LEAP_GPU_LOCK_DIR``, shared by the workers). Extra options go to
+``celery worker`` and win over these defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from worker.app import app, settings
+from worker.gpu import claim_for_worker, visible_gpus
+
+
+def main(argv: list[str]) -> None:
+    lock_dir = Path(os.environ.get("LEAP_GPU_LOCK_DIR") or tempfile.gettempdir())
+    gpus = claim_for_worker(visible_gpus(), os.environ.get("LEAP_WORKER_GPUS", "all"),
+                            lock_dir)
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # the children choose among these
+    options = ["worker", f"--queues={settings.queue}", "--pool=prefork",
+               f"--concurrency={max(1, len(gpus))}", "--loglevel=INFO",
+               "--without-gossip", "--without-mingle"]
+    print(f"leap worker: {len(gpus) or 'no'} GPU(s) visible; queue {settings.queue!r}",
+          file=sys.stderr)
+    app.worker_main([*options, *argv])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

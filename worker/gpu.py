@@ -1,0 +1,78 @@
+"""One job per GPU: each worker child claims a GPU of its own when it starts.
+
+A child takes the first device whose lock file it can lock exclusively and exposes only
+that device (``CUDA_VISIBLE_DEVICES``), before anything initialises CUDA. The lock goes
+with the process, so a replacement child (``max_tasks_per_child``) takes the freed GPU.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from celery.signals import worker_process_init
+
+_held: list[int] = []  # file descriptors of the claimed locks, kept open for life
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this machine lets us use, without initialising CUDA in this process."""
+    declared = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if declared is not None:
+        return [part for part in declared.split(",") if part.strip() and part.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                 timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+
+
+def claim_gpu(gpus: list[str], lock_dir: Path | None = None, kind: str = "child") -> str | None:
+    """Lock and return one of ``gpus``; None when all are taken (or there are none)."""
+    lock_dir = lock_dir or Path(tempfile.gettempdir()) / f"leap-gpu-locks-{os.getuid()}"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for gpu in gpus:
+        fd = os.open(lock_dir / f"{kind}-gpu-{gpu}.lock", os.O_CREAT | os.O_RDWR, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _held.append(fd)
+        return gpu
+    return None
+
+
+def claim_for_worker(gpus: list[str], wanted: str, lock_dir: Path) -> list[str]:
+    """The GPUs this worker process takes when several workers share a machine
+    (``LEAP_WORKER_GPUS=N`` with a lock folder shared by them): N free ones, or all."""
+    if wanted in ("", "all"):
+        return gpus
+    count = int(wanted)
+    claimed = []
+    while len(claimed) < count:
+        gpu = claim_gpu([g for g in gpus if g not in claimed], lock_dir, kind="worker")
+        if gpu is None:
+            break
+        claimed.append(gpu)
+    if not claimed and gpus:
+        raise SystemExit(f"LEAP_WORKER_GPUS={wanted}: every GPU of {gpus} is taken by other "
+                         f"workers (locks in {lock_dir})")
+    return claimed
+
+
+@worker_process_init.connect
+def pin_child_to_gpu(**_kwargs) -> None:
+    gpus = visible_gpus()
+    if not gpus:
+        return  # no GPU: the child trains on the CPU
+    gpu = claim_gpu(gpus)
+    # More children than GPUs is a misconfiguration; hide all GPUs rather than share one.
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""

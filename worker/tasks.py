@@ -1,0 +1,19 @@
+"""The ``train`` task: thin, like a web view. It takes only the job id; everything else is
+read from the job row, so a redelivered message is harmless."""
+
+from __future__ import annotations
+
+# Imported in the parent process so that every forked child starts with torch and MLflow
+# loaded: the time from dispatch to the first step is then setup, not imports.
+import leap_core.tracking.mlflow_hook
+from jobs.broker import TRAIN_TASK
+from worker.app import app
+from worker.runner import run_job
+
+import leap_core.training.trainer  # noqa: F401  isort: skip
+
+
+@app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
+def train(self, job_id: str) -> str:
+    """Run job ``job_id`` if it still needs running; returns what happened."""
+    return run_job(job_id, worker=self.request.hostname or "worker")
