@@ -23,24 +23,17 @@ from jobs.admin import create_key
 from jobs.migrate import upgrade
 from leap_core.config import parse_spec
 from leap_core.training.data_setup import ensure_synthetic
+from tests.tiny import tiny_job
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = os.environ.get("LEAP_TEST_REDIS", "redis://127.0.0.1:6379")
 
-TINY_JOB = {
-    "name": "tiny-service-test",
-    "dataset": {"format": "synthetic",
-                "synthetic": {"identities": 24, "test_identities": 8, "cameras": 3, "head": 4,
-                              "tail_samples": 3, "height": 32, "width": 16, "seed": 0},
-                "image_size": [32, 16]},
-    "model": {"backbone": "tiny_cnn", "embedding_dim": 32, "width": 8},
-    "method": {"head": {"kind": "cosface"}, "leap": {"mode": "full", "cloud_start_epoch": 1}},
-    "train": {"epochs": 2, "sampler": {"identities": 4, "instances": 4},
-              "optimizer": {"lr": 0.003}, "schedule": {"warmup_epochs": 1, "milestones": [1]},
-              "num_workers": 0, "steps_per_epoch": 4, "device": "cpu"},
-    "eval": {"every_epochs": 0, "diagnostics": False},
-}
+TINY_JOB = tiny_job(
+    name="tiny-service-test",
+    train={"epochs": 2, "schedule": {"warmup_epochs": 1, "milestones": [1]}, "device": "cpu"},
+    eval={"every_epochs": 0, "diagnostics": False},
+)
 
 
 def free_port() -> int:
