@@ -4,6 +4,7 @@ import typer
 
 from leap_core.cli import client
 from leap_core.cli.data import app as data_app
+from leap_core.cli.sweep import sweep
 from leap_core.cli.train import evaluate, train
 
 app = typer.Typer(
@@ -15,4 +16,5 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.command("train")(train)
 app.command("eval")(evaluate)
+app.command("sweep")(sweep)
 client.register(app)

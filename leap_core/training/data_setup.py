@@ -149,9 +149,13 @@ class TrainingData:
 
 
 def prepare_data(spec: JobSpec,
-                 progress: Callable[[int, int], None] | None = None) -> TrainingData:
-    """Read, cut and wrap the dataset; ``progress`` reports synthetic generation."""
-    listing = read_listing(spec.dataset, progress)
+                 progress: Callable[[int, int], None] | None = None,
+                 listing: SplitListing | None = None) -> TrainingData:
+    """Read, cut and wrap the dataset; ``progress`` reports synthetic generation.
+
+    ``listing`` replaces the dataset's own splits (sweeps pass one whose query and gallery
+    are training identities held out for validation)."""
+    listing = listing if listing is not None else read_listing(spec.dataset, progress)
     manifest = build_manifest(spec.dataset, listing)
     dataset = ImageDataset.from_manifest(manifest, train_transform(spec))
     sampler = make_sampler(spec, list(manifest.labels))
