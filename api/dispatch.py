@@ -10,9 +10,11 @@ from __future__ import annotations
 from functools import lru_cache
 
 from celery import Celery
+from sqlalchemy import text, update
+from sqlalchemy.orm import Session
 
 from jobs.broker import TRAIN_TASK, broker_options
-from jobs.models import Job
+from jobs.models import Job, JobStatus, utcnow
 from jobs.settings import Settings
 
 
@@ -35,6 +37,37 @@ def dispatch(settings: Settings, job: Job) -> None:
     app = producer(settings.broker_url, settings.model_dump_json())
     app.send_task(TRAIN_TASK, args=[job.id], queue=settings.queue,
                   priority=celery_priority(job.priority))
+
+
+def dispatch_committed(session: Session, settings: Settings, job: Job) -> None:
+    """Send the id of a committed job, then stamp the row as dispatched. The stamp only
+    tells an idempotent replay whether the message went out (a duplicate message is
+    harmless anyway), so on PostgreSQL its commit does not wait for the disk."""
+    dispatch(settings, job)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL synchronous_commit = off"))
+    session.execute(update(Job).where(Job.id == job.id).values(dispatched_at=utcnow()))
+    session.commit()
+
+
+class NotDispatched(RuntimeError):
+    """The broker did not take a committed job's message; the job stays stored and queued."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the broker did not take job {job_id}")
+        self.job_id = job_id
+
+
+def dispatch_new(session: Session, settings: Settings, jobs: list[Job], created: bool) -> None:
+    """After the commit of a submission: send every job it created, or, when the request was
+    an idempotent replay, those still queued that never went out (the broker was down the
+    first time). Raises :class:`NotDispatched` at the first job the broker refuses."""
+    for job in jobs:
+        if created or (job.dispatched_at is None and job.status == JobStatus.queued):
+            try:
+                dispatch_committed(session, settings, job)
+            except Exception:
+                raise NotDispatched(job.id) from None
 
 
 def broker_reachable(settings: Settings) -> bool:

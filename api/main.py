@@ -11,7 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from api.routers import health, jobs
+from api.routers import health, jobs, sweeps
 from jobs.settings import Settings, get_settings
 
 
@@ -32,11 +32,13 @@ def _field_errors(error: RequestValidationError) -> list[dict]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="LEAP training service",
-                  description="Submit LEAP training jobs, follow them, find their MLflow runs.",
+                  description="Submit LEAP training jobs and sweeps, follow them, find "
+                              "their MLflow runs, read a sweep's results table.",
                   version="0.1.0")
     app.state.settings = settings or get_settings()
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(sweeps.router)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:

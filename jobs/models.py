@@ -1,4 +1,4 @@
-"""The service's tables: API keys, jobs and job events.
+"""The service's tables: API keys, jobs, job events, and sweeps with their cells.
 
 The schema is owned by Alembic (``migrations/``); these classes only describe it. Columns
 hold plain JSON for the spec, tags and metrics so that the job row is readable on its own.
@@ -121,3 +121,48 @@ class JobEvent(Base):
     message: Mapped[str] = mapped_column(Text, default="")
 
     job: Mapped[Job] = relationship(back_populates="events")
+
+
+class Sweep(Base):
+    """A grid of jobs submitted together (``POST /v1/sweeps``). ``definition`` is the sweep
+    file as submitted, with its base spec inline, so the results table can be rebuilt from
+    the database alone (method axis, baselines, metric columns)."""
+
+    __tablename__ = "sweeps"
+    __table_args__ = (
+        UniqueConstraint("owner", "idempotency_key", name="uq_sweeps_owner_idempotency_key"),
+        Index("ix_sweeps_owner_created", "owner", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    owner: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    definition: Mapped[dict[str, Any]]
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    cells: Mapped[list[SweepCell]] = relationship(back_populates="sweep",
+                                                  order_by="SweepCell.position", lazy="raise")
+
+
+class SweepCell(Base):
+    """One cell of a sweep and the job that trains it. The labels and seed are kept here
+    (not re-derived from the definition) so the table groups exactly what was submitted."""
+
+    __tablename__ = "sweep_cells"
+    __table_args__ = (UniqueConstraint("job_id", name="uq_sweep_cells_job_id"),)
+
+    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cell: Mapped[str] = mapped_column(Text)
+    #: ``[[axis, label], ...]`` in axis order (a list, so the order survives any JSON store).
+    labels: Mapped[list[list[str]]] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(Integer)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+
+    sweep: Mapped[Sweep] = relationship(back_populates="cells")
+    job: Mapped[Job] = relationship(lazy="raise")

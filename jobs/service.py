@@ -39,6 +39,18 @@ class Created:
     created: bool  # False: an earlier request with the same Idempotency-Key made it
 
 
+def new_job(session: Session, owner: str, name: str, spec: dict[str, Any], tags: list[str],
+            priority: int, idempotency_key: str | None = None,
+            body_hash: str | None = None) -> Job:
+    """Add a queued job and its first event to the session without committing, so that a
+    sweep can add all its jobs and commit them in one transaction."""
+    job = Job(owner=owner, name=name, spec=spec, tags=tags, priority=priority,
+              idempotency_key=idempotency_key, request_hash=body_hash,
+              epochs=spec.get("train", {}).get("epochs"))
+    transition(session, job, JobStatus.queued, "submitted")
+    return job
+
+
 def create_job(session: Session, owner: str, name: str, spec: dict[str, Any],
                tags: list[str], priority: int, idempotency_key: str | None = None,
                body_hash: str | None = None) -> Created:
@@ -49,10 +61,7 @@ def create_job(session: Session, owner: str, name: str, spec: dict[str, Any],
         existing = _by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return _replay(existing, body_hash)
-    job = Job(owner=owner, name=name, spec=spec, tags=tags, priority=priority,
-              idempotency_key=idempotency_key, request_hash=body_hash,
-              epochs=spec.get("train", {}).get("epochs"))
-    transition(session, job, JobStatus.queued, "submitted")
+    job = new_job(session, owner, name, spec, tags, priority, idempotency_key, body_hash)
     try:
         session.commit()
     except IntegrityError:
@@ -69,9 +78,14 @@ def _by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
     return session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
 
 
-def _replay(job: Job, body_hash: str | None) -> Created:
-    if job.request_hash != body_hash:
+def check_same_request(stored_hash: str | None, body_hash: str | None) -> None:
+    """Refuse a replayed Idempotency-Key whose body differs from the first request's."""
+    if stored_hash != body_hash:
         raise IdempotencyConflict("Idempotency-Key was already used with a different body")
+
+
+def _replay(job: Job, body_hash: str | None) -> Created:
+    check_same_request(job.request_hash, body_hash)
     return Created(job, False)
 
 

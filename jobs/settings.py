@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(1.0, gt=0, description="min seconds between row writes")
     lease_seconds: float = Field(120.0, gt=0, description="a running job whose heartbeat is "
                                  "older than this is taken over by a redelivered message")
+    max_sweep_cells: int = Field(500, ge=1, description="most cells (jobs) one POST "
+                                 "/v1/sweeps may create")
 
     @field_validator("data_roots", mode="before")
     @classmethod

@@ -10,16 +10,15 @@ from typing import Annotated
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import text, update
 
 from api.deps import CurrentOwner, SessionDep, SettingsDep
-from api.dispatch import dispatch
+from api.dispatch import NotDispatched, dispatch_committed, dispatch_new
 from api.schemas import EventPage, JobCreate, JobDetail, JobPage, Problem
 from api.validation import check_paths, resolved_spec
 from api.views import event_public, job_public
 from jobs import service
 from jobs.db import session_factory
-from jobs.models import TERMINAL, Job, JobStatus, utcnow
+from jobs.models import TERMINAL, JobStatus
 from jobs.states import IllegalTransition
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -28,17 +27,6 @@ NOT_FOUND = {404: {"model": Problem, "description": "no such job for this key"}}
 
 def _not_found(job_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
-
-
-def _dispatch(session, settings, job: Job) -> None:
-    """Send the id (the row is committed), then stamp the row as dispatched. The stamp
-    only tells an idempotent replay whether the message went out (a duplicate message is
-    harmless anyway), so on PostgreSQL its commit does not wait for the disk."""
-    dispatch(settings, job)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SET LOCAL synchronous_commit = off"))
-    session.execute(update(Job).where(Job.id == job.id).values(dispatched_at=utcnow()))
-    session.commit()
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobDetail,
@@ -60,14 +48,13 @@ def submit(body: JobCreate, session: SessionDep, owner: CurrentOwner, settings: 
     except service.IdempotencyConflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     job = created.job
-    if created.created or (job.dispatched_at is None and job.status == JobStatus.queued):
-        try:
-            _dispatch(session, settings, job)
-        except Exception:  # the broker is down: the job is stored but not yet sent
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE,
-                f"job {job.id} is stored but the broker did not take it; repeat the request "
-                f"with the same Idempotency-Key to send it") from None
+    try:
+        dispatch_new(session, settings, [job], created.created)
+    except NotDispatched:  # the broker is down: the job is stored but not yet sent
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"job {job.id} is stored but the broker did not take it; repeat the request "
+            f"with the same Idempotency-Key to send it") from None
     if not created.created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/jobs/{job.id}"
@@ -124,7 +111,7 @@ def retry(job_id: str, session: SessionDep, owner: CurrentOwner,
         raise _not_found(job_id) from None
     except IllegalTransition as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    _dispatch(session, settings, job)
+    dispatch_committed(session, settings, job)
     return job_public(job, settings, detail=True)
 
 

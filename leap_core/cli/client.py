@@ -1,4 +1,5 @@
-"""``leap submit/status/list/cancel/retry/logs``: the HTTP client of the training service.
+"""``leap submit/status/list/cancel/retry/logs/sweep-status``: the HTTP client of the
+training service.
 
 It talks to the REST API only (httpx), never to the database or the broker, so it works
 from any machine that can reach the API. The address and key come from ``LEAP_URL`` and
@@ -18,8 +19,11 @@ import httpx
 import typer
 import yaml
 from rich.console import Console
+from rich.markdown import Markdown
 
 from leap_core.config import SpecError, apply_overrides, parse_spec
+from leap_core.sweeps.grid import base_mapping, expand
+from leap_core.sweeps.sweepfile import SweepError, load_sweep
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 console = Console()
@@ -91,6 +95,13 @@ class Client:
     def events(self, job_id: str, after: int = 0) -> dict:
         return self.request("GET", f"/v1/jobs/{job_id}/events", params={"after": after,
                                                                           "limit": 500})
+
+    def submit_sweep(self, body: dict, idempotency_key: str | None = None) -> dict:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        return self.request("POST", "/v1/sweeps", json=body, headers=headers)
+
+    def sweep(self, sweep_id: str) -> dict:
+        return self.request("GET", f"/v1/sweeps/{sweep_id}")
 
 
 def describe(job: dict) -> str:
@@ -232,11 +243,113 @@ def logs(
             time.sleep(1.0)
 
 
+def sweep_body(sweep_file: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``POST /v1/sweeps`` body for a local sweep file. It is read and every cell is
+    validated with the code ``leap sweep`` runs (so a typo fails here, naming the cell and
+    field, before a round trip), and a ``base`` that names a spec file is inlined from this
+    machine, relative to the sweep file: the server cannot read the client's files."""
+    sweep, folder = load_sweep(sweep_file)
+    expand(sweep, folder, overrides)
+    body = sweep.model_dump(mode="json", exclude_unset=True)
+    body["base"] = base_mapping(sweep, folder)
+    if overrides:
+        body["overrides"] = overrides
+    return body
+
+
+def describe_cell(cell: dict) -> str:
+    """One line per cell: id, job, status and, once known, rank-1 and mAP."""
+    metrics = cell.get("metrics") or {}
+    shown = "  ".join(f"{name} {metrics[name]:.1%}" for name in ("rank1", "mAP")
+                      if name in metrics)
+    return f"{cell['cell']}  {cell['job_id']}  {cell['status']}  {shown}".rstrip()
+
+
+def describe_sweep(sweep: dict) -> str:
+    counts = ", ".join(f"{n} {state}" for state, n in sweep["counts"].items() if n)
+    return f"sweep {sweep['id']} {sweep['name']}: {sweep['status']} ({counts})"
+
+
+def print_sweep_table(sweep: dict) -> None:
+    """The paper-format table (rendered from its Markdown) under a line saying what it
+    covers, so a partial table is never mistaken for the final one."""
+    table = sweep["table"]
+    console.print(f"table: {table['note']}", highlight=False, soft_wrap=True)
+    if table["markdown"]:
+        console.print(Markdown(table["markdown"]))
+
+
+def watch_sweep(client: Client, sweep_id: str, interval: float = 5.0,
+                echo: bool = True) -> dict:
+    """Poll until every job has finished, printing each cell's line when it changes (unless
+    ``echo`` is off, e.g. for JSON output); returns the final sweep."""
+    shown: dict[str, str] = {}
+    while True:
+        sweep = client.sweep(sweep_id)
+        for cell in sweep["cells"] if echo else []:
+            line = describe_cell(cell)
+            if shown.get(cell["cell"]) != line:
+                console.print(line, highlight=False, soft_wrap=True)
+                shown[cell["cell"]] = line
+        if sweep["status"] not in ("queued", "running"):
+            return sweep
+        time.sleep(interval)
+
+
+def submit_sweep(sweep_file: Path, overrides: dict[str, Any] | None = None, *,
+                 tags: list[str] | None = None, priority: int = 5,
+                 idempotency_key: str | None = None, follow: bool = False) -> str:
+    """Submit a sweep file to the service (``POST /v1/sweeps``: one job per cell) and print
+    the sweep id; ``overrides`` (dotted field: value, as ``leap sweep --set`` parses them)
+    apply to every cell over the axes. With ``follow``, watch the cells to the end, print
+    the table, and exit 1 unless every cell succeeded. Returns the sweep id."""
+    try:
+        body = sweep_body(sweep_file, overrides)
+    except SweepError as error:
+        _fail(str(error))
+    client = Client.from_environment()
+    sweep = client.submit_sweep({**body, "tags": tags or [], "priority": priority},
+                                idempotency_key)
+    typer.echo(sweep["id"])
+    if follow:
+        final = watch_sweep(client, sweep["id"])
+        console.print(describe_sweep(final), highlight=False)
+        print_sweep_table(final)
+        if final["status"] != "succeeded":
+            raise typer.Exit(1)
+    return sweep["id"]
+
+
+def sweep_status(
+    sweep_id: Annotated[str, typer.Argument(help="sweep id")],
+    watch_: Annotated[bool, typer.Option("--watch", help="follow until every job ends")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="the full sweep as JSON")] = False,
+) -> None:
+    """Show a sweep: its cells' jobs and states, and the results table (partial until every
+    cell has succeeded)."""
+    client = Client.from_environment()
+    if watch_:
+        sweep = watch_sweep(client, sweep_id, echo=not as_json)
+    else:
+        sweep = client.sweep(sweep_id)
+        if not as_json:
+            for cell in sweep["cells"]:
+                console.print(describe_cell(cell), highlight=False, soft_wrap=True)
+    if as_json:
+        typer.echo(json.dumps(sweep, indent=2))
+    else:
+        console.print(describe_sweep(sweep), highlight=False)
+        print_sweep_table(sweep)
+    if watch_ and sweep["status"] != "succeeded":
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
     """Add the service commands (and ``leap admin``) to the ``leap`` app."""
     from leap_core.cli.admin import app as admin_app
 
     for name, command in [("submit", submit), ("status", status), ("list", list_jobs),
-                          ("cancel", cancel), ("retry", retry), ("logs", logs)]:
+                          ("cancel", cancel), ("retry", retry), ("logs", logs),
+                          ("sweep-status", sweep_status)]:
         app.command(name)(command)
     app.add_typer(admin_app, name="admin")

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from leap_core.cli.client import submit_sweep
 from leap_core.cli.train import USAGE_ERRORS, _fail
 from leap_core.sweeps.grid import Cell, expand
 from leap_core.sweeps.results import CellResult, finished_result
@@ -136,9 +137,25 @@ def sweep(
     threads: Annotated[int | None, typer.Option(
         min=1, help="torch CPU threads (1 is fastest on a small CPU machine shared with other "
                     "work; default: torch's choice)")] = None,
+    remote: Annotated[bool, typer.Option(
+        "--remote", help="submit the grid to the training service (one job per cell) "
+                         "instead of running it here; LEAP_URL and LEAP_API_KEY as for "
+                         "leap submit")] = False,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="with --remote: follow the cells and print the table at the end")
+    ] = False,
 ) -> None:
     """Run a grid of settings × methods × seeds; finished cells are skipped on a rerun."""
     console = Console()
+    if remote:
+        if only or dry_run or table_only:
+            _fail("--only, --dry-run and --table-only apply to local sweeps, not --remote")
+        try:
+            parsed = _parse_sets(overrides or [])
+        except SweepError as error:
+            _fail(str(error))
+        submit_sweep(sweep_file, parsed, follow=watch)
+        return
     if threads is not None:
         import torch
 

@@ -39,7 +39,8 @@ def tables(url: str) -> set[str]:
 
 def test_migrations_upgrade_and_downgrade_cleanly_on_an_empty_database(empty_database):
     upgrade(empty_database)
-    assert tables(empty_database) == {"alembic_version", "api_keys", "jobs", "job_events"}
+    assert tables(empty_database) == {"alembic_version", "api_keys", "jobs", "job_events",
+                                      "sweeps", "sweep_cells"}
     downgrade(empty_database)
     assert tables(empty_database) == {"alembic_version"}
     upgrade(empty_database)  # and up again
