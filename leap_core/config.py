@@ -310,6 +310,21 @@ def parse_spec(data: dict[str, Any]) -> JobSpec:
         raise SpecError(format_validation_error(error)) from None
 
 
+def set_dotted(data: dict[str, Any], dotted: str, value: Any, where: str) -> None:
+    """Set ``a.b.c`` in a nested mapping, creating missing sections; errors start with
+    ``where`` (``--set``, a sweep axis) so the user sees which override is wrong."""
+    keys = dotted.split(".")
+    if not all(keys):
+        raise SpecError(f"{where}: field name must be a dotted path, got {dotted!r}")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise SpecError(f"{where}: {dotted}: {key} is not a section (got {child!r})")
+        node = child
+    node[keys[-1]] = value
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``path.to.field=value`` overrides (values parsed as YAML scalars/lists)."""
     result = copy.deepcopy(data)
@@ -317,14 +332,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         path, sep, raw = override.partition("=")
         if not sep or not path.strip():
             raise SpecError(f"--set: expected path.to.field=value, got {override!r}")
-        keys = path.strip().split(".")
-        node = result
-        for key in keys[:-1]:
-            child = node.setdefault(key, {})
-            if not isinstance(child, dict):
-                raise SpecError(f"--set {path}: {key} is not a section")
-            node = child
-        node[keys[-1]] = yaml.safe_load(raw)
+        set_dotted(result, path.strip(), yaml.safe_load(raw), "--set")
     return result
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from leap_core.config import JobSpec, SpecError, parse_spec
+from leap_core.config import JobSpec, SpecError, parse_spec, set_dotted
 from leap_core.sweeps.sweepfile import SweepError, SweepFile
 
 
@@ -49,16 +49,10 @@ def _slug(text: str) -> str:
 
 def set_field(data: dict[str, Any], dotted: str, value: Any, where: str) -> None:
     """Set ``a.b.c`` in a nested mapping, creating sections; ``where`` prefixes errors."""
-    keys = dotted.split(".")
-    if not all(keys):
-        raise SweepError(f"{where}: field name must be a dotted path, got {dotted!r}")
-    node = data
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise SweepError(f"{where}: {dotted}: {key} is not a section (got {child!r})")
-        node = child
-    node[keys[-1]] = copy.deepcopy(value)
+    try:
+        set_dotted(data, dotted, copy.deepcopy(value), where)
+    except SpecError as error:
+        raise SweepError(str(error)) from None
 
 
 def base_mapping(sweep: SweepFile, folder: Path) -> dict[str, Any]:

@@ -82,7 +82,8 @@ def test_overrides_set_nested_fields_with_yaml_values():
                     "dataset": {"image_size": [64, 32]}, "method": {"leap": {"mode": "full"}}}
     with pytest.raises(SpecError, match=r"--set: expected path\.to\.field=value, got 'epochs'"):
         apply_overrides({}, ["epochs"])
-    with pytest.raises(SpecError, match=r"--set train\.epochs\.x: epochs is not a section"):
+    not_a_section = r"--set: train\.epochs\.x: epochs is not a section \(got 3\)"
+    with pytest.raises(SpecError, match=not_a_section):
         apply_overrides({"train": {"epochs": 3}}, ["train.epochs.x=1"])
 
 
