@@ -49,6 +49,15 @@ class Settings(BaseSettings):
                                  "older than this is taken over by a redelivered message")
     max_sweep_cells: int = Field(500, ge=1, description="most cells (jobs) one POST "
                                  "/v1/sweeps may create")
+    heartbeat_timeout_seconds: float | None = Field(
+        None, gt=0, description="the reaper requeues a running job whose heartbeat is older "
+        "than this; default 10 × LEAP_HEARTBEAT_SECONDS, at least 60 s")
+    max_attempts: int = Field(3, ge=1, description="attempts a job gets before the reaper "
+                              "fails it instead of requeueing it")
+    redispatch_seconds: float = Field(600.0, gt=0, description="the reconciler re-sends a "
+                                      "queued job whose last dispatch is older than this")
+    maintenance_seconds: float = Field(30.0, gt=0, description="seconds between passes of "
+                                       "python -m api.maintenance")
 
     @field_validator("data_roots", mode="before")
     @classmethod
@@ -67,6 +76,14 @@ class Settings(BaseSettings):
             if f":{word}@" in value:
                 raise ValueError(f"contains the placeholder password {word!r}; set a real one")
         return value
+
+    def heartbeat_timeout(self) -> float:
+        """Seconds without a heartbeat after which a running job's worker counts as lost.
+        Ten missed beats, and never under a minute: the heartbeat thread of a job in a
+        long evaluation beats only every 10 s, and a false alarm trains a job twice."""
+        if self.heartbeat_timeout_seconds is not None:
+            return self.heartbeat_timeout_seconds
+        return max(60.0, 10 * self.heartbeat_seconds)
 
     def resolved_data_roots(self) -> list[Path]:
         return [Path(root).resolve() for root in self.data_roots]
