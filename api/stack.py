@@ -2,8 +2,9 @@
 
 ``python -m api.stack up`` migrates the SQLite job database, makes an API key for the
 local user (written to ``$LEAP_HOME/client.yaml`` for the ``leap`` client), then starts
-three real processes: the MLflow tracking server on a SQLite store, the API (uvicorn) and a
-Celery worker whose broker is kombu's SQLAlchemy transport on SQLite. ``down`` stops them;
+four real processes: the MLflow tracking server on a SQLite store, the API (uvicorn), a
+Celery worker whose broker is kombu's SQLAlchemy transport on SQLite, and the maintenance
+loop (``api.maintenance``: dead-worker reaper, broker reconciler). ``down`` stops them;
 ``demo`` brings the stack up and trains CosFace against LEAP-CF through the REST API.
 Everything lives under ``$LEAP_HOME`` (default ``.leap/``).
 """
@@ -23,7 +24,7 @@ import httpx
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICES = ("mlflow", "api", "worker")
+SERVICES = ("mlflow", "api", "worker", "maintenance")
 
 
 def home() -> Path:
@@ -64,6 +65,7 @@ def commands(api_port: int, mlflow_port: int) -> dict[str, list[str]]:
         "api": [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
                 "--port", str(api_port)],
         "worker": [sys.executable, "-m", "worker"],
+        "maintenance": [sys.executable, "-m", "api.maintenance"],
     }
 
 

@@ -28,13 +28,15 @@ def test_compose_file_validates_against_the_compose_specification():
 
 
 def test_the_stack_has_every_part_and_the_order_of_start_up():
-    assert set(SERVICES) == {"postgres", "redis", "mlflow", "migrate", "api", "worker"}
+    assert set(SERVICES) == {"postgres", "redis", "mlflow", "migrate", "api", "maintenance",
+                             "worker"}
     for name in ("postgres", "redis", "mlflow", "api", "worker"):
         assert "healthcheck" in SERVICES[name], name
     assert SERVICES["api"]["depends_on"]["migrate"]["condition"] == \
         "service_completed_successfully"
-    assert SERVICES["worker"]["depends_on"]["migrate"]["condition"] == \
-        "service_completed_successfully"
+    for name in ("worker", "maintenance"):
+        assert SERVICES[name]["depends_on"]["migrate"]["condition"] == \
+            "service_completed_successfully"
     gpu = SERVICES["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"]
     assert "postgresql" in " ".join(SERVICES["mlflow"]["command"])

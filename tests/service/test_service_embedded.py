@@ -54,7 +54,7 @@ def test_embedded_demo_runs_both_methods_and_leaves_a_browsable_stack(tmp_path):
                               text=True, timeout=120)
     assert down.returncode == 0, down.stderr
     assert sorted(line.split(":")[0] for line in down.stdout.splitlines()) == [
-        "api", "mlflow", "worker"]
+        "api", "maintenance", "mlflow", "worker"]
     status = subprocess.run([*stack, "status"], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=60)
-    assert status.stdout.count("stopped") == 3
+    assert status.stdout.count("stopped") == 4
