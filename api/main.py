@@ -9,8 +9,11 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
+from api import outage
+from api.body_limit import BodySizeLimit
 from api.routers import health, jobs, sweeps
 from jobs.settings import Settings, get_settings
 
@@ -35,7 +38,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Submit LEAP training jobs and sweeps, follow them, find "
                               "their MLflow runs, read a sweep's results table.",
                   version="0.1.0")
-    app.state.settings = settings or get_settings()
+    settings = app.state.settings = settings or get_settings()
+    # Closed by default: a browser on another origin gets no CORS headers unless its
+    # origin is listed. Bearer keys, not cookies, so credentials are never allowed.
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
+    # Added last, so it runs first: an oversized body is refused before anything reads it.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    outage.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(sweeps.router)

@@ -1,15 +1,17 @@
 """API keys: random bearer tokens of which only the SHA-256 is stored.
 
 The tokens carry 256 bits of randomness, so a fast hash is enough (there is nothing to
-brute-force); the lookup is one indexed equality on the hash.
+brute-force); the lookup is one indexed equality on the hash, done by the database, so
+no secret is ever compared in Python (nothing for a timing attack to measure).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from jobs.models import ApiKey
@@ -36,3 +38,27 @@ def owner_of(session: Session, token: str) -> str | None:
     key = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_token(token),
                                               ApiKey.revoked_at.is_(None)))
     return key.owner if key else None
+
+
+def revoke_key(session: Session, key: str) -> ApiKey:
+    """Mark the key given by its full token or its listed prefix (``leap_AbCdEfG``) revoked;
+    returns it. A prefix that matches several live keys is refused rather than guessed."""
+    key = key.strip()
+    if len(key) < len(TOKEN_PREFIX) + 4:
+        raise ValueError(f"key: {key!r} is too short to name one key; give the token or "
+                         f"its 12-character prefix")
+    matches = session.scalars(select(ApiKey).where(
+        or_(ApiKey.key_hash == hash_token(key), ApiKey.prefix == key[:12]),
+        ApiKey.revoked_at.is_(None))).all()
+    exact = [row for row in matches if row.key_hash == hash_token(key)]
+    if exact:
+        matches = exact
+    elif len(key) > 12:  # a full token that is not stored: never fall back on its prefix
+        matches = []
+    if not matches:
+        raise LookupError(f"key: no live API key matches {key[:12]!r}")
+    if len(matches) > 1:
+        raise LookupError(f"key: prefix {key[:12]!r} matches {len(matches)} live keys; "
+                          f"give the full token")
+    matches[0].revoked_at = datetime.now(UTC)
+    return matches[0]

@@ -58,6 +58,13 @@ class Settings(BaseSettings):
                                       "queued job whose last dispatch is older than this")
     maintenance_seconds: float = Field(30.0, gt=0, description="seconds between passes of "
                                        "python -m api.maintenance")
+    max_body_bytes: int = Field(1024 * 1024, ge=1, description="largest request body the "
+                                "API reads; a larger one is a 413 before any parsing")
+    submit_rate_per_minute: int = Field(120, ge=1, description="POST /v1/jobs and /v1/sweeps "
+                                        "per API key and minute, per API process")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="origins allowed cross-origin calls "
+        "(LEAP_CORS_ORIGINS=https://a.example,https://b.example); none by default")
 
     @field_validator("data_roots", mode="before")
     @classmethod
@@ -67,6 +74,16 @@ class Settings(BaseSettings):
             if value.lstrip().startswith("["):
                 return json.loads(value)
             return [part for part in value.split(os.pathsep) if part]
+        return value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        # LEAP_CORS_ORIGINS=https://a.example,https://b.example as well as a JSON list.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @field_validator("database_url", "broker_url")

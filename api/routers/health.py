@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from api.deps import SessionDep, SettingsDep
 from api.dispatch import broker_reachable
+from api.outage import RETRY_AFTER_SECONDS
 
 router = APIRouter(tags=["health"])
 
@@ -30,4 +31,5 @@ def readyz(session: SessionDep, settings: SettingsDep, response: Response) -> di
     ready = all(value == "ok" for value in checks.values())
     if not ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return {"status": "ready" if ready else "not ready", **checks}

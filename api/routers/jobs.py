@@ -13,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import CurrentOwner, SessionDep, SettingsDep
 from api.dispatch import NotDispatched, dispatch_committed, dispatch_new
+from api.rate_limit import SubmitRate
 from api.schemas import EventPage, JobCreate, JobDetail, JobPage, Problem
 from api.validation import check_paths, resolved_spec
 from api.views import event_public, job_public
@@ -29,8 +30,10 @@ def _not_found(job_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=JobDetail,
-             responses={409: {"model": Problem}, 422: {"description": "invalid spec"}})
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[SubmitRate],
+             response_model=JobDetail,
+             responses={409: {"model": Problem}, 422: {"description": "invalid spec"},
+                        429: {"model": Problem, "description": "submitting too fast"}})
 def submit(body: JobCreate, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
            response: Response,
            idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JobDetail:

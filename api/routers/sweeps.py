@@ -8,6 +8,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
 from api.deps import CurrentOwner, SessionDep, SettingsDep
 from api.dispatch import NotDispatched, dispatch_new
+from api.rate_limit import SubmitRate
 from api.schemas import Problem
 from api.sweep_cells import plan_cells
 from api.sweep_schemas import SweepCreate, SweepDetail, SweepPage
@@ -18,8 +19,10 @@ router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 NOT_FOUND = {404: {"model": Problem, "description": "no such sweep for this key"}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepDetail,
+@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[SubmitRate],
+             response_model=SweepDetail,
              responses={409: {"model": Problem}, 422: {"description": "invalid sweep or cell"},
+                        429: {"model": Problem, "description": "submitting too fast"},
                         503: {"model": Problem}})
 def submit(body: SweepCreate, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
            response: Response,

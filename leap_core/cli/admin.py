@@ -1,4 +1,5 @@
-"""``leap admin create-key``: make an API key for the training service.
+"""``leap admin create-key`` / ``revoke-key``: make and revoke API keys of the training
+service.
 
 The service's database layer lives outside ``leap_core`` (the library must not depend on
 SQLAlchemy), so it is imported only when an admin command runs, on a machine that has the
@@ -27,6 +28,21 @@ def create_key(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(token)
+
+
+@app.command("revoke-key")
+def revoke_key(
+    key: Annotated[str, typer.Argument(help="the key's token, or its 12-character prefix "
+                                            "(leap_…) as stored")],
+) -> None:
+    """Revoke an API key: a 401 from then on (after at most the API's 30 s key cache)."""
+    admin = importlib.import_module("jobs.admin")
+    try:
+        revoked = admin.revoke_key(key)
+    except (ValueError, LookupError, RuntimeError) as error:  # bad/unknown key; database
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"revoked {revoked}")
 
 
 @app.command("migrate")
