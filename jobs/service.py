@@ -9,9 +9,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.states import IllegalTransition, transition
+
+T = TypeVar("T")
 
 
 class JobNotFound(LookupError):
@@ -62,16 +65,24 @@ def create_job(session: Session, owner: str, name: str, spec: dict[str, Any],
         if existing is not None:
             return _replay(existing, body_hash)
     job = new_job(session, owner, name, spec, tags, priority, idempotency_key, body_hash)
+    raced = commit_or_find(session, lambda: _by_idempotency_key(session, owner, idempotency_key)
+                           if idempotency_key else None)
+    return Created(job, True) if raced is None else _replay(raced, body_hash)
+
+
+def commit_or_find(session: Session, find: Callable[[], T | None]) -> T | None:
+    """Commit; when the commit hits a unique constraint (two requests with one idempotency
+    key raced), roll back and return what ``find`` finds, the row the other request made.
+    Returns None after a successful commit; re-raises when nothing is found."""
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
-        existing = _by_idempotency_key(session, owner, idempotency_key) \
-            if idempotency_key else None
+        existing = find()
         if existing is None:
             raise
-        return _replay(existing, body_hash)
-    return Created(job, True)
+        return existing
+    return None
 
 
 def _by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:

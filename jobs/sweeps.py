@@ -14,11 +14,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from jobs.models import TERMINAL, Job, JobStatus, Sweep, SweepCell, new_id, utcnow
-from jobs.service import check_same_request, decode_cursor, encode_cursor, new_job
+from jobs.service import (
+    check_same_request,
+    commit_or_find,
+    decode_cursor,
+    encode_cursor,
+    new_job,
+)
 
 
 class SweepNotFound(LookupError):
@@ -72,15 +77,10 @@ def create_sweep(session: Session, owner: str, name: str, definition: dict[str, 
                               labels=[list(pair) for pair in planned.labels],
                               seed=planned.seed, job_id=job.id))
         jobs.append(job)
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        existing = _by_idempotency_key(session, owner, idempotency_key) \
-            if idempotency_key else None
-        if existing is None:
-            raise
-        return _replay(session, existing, body_hash)
+    raced = commit_or_find(session, lambda: _by_idempotency_key(session, owner, idempotency_key)
+                           if idempotency_key else None)
+    if raced is not None:
+        return _replay(session, raced, body_hash)
     return CreatedSweep(sweep, jobs, True)
 
 
