@@ -67,23 +67,30 @@ def reap_stale(session: Session, settings: Settings, now: datetime | None = None
              .with_for_update(skip_locked=True))
     reaped = Reaped()
     for job in list(session.scalars(query)):
-        silent = _silent_for(job, now)
-        lost = f"worker lost: no heartbeat for {silent} s"
-        if job.status == JobStatus.cancelling:
-            transition(session, job, JobStatus.cancelled, f"{lost}; cancellation completed")
-            reaped.cancelled.append(job.id)
-        elif job.attempt >= settings.max_attempts:
-            message = (f"{lost} on attempt {job.attempt} of {settings.max_attempts}; "
-                       f"not retried (LEAP_MAX_ATTEMPTS)")
-            transition(session, job, JobStatus.failed, message, error=message)
-            reaped.failed.append(job.id)
-        else:
-            job.attempt += 1
-            transition(session, job, JobStatus.queued,
-                       f"{lost}; requeued as attempt {job.attempt}",
-                       dispatched_at=None, worker=None, heartbeat_at=None)
-            reaped.requeued.append(job)
+        outcome = recover(session, job, settings,
+                          f"worker lost: no heartbeat for {_silent_for(job, now)} s")
+        getattr(reaped, outcome).append(job if outcome == "requeued" else job.id)
     return reaped
+
+
+def recover(session: Session, job: Job, settings: Settings, lost: str) -> str:
+    """Decide the fate of a running or cancelling job whose worker is gone: finish its
+    cancellation, fail it on its last attempt, or requeue it as a new attempt (a new
+    attempt also fences the lost worker out, should it come back: its writes name the old
+    attempt). Returns ``cancelled``, ``failed`` or ``requeued``; the caller holds the
+    row's lock and commits."""
+    if job.status == JobStatus.cancelling:
+        transition(session, job, JobStatus.cancelled, f"{lost}; cancellation completed")
+        return "cancelled"
+    if job.attempt >= settings.max_attempts:
+        message = (f"{lost} on attempt {job.attempt} of {settings.max_attempts}; "
+                   f"not retried (LEAP_MAX_ATTEMPTS)")
+        transition(session, job, JobStatus.failed, message, error=message)
+        return "failed"
+    job.attempt += 1
+    transition(session, job, JobStatus.queued, f"{lost}; requeued as attempt {job.attempt}",
+               dispatched_at=None, worker=None, heartbeat_at=None)
+    return "requeued"
 
 
 def due_for_redispatch(session: Session, settings: Settings,

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
         "than this; default 10 × LEAP_HEARTBEAT_SECONDS, at least 60 s")
     max_attempts: int = Field(3, ge=1, description="attempts a job gets before the reaper "
                               "fails it instead of requeueing it")
+    db_retry_seconds: float = Field(600.0, ge=0, description="how long a worker retries a "
+                                    "state write (lease, progress log, final status) while "
+                                    "the database is unreachable, with backoff")
     redispatch_seconds: float = Field(600.0, gt=0, description="the reconciler re-sends a "
                                       "queued job whose last dispatch is older than this")
     maintenance_seconds: float = Field(30.0, gt=0, description="seconds between passes of "

@@ -3,10 +3,17 @@
 Writes are throttled (``every`` seconds, default 1 s) so that a fast loop does not turn
 into a database load; the same throttled read sees a ``cancelling`` status, so a
 running job stops within about a second of the request plus one training step.
+
+Every write is fenced by the lease: it touches the row only while the row still names
+this attempt and this worker. If the reaper gave the job to another worker (this one was
+silent too long), the next read says so and training stops with :class:`LeaseLost`
+instead of running the job twice. Progress writes during a database outage are skipped
+(the next step writes again); event lines wait for the database with backoff.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -14,9 +21,19 @@ from sqlalchemy import select, update
 
 from jobs.db import session_scope
 from jobs.models import Job, JobStatus, utcnow
+from jobs.retry import is_transient, with_db_retry
 from jobs.states import log
 from leap_core.training.hooks import Hook, StepInfo
 from leap_core.training.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+LIVE = (JobStatus.running, JobStatus.cancelling)
+
+
+class LeaseLost(RuntimeError):
+    """The job row no longer belongs to this attempt on this worker; stop without touching
+    it."""
 
 
 def _finite(values: dict[str, float]) -> dict[str, float]:
@@ -24,32 +41,68 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
 
 
 class JobRowHook(Hook):
-    def __init__(self, database_url: str, job_id: str, every: float = 1.0) -> None:
+    def __init__(self, database_url: str, job_id: str, every: float = 1.0, attempt: int = 1,
+                 worker: str | None = None, db_retry_seconds: float = 600.0) -> None:
         self.database_url = database_url
         self.job_id = job_id
         self.every = every
+        self.attempt = attempt
+        self.worker = worker
+        self.db_retry_seconds = db_retry_seconds
         self._last_write = 0.0
         self._cancel = False
+        self._lost = False
+        self._outage_logged = False
         self._started = time.monotonic()
         self._start_step = 0
         self._metrics: dict[str, float] = {}
 
-    def _write(self, **values) -> None:
-        """Update progress fields and read back the status, in one short transaction."""
+    def _owned(self):
+        """The WHERE clause of a row this attempt still holds."""
+        clause = [Job.id == self.job_id, Job.attempt == self.attempt, Job.status.in_(LIVE)]
+        if self.worker is not None:
+            clause.append(Job.worker == self.worker)
+        return clause
+
+    def _write_once(self, values: dict) -> None:
         with session_scope(self.database_url) as session:
-            session.execute(update(Job).where(Job.id == self.job_id)
-                            .values(heartbeat_at=utcnow(), **values))
+            done = session.execute(update(Job).where(*self._owned())
+                                   .values(heartbeat_at=utcnow(), **values))
             status = session.scalar(select(Job.status).where(Job.id == self.job_id))
+        self._lost = done.rowcount == 0
         self._cancel = status == JobStatus.cancelling
+
+    def _write(self, required: bool = False, **values) -> None:
+        """Update progress fields and read back the status, in one short transaction.
+        ``required`` writes (the first and the epoch ends) wait out an outage; a step's
+        progress is skipped instead, since the next step writes it again."""
+        try:
+            if required:
+                with_db_retry(lambda: self._write_once(values),
+                              f"job {self.job_id}: progress", self.db_retry_seconds)
+            else:
+                self._write_once(values)
+        except Exception as error:
+            if required or not is_transient(error):
+                raise
+            if not self._outage_logged:
+                logger.warning("job %s: progress not recorded, database unavailable (%s); "
+                               "training goes on", self.job_id, type(error).__name__)
+                self._outage_logged = True
+        else:
+            self._outage_logged = False
         self._last_write = time.monotonic()
+        if self._lost:
+            raise LeaseLost(f"job {self.job_id} attempt {self.attempt} is no longer held by "
+                            f"{self.worker}; stopping without touching the row")
 
     def on_start(self, trainer: Trainer) -> None:
         self._started = time.monotonic()
         self._start_step = trainer.global_step
         self._metrics = _finite(trainer.last_metrics)
-        self._write(total_steps=trainer.total_steps, epochs=trainer.spec.train.epochs,
-                    epoch=trainer.epoch, global_step=trainer.global_step,
-                    mlflow_run_id=trainer.mlflow_run_id)
+        self._write(required=True, total_steps=trainer.total_steps,
+                    epochs=trainer.spec.train.epochs, epoch=trainer.epoch,
+                    global_step=trainer.global_step, mlflow_run_id=trainer.mlflow_run_id)
         self._log(f"training on {trainer.device}: {trainer.data.manifest.num_classes} classes, "
                   f"{len(trainer.data.manifest.records)} images, {trainer.total_steps} steps"
                   + (f", resumed at epoch {trainer.epoch}" if trainer.global_step else ""))
@@ -69,7 +122,8 @@ class JobRowHook(Hook):
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self._metrics = _finite(metrics)
-        self._write(epoch=epoch + 1, global_step=trainer.global_step, metrics=self._metrics)
+        self._write(required=True, epoch=epoch + 1, global_step=trainer.global_step,
+                    metrics=self._metrics)
         shown = ", ".join(f"{k} {v:.4g}" for k, v in self._metrics.items()
                           if k in ("train_loss", "train_accuracy", "rank1", "mAP"))
         self._log(f"epoch {epoch + 1}/{trainer.spec.train.epochs}: {shown}")
@@ -78,14 +132,24 @@ class JobRowHook(Hook):
         self._log(f"checkpoint {path} (epoch {trainer.epoch})")
 
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
-        # Where the run stopped, exactly (the throttled step writes may lag a second).
-        self._write(epoch=trainer.epoch, global_step=trainer.global_step, eta_seconds=None)
+        # Where the run stopped, exactly (the throttled step writes may lag a second). Best
+        # effort: the original error is what the job must report, not a failed write.
+        if isinstance(error, LeaseLost):
+            return
+        try:
+            self._write_once(dict(epoch=trainer.epoch, global_step=trainer.global_step,
+                                  eta_seconds=None))
+        except Exception:
+            logger.warning("job %s: final progress not recorded", self.job_id, exc_info=True)
 
     def should_stop(self, trainer: Trainer) -> bool:
         return self._cancel
 
     def _log(self, message: str) -> None:
-        with session_scope(self.database_url) as session:
-            job = session.get(Job, self.job_id)
-            if job is not None:
-                log(session, job, message)
+        def write() -> None:
+            with session_scope(self.database_url) as session:
+                job = session.scalar(select(Job).where(*self._owned()))
+                if job is not None:
+                    log(session, job, message)
+
+        with_db_retry(write, f"job {self.job_id}: event", self.db_retry_seconds)

@@ -3,6 +3,8 @@ read from the job row, so a redelivered message is harmless."""
 
 from __future__ import annotations
 
+import os
+
 # Imported in the parent process so that every forked child starts with torch and MLflow
 # loaded: the time from dispatch to the first step is then setup, not imports.
 import leap_core.tracking.mlflow_hook
@@ -16,4 +18,6 @@ import leap_core.training.trainer  # noqa: F401  isort: skip
 @app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
 def train(self, job_id: str) -> str:
     """Run job ``job_id`` if it still needs running; returns what happened."""
-    return run_job(job_id, worker=self.request.hostname or "worker")
+    # Host name and process id: prefork children of one worker share the host name, and
+    # the lease must tell them apart.
+    return run_job(job_id, worker=f"{self.request.hostname or 'worker'}:{os.getpid()}")

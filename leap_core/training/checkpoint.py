@@ -9,6 +9,7 @@ never leaves a truncated file where the last good checkpoint was. It loads with
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import tempfile
@@ -46,16 +47,37 @@ def restore_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+class CheckpointWriteError(OSError):
+    """The checkpoint could not be written; the message names the path and the cause (disk
+    full, read-only file system, …) and the last good checkpoint is left as it was."""
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` atomically to ``path``; raises ``OSError`` naming the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    os.close(handle)
+    """Write ``payload`` atomically to ``path``; raises :class:`CheckpointWriteError`.
+
+    The payload is serialised in memory first and written with plain file writes, so a
+    full or read-only disk surfaces as the operating system's own error (``ENOSPC``,
+    ``EROFS``) rather than as torch's opaque "file write failed"."""
+    buffer = io.BytesIO()
+    torch.save({"version": CHECKPOINT_VERSION, **payload}, buffer)
+    temporary: str | None = None
     try:
-        torch.save({"version": CHECKPOINT_VERSION, **payload}, temporary)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+        with os.fdopen(handle, "wb") as file:
+            file.write(buffer.getbuffer())
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise CheckpointWriteError(
+            error.errno, f"cannot write checkpoint {path} ({buffer.tell()} bytes): "
+                         f"{error.strerror or error}") from error
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         raise
     return path
 

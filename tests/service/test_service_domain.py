@@ -3,6 +3,7 @@ the lease that makes a redelivered task message harmless."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import timedelta
 
@@ -94,7 +95,8 @@ def test_a_redelivered_message_for_a_live_or_finished_job_does_nothing(database_
     settings = Settings(database_url=database_url, runs_dir=tmp_path, lease_seconds=60)
     with session_scope(database_url) as session:
         job = new_job(session)
-    assert lease(settings, job.id, "w1").status == "running"
+    held = lease(settings, job.id, "w1")
+    assert (held.job_id, held.attempt, held.worker) == (job.id, 1, "w1")
     assert lease(settings, job.id, "w2") is None  # heartbeat is fresh: w1 still has it
     with session_scope(database_url) as session:
         row = session.get(Job, job.id)
@@ -111,9 +113,13 @@ def test_a_running_job_whose_worker_died_is_taken_over(database_url, tmp_path):
     with session_scope(database_url) as session:
         session.get(Job, job.id).heartbeat_at = utcnow() - timedelta(minutes=5)
     taken = lease(settings, job.id, "w2")
-    assert taken.status == "running" and taken.worker == "w2"
+    assert (taken.worker, taken.attempt) == ("w2", 2)  # a new attempt fences w1 out
     with session_scope(database_url) as session:
+        row = session.get(Job, job.id)
+        assert (row.status, row.worker, row.attempt) == ("running", "w2", 2)
         events = session.scalars(select(JobEvent).where(JobEvent.job_id == job.id)
                                  .order_by(JobEvent.id)).all()
-        assert [e.to_status for e in events] == ["queued", "running", "queued", "running"]
-        assert "worker w1 lost" in events[2].message
+        assert [(e.to_status, e.attempt) for e in events] == [
+            ("queued", 1), ("running", 1), ("queued", 2), ("running", 2)]
+        assert re.fullmatch(r"worker w1 lost: no heartbeat for 30\d s; requeued as attempt 2",
+                            events[2].message), events[2].message

@@ -34,10 +34,10 @@ from jobs.service import new_job
 from jobs.settings import Settings
 from jobs.states import transition
 from leap_core.config import parse_spec
-from tests.service.conftest import ROOT, stop, wait_for, wait_status
+from tests.service.conftest import ROOT, wait_for, wait_status
+from tests.service.workers import celery_worker, drain_queue, queue_keys
 
 HOUR = 3600.0
-PRIORITIES = (0, 3, 6, 9)
 
 
 def recovery_settings(service_env: dict[str, str], **fields) -> Settings:
@@ -70,30 +70,14 @@ def state_events(database_url: str, job_id: str) -> list[tuple[str, int, str]]:
         return [(event.to_status, event.attempt, event.message) for event in rows]
 
 
-def queue_keys(queue: str) -> list[str]:
-    return [queue + (f"\x06\x16{p}" if p else "") for p in PRIORITIES]
-
-
 @pytest.fixture(scope="module")
 def recovery_worker(service_env: dict[str, str], api_url: str) -> Iterator[Path]:
     """A real Celery worker (solo pool) for this module only, stopped when it ends; yields
     its log. The session's ``worker`` starts only when a later module asks for it, and the
-    sweep tests before that count the messages left in the queue. As there, the queue is
-    emptied first: the API tests leave jobs queued that no worker should train."""
-    queue = service_env["LEAP_QUEUE"]
-    redis.Redis.from_url(service_env["LEAP_BROKER_URL"]).delete(*queue_keys(queue))
-    log_path = Path(service_env["LEAP_HOME"]) / "recovery-worker.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
-             "--concurrency=1", f"--queues={queue}", "--loglevel=INFO",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=ROOT, env=service_env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for(lambda: "ready." in log_path.read_text(), 90, "worker", process)
-            yield log_path
-        finally:
-            stop(process)
+    sweep tests before that count the messages left in the queue."""
+    drain_queue(service_env)
+    with celery_worker(service_env, "recovery-worker") as (_process, log_path):
+        yield log_path
 
 
 def test_reaper_requeues_a_job_whose_worker_died_and_the_real_worker_finishes_it(

@@ -1,0 +1,50 @@
+"""Real Celery worker processes for the service tests that need one of their own (to kill
+it, to give it other settings, or to watch it survive faults)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+
+from tests.service.conftest import ROOT, stop, wait_for
+
+PRIORITIES = (0, 3, 6, 9)
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists that hold a Celery queue's messages, one per priority step."""
+    return [queue + (f"\x06\x16{p}" if p else "") for p in PRIORITIES]
+
+
+def drain_queue(service_env: dict[str, str]) -> None:
+    """Drop the messages waiting in the session's queue: the API tests leave jobs queued
+    that no worker should train."""
+    broker = redis.Redis.from_url(service_env["LEAP_BROKER_URL"])
+    broker.delete(*queue_keys(service_env["LEAP_QUEUE"]))
+
+
+@contextmanager
+def celery_worker(service_env: dict[str, str], name: str,
+                  **settings: str) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """A solo-pool worker (one job at a time, like one GPU) on the session's queue, with
+    ``LEAP_<NAME>=value`` overrides; yields the process and its log file. Stopped (or
+    found already killed) on exit."""
+    env = {**service_env, **{f"LEAP_{key.upper()}": value for key, value in settings.items()}}
+    log_path = Path(service_env["LEAP_HOME"]) / f"{name}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
+             "--concurrency=1", f"--queues={env['LEAP_QUEUE']}", "--loglevel=INFO",
+             f"--hostname={name}@%h", "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "ready." in log_path.read_text(), 90, name, process)
+            yield process, log_path
+        finally:
+            stop(process)
