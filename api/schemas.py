@@ -52,6 +52,8 @@ class JobPublic(BaseModel):
     tags: list[str]
     priority: int
     attempt: int
+    worker: str | None = Field(None, description="the worker (host:pid) holding or last "
+                               "holding the job")
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -19,7 +19,8 @@ def job_public(job: Job, settings: Settings, detail: bool = False) -> JobPublic:
                 if job.global_step is not None and job.total_steps else None)
     fields = dict(
         id=job.id, name=job.name, status=job.status, tags=job.tags or [],
-        priority=job.priority, attempt=job.attempt, created_at=job.created_at,
+        priority=job.priority, attempt=job.attempt, worker=job.worker,
+        created_at=job.created_at,
         updated_at=job.updated_at, started_at=job.started_at, finished_at=job.finished_at,
         heartbeat_at=job.heartbeat_at,
         progress=Progress(epoch=job.epoch, epochs=job.epochs, step=job.step,
