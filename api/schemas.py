@@ -4,11 +4,21 @@ table so that the API's contract does not follow the schema's every change."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, Field
 
+from jobs.models import ID_PATTERN
 from leap_core.config import JobSpec
+
+#: A job id in a URL: the service's own ids only, so anything else is a 422 before the
+#: database sees it (a NUL byte in a query parameter is an error there, not a miss).
+JobId = Annotated[str, Path(pattern=ID_PATTERN, description="a job's id (32 hex digits)")]
+SweepId = Annotated[str, Path(pattern=ID_PATTERN,
+                              description="a sweep's id (32 hex digits)")]
+#: The largest event id: ``job_events.id`` is a signed 64-bit column.
+MAX_EVENT_ID = 2**63 - 1
 
 
 class JobCreate(JobSpec):

@@ -17,13 +17,11 @@ from fastapi.exceptions import RequestValidationError
 
 from api.sweep_schemas import SweepCreate
 from api.validation import check_paths, resolved_spec
+from jobs.models import NAME_LENGTH
 from jobs.settings import Settings
 from jobs.sweeps import PlannedCell
 from leap_core.sweeps.grid import Cell, expand
 from leap_core.sweeps.sweepfile import SweepError
-
-#: Column limit of ``jobs.name``.
-NAME_LENGTH = 200
 
 
 def _problem(field: str, message: str, value: Any = None) -> dict[str, Any]:

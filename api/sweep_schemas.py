@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from leap_core.sweeps.sweepfile import SweepFile
 
@@ -16,6 +16,14 @@ class SweepCreate(SweepFile):
     how the service files its jobs. ``output`` and ``experiment`` are settings of a local
     run and are ignored here: results stay in the jobs and ``GET /v1/sweeps/{id}``, runs go
     to the service's MLflow experiment."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "name": "cosface-vs-leap",
+        "base": {"model": {"backbone": "tiny_cnn", "embedding_dim": 32},
+                 "train": {"epochs": 3}, "method": {"leap": {"cloud_start_epoch": 1}}},
+        "axes": {"method": {"CosFace": {"method.leap.mode": "off"},
+                            "LEAP-CF": {"method.leap.mode": "full"}}},
+        "seeds": [0, 1]}]})
 
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="dotted field: value set in every cell last, over "

@@ -30,6 +30,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: What :func:`new_id` makes (a job's or a sweep's id); anything else names no row.
+ID_PATTERN = r"^[0-9a-f]{32}$"
+#: Length of the ``name`` columns of jobs and sweeps.
+NAME_LENGTH = 200
+
+
 def new_id() -> str:
     return uuid.uuid4().hex
 
@@ -74,7 +80,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str] = mapped_column(String(200))
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     tags: Mapped[list[str]] = mapped_column(default=list)
     priority: Mapped[int] = mapped_column(Integer, default=0)
     spec: Mapped[dict[str, Any]]
@@ -136,7 +142,7 @@ class Sweep(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     owner: Mapped[str] = mapped_column(String(200))
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     definition: Mapped[dict[str, Any]]
     tags: Mapped[list[str]] = mapped_column(default=list)
     priority: Mapped[int] = mapped_column(Integer, default=0)

@@ -18,26 +18,34 @@ PATH_FIELDS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class Escape:
-    """A path field whose value resolves outside every allowed root."""
+    """A path field whose value resolves outside every allowed root, or not at all
+    (``resolved`` is None)."""
 
     field: str
     value: str
-    resolved: Path
+    resolved: Path | None
 
     def message(self, roots: list[Path]) -> str:
+        where = (f"resolves to {self.resolved}" if self.resolved is not None
+                 else "cannot be resolved on this machine")
         return (f"must be inside the allowed data directories "
-                f"({', '.join(map(str, roots))}); {self.value!r} resolves to {self.resolved}")
+                f"({', '.join(map(str, roots))}); {self.value!r} {where}")
 
 
 def inside(path: Path, roots: list[Path]) -> bool:
     return any(path == root or path.is_relative_to(root) for root in roots)
 
 
-def resolve_under(value: str, roots: list[Path]) -> Path:
+def resolve_under(value: str, roots: list[Path]) -> Path | None:
     """``value`` with ``~``, ``..`` and every symlink resolved; a relative path is taken
-    under the first root."""
-    path = Path(value).expanduser()
-    return path.resolve() if path.is_absolute() else (roots[0] / path).resolve()
+    under the first root. None when it cannot be resolved: ``~name`` of a user this machine
+    does not know, a symlink loop, a NUL character. Such a path is refused, never kept as
+    written: another machine (a worker) might resolve it differently."""
+    try:
+        path = Path(value).expanduser()
+        return path.resolve() if path.is_absolute() else (roots[0] / path).resolve()
+    except (RuntimeError, ValueError, OSError):
+        return None
 
 
 def escapes(spec: dict[str, Any], roots: list[Path]) -> list[Escape]:
@@ -48,7 +56,7 @@ def escapes(spec: dict[str, Any], roots: list[Path]) -> list[Escape]:
         if value is None:
             continue
         resolved = resolve_under(str(value), roots)
-        if not inside(resolved, roots):
+        if resolved is None or not inside(resolved, roots):
             found.append(Escape(f"{section}.{key}", str(value), resolved))
     return found
 

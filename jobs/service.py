@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import ID_PATTERN, Job, JobEvent, JobStatus
 from jobs.states import IllegalTransition, transition
 
 T = TypeVar("T")
@@ -117,9 +118,14 @@ def encode_cursor(created_at: datetime, job_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a cursor of :func:`encode_cursor` names. The id must be one this
+    service makes: a cursor is client input, and a crafted one (a NUL byte, say) must not
+    reach the database's parameters."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, job_id = raw.split("|", 1)
+        if not re.fullmatch(ID_PATTERN, job_id):
+            raise ValueError(job_id)
         return datetime.fromisoformat(stamp), job_id
     except (ValueError, UnicodeDecodeError):
         raise ValueError(f"cursor: not a cursor from this API (got {cursor!r})") from None

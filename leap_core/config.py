@@ -33,6 +33,11 @@ PAPER_HEAD_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
 }
 
 
+#: The largest seed and epoch count: seeds go to ``numpy.random.seed`` (below 2**32), and
+#: the service keeps epochs and a sweep's seeds in signed 32-bit database columns.
+MAX_INT32 = 2**31 - 1
+
+
 class SpecError(ValueError):
     """A job specification that does not validate; the message lists ``path: problem``."""
 
@@ -52,7 +57,7 @@ class SyntheticSpec(_Spec):
     tail_samples: int = Field(5, ge=1, description="images kept by every other identity")
     height: int = Field(64, ge=8)
     width: int = Field(32, ge=4)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_INT32)
 
 
 class LongTailSpec(_Spec):
@@ -69,7 +74,7 @@ class LongTailSpec(_Spec):
     head_selection: Literal["count", "random"] = Field(
         "count", description="rank identities by image count (ties by pid), or at random "
                              "with the seed (for balanced data such as Omniglot)")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_INT32)
 
     @model_validator(mode="after")
     def _needs(self) -> LongTailSpec:
@@ -189,13 +194,13 @@ class ScheduleSpec(_Spec):
 
 
 class TrainSpec(_Spec):
-    epochs: int = Field(60, ge=1)
+    epochs: int = Field(60, ge=1, le=MAX_INT32)
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_INT32)
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     num_workers: int = Field(4, ge=0, description="data-loader processes")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")

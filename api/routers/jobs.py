@@ -11,18 +11,26 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from api.deps import CurrentOwner, SessionDep, SettingsDep
+from api.deps import SUBMIT_ERRORS, UNAUTHORIZED, CurrentOwner, SessionDep, SettingsDep
 from api.dispatch import NotDispatched, dispatch_committed, dispatch_new
 from api.rate_limit import SubmitRate
-from api.schemas import EventPage, JobCreate, JobDetail, JobPage, Problem
-from api.validation import check_paths, resolved_spec
+from api.schemas import (
+    MAX_EVENT_ID,
+    EventPage,
+    JobCreate,
+    JobDetail,
+    JobId,
+    JobPage,
+    Problem,
+)
+from api.validation import check_body, check_paths, resolved_spec
 from api.views import event_public, job_public
 from jobs import service
 from jobs.db import session_factory
-from jobs.models import TERMINAL, JobStatus
+from jobs.models import NAME_LENGTH, TERMINAL, JobStatus
 from jobs.states import IllegalTransition
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 NOT_FOUND = {404: {"model": Problem, "description": "no such job for this key"}}
 
 
@@ -32,19 +40,24 @@ def _not_found(job_id: str) -> HTTPException:
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[SubmitRate],
              response_model=JobDetail,
-             responses={409: {"model": Problem}, 422: {"description": "invalid spec"},
-                        429: {"model": Problem, "description": "submitting too fast"}})
+             responses=SUBMIT_ERRORS | {
+                 200: {"model": JobDetail, "description": "the job an earlier request with "
+                                                          "this Idempotency-Key created"},
+                 422: {"description": "invalid spec"},
+                 503: {"model": Problem, "description": "stored, but the broker did not "
+                                                        "take it"}})
 def submit(body: JobCreate, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
            response: Response,
            idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JobDetail:
     """Store a queued job and hand its id to the workers. With ``Idempotency-Key``, a
     retried request returns the job the first one created (200) instead of a second job."""
+    check_body(body.model_dump())
     job_spec = body.job_spec()
     check_paths(job_spec, settings)
     payload = body.model_dump(mode="json")
     try:
         created = service.create_job(
-            session, owner, name=body.name or job_spec.run_name(),
+            session, owner, name=(body.name or job_spec.run_name())[:NAME_LENGTH],
             spec=resolved_spec(job_spec, settings),
             tags=body.tags, priority=body.priority, idempotency_key=idempotency_key,
             body_hash=service.request_hash(payload) if idempotency_key else None)
@@ -78,7 +91,7 @@ def list_jobs(session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND)
-def get_job(job_id: str, session: SessionDep, owner: CurrentOwner,
+def get_job(job_id: JobId, session: SessionDep, owner: CurrentOwner,
             settings: SettingsDep) -> JobDetail:
     """Status, timestamps, attempt, progress with ETA, latest metrics, MLflow run link."""
     try:
@@ -89,7 +102,7 @@ def get_job(job_id: str, session: SessionDep, owner: CurrentOwner,
 
 @router.post("/{job_id}/cancel", response_model=JobDetail, responses=NOT_FOUND | {
     409: {"model": Problem}})
-def cancel(job_id: str, session: SessionDep, owner: CurrentOwner,
+def cancel(job_id: JobId, session: SessionDep, owner: CurrentOwner,
            settings: SettingsDep) -> JobDetail:
     """A queued job is cancelled at once; a running one becomes ``cancelling`` and its
     worker stops it between steps, keeping the last checkpoint."""
@@ -104,7 +117,7 @@ def cancel(job_id: str, session: SessionDep, owner: CurrentOwner,
 
 @router.post("/{job_id}/retry", response_model=JobDetail, responses=NOT_FOUND | {
     409: {"model": Problem}})
-def retry(job_id: str, session: SessionDep, owner: CurrentOwner,
+def retry(job_id: JobId, session: SessionDep, owner: CurrentOwner,
           settings: SettingsDep) -> JobDetail:
     """A failed or cancelled job runs again as a new attempt, resuming from its last
     checkpoint."""
@@ -120,8 +133,9 @@ def retry(job_id: str, session: SessionDep, owner: CurrentOwner,
 
 @router.get("/{job_id}/events", response_model=EventPage, responses=NOT_FOUND | {
     200: {"content": {"text/event-stream": {}}}})
-def events(job_id: str, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
-           after: Annotated[int, Query(ge=0, description="last event id already read")] = 0,
+def events(job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
+           after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID,
+                                       description="last event id already read")] = 0,
            limit: Annotated[int, Query(ge=1, le=1000)] = 100,
            follow: Annotated[bool, Query(description="stream server-sent events until the "
                                                      "job finishes")] = False):

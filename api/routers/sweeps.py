@@ -6,24 +6,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
-from api.deps import CurrentOwner, SessionDep, SettingsDep
+from api.deps import SUBMIT_ERRORS, UNAUTHORIZED, CurrentOwner, SessionDep, SettingsDep
 from api.dispatch import NotDispatched, dispatch_new
 from api.rate_limit import SubmitRate
-from api.schemas import Problem
+from api.schemas import Problem, SweepId
 from api.sweep_cells import plan_cells
 from api.sweep_schemas import SweepCreate, SweepDetail, SweepPage
 from api.sweep_views import sweep_detail, sweep_summary
+from api.validation import check_body
 from jobs import service, sweeps
 
-router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], responses=UNAUTHORIZED)
 NOT_FOUND = {404: {"model": Problem, "description": "no such sweep for this key"}}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, dependencies=[SubmitRate],
              response_model=SweepDetail,
-             responses={409: {"model": Problem}, 422: {"description": "invalid sweep or cell"},
-                        429: {"model": Problem, "description": "submitting too fast"},
-                        503: {"model": Problem}})
+             responses=SUBMIT_ERRORS | {
+                 200: {"model": SweepDetail, "description": "the sweep an earlier request "
+                                                            "with this Idempotency-Key created"},
+                 422: {"description": "invalid sweep or cell"},
+                 503: {"model": Problem, "description": "stored, but the broker did not "
+                                                        "take every job"}})
 def submit(body: SweepCreate, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
            response: Response,
            idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> SweepDetail:
@@ -31,6 +35,7 @@ def submit(body: SweepCreate, session: SessionDep, owner: CurrentOwner, settings
     is a 422 naming it, and nothing is stored or queued), store the sweep, its jobs and
     cells in one transaction, then hand the jobs to the workers as ``POST /v1/jobs`` does.
     With ``Idempotency-Key``, a retried request returns the first sweep (200)."""
+    check_body(body.model_dump())
     planned = plan_cells(body, settings)
     definition = body.model_dump(mode="json", exclude_unset=True)
     try:
@@ -69,7 +74,7 @@ def list_sweeps(session: SessionDep, owner: CurrentOwner,
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail, responses=NOT_FOUND)
-def get_sweep(sweep_id: str, session: SessionDep, owner: CurrentOwner) -> SweepDetail:
+def get_sweep(sweep_id: SweepId, session: SessionDep, owner: CurrentOwner) -> SweepDetail:
     """The cells with their job ids and states, counts by state, and the results table
     (per setting × method: metrics as mean ± std over seeds and the change against the
     matching baseline) of the cells that succeeded, labelled partial until all have."""

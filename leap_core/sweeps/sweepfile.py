@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from leap_core.config import format_validation_error
+from leap_core.config import MAX_INT32, format_validation_error
 
 #: A LEAP method's baseline (paper Tables 4-5): the margin loss it is built on.
 PAPER_BASELINES: dict[str, str] = {
@@ -51,7 +51,8 @@ class ValidationSplit(_Model):
     set and become the query/gallery split."""
 
     identities: int = Field(..., ge=2, description="training identities held out")
-    seed: int = Field(0, ge=0, description="which identities (fixed across the sweep's seeds)")
+    seed: int = Field(0, ge=0, le=MAX_INT32,
+                      description="which identities (fixed across the sweep's seeds)")
     queries_per_identity: int = Field(1, ge=1, description="images of each held-out "
                                       "identity used as queries; the rest form the gallery")
 
@@ -99,8 +100,8 @@ class SweepFile(_Model):
     @field_validator("seeds")
     @classmethod
     def _seeds(cls, seeds: list[int]) -> list[int]:
-        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
-            raise ValueError("must be distinct non-negative integers")
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0 or max(seeds) > MAX_INT32:
+            raise ValueError(f"must be distinct integers from 0 to {MAX_INT32}")
         return seeds
 
 

@@ -89,7 +89,9 @@ def test_bad_cells_fail_before_anything_runs_naming_the_field(tmp_path: Path, fi
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"seeds": [0, 0]}, "seeds: must be distinct non-negative integers (got [0, 0])"),
+    ({"seeds": [0, 0]}, "seeds: must be distinct integers from 0 to 2147483647 (got [0, 0])"),
+    ({"seeds": [0, 2**31]},
+     "seeds: must be distinct integers from 0 to 2147483647 (got [0, 2147483648])"),
     ({"axes": {}}, "axes: needs at least one axis"),
     ({"axes": {"method": {}}}, "axes: axis 'method' has no values"),
     ({"sedes": [1]}, "sedes: Extra inputs are not permitted (got [1])"),

@@ -60,6 +60,15 @@ def test_explicit_head_parameters_win():
     ({"method": {"leap": {"mode": "full", "cloud_start_epoch": 60}}},
      "method.leap.cloud_start_epoch (60) must be below train.epochs (60)"),
     ({"train": {"device": "tpu"}}, "train.device: String should match pattern"),
+    # seeds reach numpy.random.seed (< 2**32); epochs and seeds fit 32-bit columns
+    ({"train": {"seed": 2**31}}, "train.seed: Input should be less than or equal to "
+                                 "2147483647 (got 2147483648)"),
+    ({"dataset": {"long_tail": {"seed": 2**32}}},
+     "dataset.long_tail.seed: Input should be less than or equal to 2147483647"),
+    ({"dataset": {"synthetic": {"seed": 2**40}}},
+     "dataset.synthetic.seed: Input should be less than or equal to 2147483647"),
+    ({"train": {"epochs": 2**31}}, "train.epochs: Input should be less than or equal to "
+                                   "2147483647"),
 ])
 def test_validation_errors_name_the_field_path(data, message):
     with pytest.raises(SpecError) as caught:
