@@ -17,6 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from api import outage
+from api.admission import AdmissionLimit
 from api.body_limit import BodySizeLimit
 from api.routers import health, jobs, sweeps
 from jobs.settings import Settings, get_settings
@@ -81,7 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
-    # Added last, so it runs first: an oversized body is refused before anything reads it.
+    app.add_middleware(AdmissionLimit, limit=settings.max_concurrent_requests,
+                       wait_seconds=settings.admission_wait_seconds)
+    # Added last, so it runs first: an oversized body is refused before anything reads it
+    # (or waits for a turn).
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     outage.install(app)
     app.include_router(health.router)

@@ -13,6 +13,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 log = logging.getLogger("api.outage")
 
@@ -37,7 +38,17 @@ def unavailable(error: BaseException) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Register the handler that turns database outages into 503s."""
+    """Register the handlers that turn database outages (and an exhausted connection pool)
+    into 503s."""
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:
+        log.warning("%s %s: no database connection free: %s", request.method,
+                    request.url.path, error)
+        return JSONResponse(
+            status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            content={"detail": f"database busy (no pooled connection free); retry in "
+                               f"{RETRY_AFTER_SECONDS} s"})
 
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, error: DBAPIError) -> JSONResponse:

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
                                 "API reads; a larger one is a 413 before any parsing")
     submit_rate_per_minute: int = Field(120, ge=1, description="POST /v1/jobs and /v1/sweeps "
                                         "per API key and minute, per API process")
+    max_concurrent_requests: int = Field(32, ge=1, le=40, description="requests one API "
+                                         "process serves at once; more wait (below the "
+                                         "database pool's 40 connections)")
+    admission_wait_seconds: float = Field(30.0, gt=0, description="longest a request waits "
+                                          "for its turn before a 503 with Retry-After")
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="origins allowed cross-origin calls "
         "(LEAP_CORS_ORIGINS=https://a.example,https://b.example); none by default")

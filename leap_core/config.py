@@ -228,6 +228,15 @@ class EvalSpec(_Spec):
         return self
 
 
+class TrackingSpec(_Spec):
+    """What the MLflow run keeps besides params, metrics and the checkpoint."""
+
+    plots: bool = Field(True, description="class-frequency, angular-variance, t-SNE and "
+                        "CMC/ROC figures at the end")
+    log_model: bool = Field(True, description="the embedding network as an MLflow pt2 "
+                            "model at the end (exporting it takes seconds)")
+
+
 class JobSpec(_Spec):
     """A whole training run."""
 
@@ -237,6 +246,7 @@ class JobSpec(_Spec):
     method: MethodSpec = Field(default_factory=MethodSpec)
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
+    tracking: TrackingSpec = Field(default_factory=TrackingSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:

@@ -138,7 +138,10 @@ def run_job(job_id: str, worker: str, settings: Settings | None = None) -> str:
     held = lease(settings, job_id, worker)
     if held is None:
         return "skipped"
-    beat = _Heartbeat(settings.database_url, held)
+    # Four beats per reaper timeout, so a job in a long setup or evaluation (no steps,
+    # hence no progress writes) never looks dead; at most one every 10 s.
+    every = min(10.0, max(0.5, settings.heartbeat_timeout() / 4))
+    beat = _Heartbeat(settings.database_url, held, every)
     beat.start()
     try:
         return _train(settings, held)

@@ -145,6 +145,9 @@ def events(job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: Se
     except service.JobNotFound:
         raise _not_found(job_id) from None
     if follow:
+        # The stream reads with short sessions of its own; this one (and its pooled
+        # connection) is let go now, not when the stream ends minutes later.
+        session.close()
         return StreamingResponse(_stream(session_factory(settings.database_url), owner,
                                          job_id, after),
                                  media_type="text/event-stream")

@@ -45,7 +45,8 @@ class MLflowHook(Hook):
             SQLite store under ``.leap/``.
         experiment: experiment name.
         log_every: steps between step-metric logs.
-        log_model: also log the model with ``mlflow.pytorch`` at the end.
+        log_model: also log the model with ``mlflow.pytorch`` at the end (when the spec's
+            ``tracking.log_model`` agrees).
         tags: extra run tags.
     """
 
@@ -101,13 +102,14 @@ class MLflowHook(Hook):
     def on_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if trainer.diagnostics is not None:
             self._log(trainer.diagnostics.metrics(), trainer.epoch)
-        with tempfile.TemporaryDirectory() as folder:
-            for path in draw_plots(trainer, Path(folder)):
-                self.client.log_artifact(self.run_id, str(path), "plots")
+        if trainer.spec.tracking.plots:
+            with tempfile.TemporaryDirectory() as folder:
+                for path in draw_plots(trainer, Path(folder)):
+                    self.client.log_artifact(self.run_id, str(path), "plots")
         checkpoint = trainer.run_dir / "last.pt"
         if checkpoint.is_file():
             self.client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
-        if self.log_model:
+        if self.log_model and trainer.spec.tracking.log_model:
             self._log_model(trainer)
         self.client.set_terminated(self.run_id, "FINISHED")
 

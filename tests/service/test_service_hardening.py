@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -199,3 +201,35 @@ def test_revoked_key_is_401(service_env: dict[str, str], api_url: str,
         revoke_key(token, database_url)  # already revoked
     with pytest.raises(ValueError, match="too short"):
         revoke_key("leap_", database_url)
+
+
+def test_requests_beyond_the_admission_limit_wait_then_get_503(
+        service_env: dict[str, str], own_database: str) -> None:
+    """Two requests stuck on a locked table hold both slots of an API admitting two: a
+    third waits its second and is a 503 with Retry-After, the liveness probe is never held,
+    and once the lock goes the stuck ones finish and requests are served again."""
+    keys = [create_key(f"admission-{n}", own_database) for n in range(4)]
+
+    def jobs_of(url: str, key: str) -> httpx.Response:
+        return httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {key}"},
+                         timeout=30)
+
+    with extra_api(service_env, database_url=own_database, max_concurrent_requests="2",
+                   admission_wait_seconds="1") as url, \
+            psycopg.connect(make_url(own_database).set(drivername="postgresql")
+                            .render_as_string(hide_password=False)) as locker, \
+            ThreadPoolExecutor(2) as pool:
+        locker.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")  # until commit
+        stuck = [pool.submit(jobs_of, url, key) for key in keys[:2]]  # uncached keys
+        time.sleep(1)
+        began = time.monotonic()
+        busy = jobs_of(url, keys[2])
+        waited = time.monotonic() - began
+        assert httpx.get(f"{url}/healthz").status_code == 200
+        locker.commit()
+        assert [reply.result().status_code for reply in stuck] == [200, 200]
+        assert jobs_of(url, keys[3]).status_code == 200
+    assert busy.status_code == 503, busy.text
+    assert 1.0 <= waited < 3.0
+    assert busy.headers["Retry-After"] == "2"
+    assert "LEAP_MAX_CONCURRENT_REQUESTS=2" in busy.json()["detail"]

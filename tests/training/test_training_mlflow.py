@@ -80,3 +80,18 @@ def test_failed_run_is_marked_failed_with_the_reason(tiny_spec, tmp_path, tracki
     run = MlflowClient(tracking_uri).get_run(trainer.mlflow_run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags["error"] == "RuntimeError: disk on fire"
+
+
+def test_tracking_switches_leave_out_plots_and_model(tiny_spec, tmp_path, tracking_uri):
+    spec = tiny_spec(eval={"protocol": "none"},
+                     tracking={"plots": False, "log_model": False})
+    trainer = Trainer(spec, tmp_path / "run", [MLflowHook(tracking_uri)])
+    trainer.fit()
+    client = MlflowClient(tracking_uri)
+    run = client.get_run(trainer.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["tracking.plots"] == "False"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert artifacts == {"spec.json", "manifest.json", "checkpoints"}
+    assert mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
+                                       output_format="list") == []
