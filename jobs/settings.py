@@ -94,7 +94,7 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
-    @field_validator("database_url", "broker_url")
+    @field_validator("database_url", "broker_url", "mlflow_tracking_uri")
     @classmethod
     def _no_placeholder(cls, value: str) -> str:
         for word in PLACEHOLDERS:

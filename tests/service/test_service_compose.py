@@ -4,12 +4,14 @@ specification, and every command, module, Dockerfile and file it names exists he
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from jobs.settings import Settings
@@ -82,11 +84,23 @@ def test_the_env_file_sets_only_real_settings():
     assert unknown == []
 
 
-def test_settings_refuse_a_placeholder_database_password(monkeypatch):
-    monkeypatch.setenv("LEAP_DATABASE_URL", "postgresql+psycopg://leap:changeme@db/leap")
-    try:
+@pytest.mark.parametrize("name, url", [
+    ("LEAP_DATABASE_URL", "postgresql+psycopg://leap:changeme@db/leap"),
+    ("LEAP_BROKER_URL", "redis://:changeme@redis:6379/0"),
+    ("LEAP_MLFLOW_TRACKING_URI", "postgresql://mlflow:changeme@db/mlflow"),
+])
+def test_settings_refuse_a_placeholder_password(monkeypatch, name, url):
+    monkeypatch.setenv(name, url)
+    with pytest.raises(ValueError, match="placeholder password 'changeme'"):
         Settings()
-    except ValueError as error:
-        assert "placeholder password 'changeme'" in str(error)
-    else:
-        raise AssertionError("a placeholder password was accepted")
+
+
+def test_the_api_refuses_to_start_with_a_placeholder_secret(tmp_path):
+    env = {**os.environ, "LEAP_HOME": str(tmp_path),
+           "LEAP_DATABASE_URL": "postgresql+psycopg://leap:changeme@127.0.0.1:1/leap"}
+    started = subprocess.run([sys.executable, "-m", "uvicorn", "api.main:app", "--port",
+                              "0"], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=60)
+    assert started.returncode != 0
+    assert "database_url" in started.stderr
+    assert "contains the placeholder password 'changeme'; set a real one" in started.stderr
