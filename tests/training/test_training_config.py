@@ -133,7 +133,8 @@ def test_flatten_gives_dotted_params():
 
 def test_json_schema_is_available_for_the_api():
     schema = JobSpec.model_json_schema()
-    assert set(schema["properties"]) == {"name", "dataset", "model", "method", "train", "eval"}
+    assert set(schema["properties"]) == {"name", "dataset", "model", "method", "train", "eval",
+                                          "tracking"}
 
 
 def test_every_example_spec_validates():
