@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ import pytest
 import redis
 
 from jobs.admin import create_key
+from jobs.db import engine_for
 from jobs.migrate import upgrade
 from leap_core.config import parse_spec
 from leap_core.training.data_setup import ensure_synthetic
@@ -42,15 +44,30 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for the session, dropped at the end."""
+@contextmanager
+def scratch_database(migrated: bool = True) -> Iterator[str]:
+    """A PostgreSQL database of the caller's own (migrated to the latest schema unless
+    ``migrated`` is false), dropped on exit with every connection still open to it."""
     name = f"leap_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    try:
+        if migrated:
+            upgrade(url)
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for the session, dropped at the end (the
+    ``service_env`` fixture migrates it)."""
+    with scratch_database(migrated=False) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -27,14 +27,13 @@ import pytest
 from sqlalchemy import make_url, select
 
 from api.dispatch import dispatch, dispatch_committed
-from jobs.db import engine_for, session_factory, session_scope
-from jobs.migrate import upgrade
+from jobs.db import session_factory, session_scope
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.recovery import recover
 from jobs.service import new_job
 from jobs.settings import Settings
 from leap_core.config import parse_spec
-from tests.service.conftest import PG_ADMIN, ROOT, stop, wait_for, wait_status
+from tests.service.conftest import PG_ADMIN, ROOT, scratch_database, stop, wait_for, wait_status
 from tests.service.workers import celery_worker, drain_queue
 from worker.runner import Lease, finish, lease
 
@@ -121,18 +120,9 @@ def test_a_worker_killed_mid_training_is_resumed_from_its_checkpoint_on_another(
 @pytest.fixture(scope="module")
 def outage_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """The services' environment on a database and a queue of this module's own."""
-    name = f"leap_test_crash_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        upgrade(url)
+    with scratch_database() as url:
         yield {**service_env, "LEAP_DATABASE_URL": url,
                "LEAP_QUEUE": f"leap-outage-{uuid.uuid4().hex[:8]}"}
-    finally:
-        engine_for(url).dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def outage_settings(env: dict[str, str]) -> Settings:

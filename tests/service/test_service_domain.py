@@ -4,10 +4,9 @@ the lease that makes a redelivered task message harmless."""
 from __future__ import annotations
 
 import re
-import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 
-import psycopg
 import pytest
 from sqlalchemy import create_engine, inspect, select
 
@@ -16,18 +15,14 @@ from jobs.migrate import downgrade, upgrade
 from jobs.models import Job, JobEvent, JobStatus, utcnow
 from jobs.settings import Settings
 from jobs.states import ALLOWED, IllegalTransition, transition
-from tests.service.conftest import PG_ADMIN
+from tests.service.conftest import scratch_database
 from worker.runner import lease, run_job
 
 
 @pytest.fixture
-def empty_database():
-    name = f"leap_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def empty_database() -> Iterator[str]:
+    with scratch_database(migrated=False) as url:
+        yield url
 
 
 def tables(url: str) -> set[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -20,8 +19,7 @@ import pytest
 from sqlalchemy import make_url
 
 from jobs.admin import create_key, revoke_key
-from jobs.migrate import upgrade
-from tests.service.conftest import PG_ADMIN, ROOT, free_port, stop, wait_for
+from tests.service.conftest import PG_ADMIN, ROOT, free_port, scratch_database, stop, wait_for
 
 TWO_MIB = 2 * 1024 * 1024
 INVALID_JOB = {"train": {"epochs": -1}}
@@ -71,16 +69,8 @@ def test_unreachable_database_is_503_with_retry_after(service_env: dict[str, str
 @pytest.fixture
 def own_database() -> Iterator[str]:
     """A migrated database of this test's own, dropped at the end."""
-    name = f"leap_test_outage_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    try:
-        upgrade(url)
+    with scratch_database() as url:
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_database_lost_mid_service_is_503_then_recovers(

@@ -20,18 +20,21 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from jobs.admin import create_key
 from jobs.db import session_scope
 from jobs.models import Job, JobEvent
-from tests.service.conftest import wait_for
+from tests.service.conftest import scratch_database, wait_for
 from tests.service.test_service_crash import maintenance_loop
-from tests.service.workers import celery_worker, drain_queue
+from tests.service.test_service_hardening import extra_api
+from tests.service.workers import celery_worker
 
 SUBMITTERS = 200
 CANCEL_SHARE = 1 / 3
@@ -92,15 +95,24 @@ def run_submitter(api_url: str, one: Submitter, body: dict, start: threading.Bar
 
 
 def held_by(database_url: str, pid: int) -> list[str]:
-    """This test's jobs (named ``load``) that the worker ``pid`` runs now. Other modules'
-    stale jobs may be reaped and trained here too; they are not counted."""
+    """The jobs that the worker ``pid`` runs now."""
     with session_scope(database_url) as session:
         return list(session.scalars(select(Job.id).where(
             Job.name == NAME, Job.status == "running", Job.worker.like(f"%:{pid}"))))
 
 
+@pytest.fixture(scope="module")
+def load_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The services' environment on a database and a queue of this test's own: its
+    maintenance loop then reaps and re-sends nothing that other modules left behind."""
+    with scratch_database() as url:
+        yield {**service_env, "LEAP_DATABASE_URL": url,
+               "LEAP_QUEUE": f"leap-load-{uuid.uuid4().hex[:8]}"}
+
+
 def test_200_submitters_random_cancels_and_a_killed_worker_lose_nothing_and_run_nothing_twice(
-        service_env, api_url, job_body, database_url):
+        load_env, job_body):
+    service_env, database_url = load_env, load_env["LEAP_DATABASE_URL"]
     rng = random.Random(8)
     body = job_body(name=NAME, method={"leap": {"mode": "off"}},
                     train={"epochs": 2, "steps_per_epoch": 2}, eval={"protocol": "none"},
@@ -110,10 +122,10 @@ def test_200_submitters_random_cancels_and_a_killed_worker_lose_nothing_and_run_
                             else None) for _ in range(SUBMITTERS)]
     for one in submitters:
         one.token = create_key(one.owner, database_url)
-    drain_queue(service_env)
     started = time.monotonic()
     timeout = {"heartbeat_timeout_seconds": "8"}  # the workers beat every 2 s
-    with celery_worker(service_env, "load-victim", **timeout) as (victim, _), \
+    with extra_api(service_env) as api_url, \
+            celery_worker(service_env, "load-victim", **timeout) as (victim, _), \
             celery_worker(service_env, "load-survivor", **timeout) as (survivor, _), \
             maintenance_loop(service_env, redispatch_seconds="3600", **timeout):
         start = threading.Barrier(SUBMITTERS)

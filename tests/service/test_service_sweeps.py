@@ -10,9 +10,9 @@ import copy
 import json
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
-import psycopg
 import pytest
 import yaml
 from alembic.autogenerate import compare_metadata
@@ -24,7 +24,7 @@ from jobs.db import session_scope
 from jobs.migrate import downgrade, upgrade
 from jobs.models import Base, Job, Sweep, SweepCell
 from leap_core.cli import app as leap_app
-from tests.service.conftest import PG_ADMIN
+from tests.service.conftest import scratch_database
 from tests.service.test_service_api import queue_length
 
 METHODS = {"method": {"CosFace": {"method.leap.mode": "off"},
@@ -157,13 +157,9 @@ def test_another_owners_sweep_is_404_and_lists_are_per_owner_newest_first(
 
 
 @pytest.fixture
-def empty_database():
-    name = f"leap_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def empty_database() -> Iterator[str]:
+    with scratch_database(migrated=False) as url:
+        yield url
 
 
 def test_migration_0002_matches_the_models_and_goes_down_and_up_cleanly(empty_database):
