@@ -25,9 +25,8 @@ from jobs.admin import create_key
 from jobs.db import session_scope
 from jobs.models import Job, utcnow
 from tests.service.conftest import ROOT, free_port, wait_for, wait_status
+from tests.service.processes import celery_worker, extra_api
 from tests.service.test_service_crash import events_of, states
-from tests.service.test_service_hardening import extra_api
-from tests.service.workers import celery_worker
 
 HOUR = 3600
 

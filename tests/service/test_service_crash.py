@@ -14,7 +14,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,19 +21,21 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy import make_url, select
 
 from api.dispatch import dispatch, dispatch_committed
+from jobs.admin import create_key
 from jobs.db import session_factory, session_scope
 from jobs.models import Job, JobEvent, JobStatus
 from jobs.recovery import recover
 from jobs.service import new_job
 from jobs.settings import Settings
 from leap_core.config import parse_spec
-from tests.service.conftest import PG_ADMIN, ROOT, scratch_database, stop, wait_for, wait_status
-from tests.service.workers import celery_worker, drain_queue
+from tests.service.conftest import PG_ADMIN, scratch_database, wait_for, wait_status
+from tests.service.processes import celery_worker, extra_api, maintenance_loop
 from worker.runner import Lease, finish, lease
 
 TIMEOUT = 120
@@ -55,27 +56,29 @@ def logged(events: list[JobEvent], prefix: str) -> list[str]:
             if event.kind == "log" and event.message.startswith(prefix)]
 
 
-@contextmanager
-def maintenance_loop(service_env: dict[str, str], **settings: str) -> Iterator[Path]:
-    """``python -m api.maintenance`` running every second; yields its log."""
-    env = {**service_env, "LEAP_MAINTENANCE_SECONDS": "1",
-           **{f"LEAP_{key.upper()}": value for key, value in settings.items()}}
-    log_path = Path(service_env["LEAP_HOME"]) / f"maintenance-{uuid.uuid4().hex[:6]}.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "api.maintenance"], cwd=ROOT,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_for(lambda: "pass:" in log_path.read_text(), 60, "maintenance", process)
-            yield log_path
-        finally:
-            stop(process)
+@pytest.fixture
+def crash_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The services' environment on a database and a queue of this test's own, so its
+    maintenance loop (with a short timeout) sees no other module's jobs; workers beat
+    every 2 s against an 8 s timeout."""
+    with scratch_database() as url:
+        yield {**service_env, "LEAP_DATABASE_URL": url,
+               "LEAP_QUEUE": f"leap-crash-{uuid.uuid4().hex[:8]}",
+               "LEAP_HEARTBEAT_TIMEOUT_SECONDS": "8"}
 
 
 def test_a_worker_killed_mid_training_is_resumed_from_its_checkpoint_on_another(
-        service_env, make_client, job_body, database_url):
-    drain_queue(service_env)
-    client = make_client()
+        crash_env, job_body):
+    service_env, database_url = crash_env, crash_env["LEAP_DATABASE_URL"]
     body = job_body(train={"epochs": 8, "steps_per_epoch": 6})
+    headers = {"Authorization": f"Bearer {create_key('crash', database_url)}"}
+    with extra_api(service_env) as url, \
+            httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        run_and_kill_and_resume(service_env, database_url, client, body)
+
+
+def run_and_kill_and_resume(service_env: dict[str, str], database_url: str,
+                            client: httpx.Client, body: dict) -> None:
     with celery_worker(service_env, "doomed") as (doomed, _):
         job_id = client.post("/v1/jobs", json=body).json()["id"]
 
@@ -92,8 +95,7 @@ def test_a_worker_killed_mid_training_is_resumed_from_its_checkpoint_on_another(
     assert saved < 8, "the job ended before the kill; nothing was interrupted"
 
     with celery_worker(service_env, "survivor") as (survivor, _), \
-            maintenance_loop(service_env, heartbeat_timeout_seconds="4",
-                             redispatch_seconds="3600") as maintenance:
+            maintenance_loop(service_env, redispatch_seconds="3600") as maintenance:
         done = wait_status(client, job_id, {"succeeded", "failed"}, timeout=TIMEOUT)
         assert done["status"] == "succeeded", done["error"]
         assert f"job {job_id}: requeued" in maintenance.read_text()

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.service.conftest import wait_status
-from tests.service.workers import celery_worker, drain_queue
+from tests.service.processes import celery_worker, drain_queue
 
 FAULT_TIMEOUT = 90
 

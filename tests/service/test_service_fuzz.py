@@ -32,7 +32,7 @@ from jobs.models import Job, JobStatus
 from jobs.service import cancel_job
 from jobs.settings import Settings
 from tests.service.conftest import TINY_JOB
-from tests.service.test_service_hardening import extra_api
+from tests.service.processes import extra_api
 
 #: Fuzzed cases per operation (hypothesis' budget; schemathesis' coverage phase adds its
 #: boundary cases on top); the whole file runs in about a minute on two cores.

@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,31 +18,11 @@ import pytest
 from sqlalchemy import make_url
 
 from jobs.admin import create_key, revoke_key
-from tests.service.conftest import PG_ADMIN, ROOT, free_port, scratch_database, stop, wait_for
+from tests.service.conftest import PG_ADMIN, ROOT, free_port, scratch_database
+from tests.service.processes import extra_api
 
 TWO_MIB = 2 * 1024 * 1024
 INVALID_JOB = {"train": {"epochs": -1}}
-
-
-@contextmanager
-def extra_api(service_env: dict[str, str], **settings: str) -> Iterator[str]:
-    """A second API process with ``LEAP_<NAME>=value`` overrides; yields its base URL."""
-    env = {**service_env, **{f"LEAP_{name.upper()}": value for name, value in settings.items()}}
-    port = free_port()
-    log_path = Path(service_env["LEAP_HOME"]) / f"api-{port}.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, 60,
-                     f"API on port {port}", process)
-            yield url
-        finally:
-            stop(process)
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 
 def assert_unavailable(reply: httpx.Response) -> None:

@@ -32,9 +32,7 @@ from jobs.admin import create_key
 from jobs.db import session_scope
 from jobs.models import Job, JobEvent
 from tests.service.conftest import scratch_database, wait_for
-from tests.service.test_service_crash import maintenance_loop
-from tests.service.test_service_hardening import extra_api
-from tests.service.workers import celery_worker
+from tests.service.processes import celery_worker, extra_api, maintenance_loop
 
 SUBMITTERS = 200
 CANCEL_SHARE = 1 / 3

@@ -35,7 +35,7 @@ from jobs.settings import Settings
 from jobs.states import transition
 from leap_core.config import parse_spec
 from tests.service.conftest import ROOT, wait_for, wait_status
-from tests.service.workers import celery_worker, drain_queue, queue_keys
+from tests.service.processes import celery_worker, drain_queue, queue_keys
 
 HOUR = 3600.0
 

@@ -33,7 +33,7 @@ from jobs.admin import create_key, revoke_key
 from jobs.db import session_scope
 from jobs.models import ApiKey, Job, JobEvent, Sweep
 from tests.service.conftest import TINY_JOB
-from tests.service.test_service_hardening import extra_api
+from tests.service.processes import extra_api
 
 UNAUTHORIZED = "missing or invalid API key (Authorization: Bearer <key>)"
 OUTSIDE = "must be inside the allowed data directories"

@@ -1,0 +1,90 @@
+"""Real processes for the service tests that need ones of their own: Celery workers (to
+kill, to give other settings, to watch survive faults), a second API with other settings,
+and the maintenance loop."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import redis
+
+from tests.service.conftest import ROOT, free_port, stop, wait_for
+
+PRIORITIES = (0, 3, 6, 9)
+
+
+def queue_keys(queue: str) -> list[str]:
+    """The Redis lists that hold a Celery queue's messages, one per priority step."""
+    return [queue + (f"\x06\x16{p}" if p else "") for p in PRIORITIES]
+
+
+def drain_queue(service_env: dict[str, str]) -> None:
+    """Drop the messages waiting in the session's queue: the API tests leave jobs queued
+    that no worker should train."""
+    broker = redis.Redis.from_url(service_env["LEAP_BROKER_URL"])
+    broker.delete(*queue_keys(service_env["LEAP_QUEUE"]))
+
+
+@contextmanager
+def celery_worker(service_env: dict[str, str], name: str,
+                  **settings: str) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """A solo-pool worker (one job at a time, like one GPU) on the session's queue, with
+    ``LEAP_<NAME>=value`` overrides; yields the process and its log file. Stopped (or
+    found already killed) on exit."""
+    env = {**service_env, **{f"LEAP_{key.upper()}": value for key, value in settings.items()}}
+    log_path = Path(service_env["LEAP_HOME"]) / f"{name}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
+             "--concurrency=1", f"--queues={env['LEAP_QUEUE']}", "--loglevel=INFO",
+             f"--hostname={name}@%h", "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "ready." in log_path.read_text(), 90, name, process)
+            yield process, log_path
+        finally:
+            stop(process)
+
+
+@contextmanager
+def extra_api(service_env: dict[str, str], **settings: str) -> Iterator[str]:
+    """A second API process with ``LEAP_<NAME>=value`` overrides; yields its base URL."""
+    env = {**service_env, **{f"LEAP_{name.upper()}": value for name, value in settings.items()}}
+    port = free_port()
+    log_path = Path(service_env["LEAP_HOME"]) / f"api-{port}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, 60,
+                     f"API on port {port}", process)
+            yield url
+        finally:
+            stop(process)
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()
+
+
+@contextmanager
+def maintenance_loop(service_env: dict[str, str], **settings: str) -> Iterator[Path]:
+    """``python -m api.maintenance`` running every second; yields its log."""
+    env = {**service_env, "LEAP_MAINTENANCE_SECONDS": "1",
+           **{f"LEAP_{key.upper()}": value for key, value in settings.items()}}
+    log_path = Path(service_env["LEAP_HOME"]) / f"maintenance-{uuid.uuid4().hex[:6]}.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "-m", "api.maintenance"], cwd=ROOT,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "pass:" in log_path.read_text(), 60, "maintenance", process)
+            yield log_path
+        finally:
+            stop(process)
