@@ -61,6 +61,7 @@ class ApiKey(Base):
     """A bearer key: only its SHA-256 is stored; ``prefix`` identifies it in listings."""
 
     __tablename__ = "api_keys"
+    __table_args__ = (Index("ix_api_keys_prefix", "prefix"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     owner: Mapped[str] = mapped_column(String(200), index=True)

@@ -118,3 +118,19 @@ def test_a_running_job_whose_worker_died_is_taken_over(database_url, tmp_path):
             ("queued", 1), ("running", 1), ("queued", 2), ("running", 2)]
         assert re.fullmatch(r"worker w1 lost: no heartbeat for 30\d s; requeued as attempt 2",
                             events[2].message), events[2].message
+
+
+def test_a_key_is_found_by_prefix_and_matched_by_its_whole_hash(database_url):
+    from jobs.keys import create_key, hash_token, owner_of
+    from jobs.models import ApiKey
+
+    with session_scope(database_url) as session:
+        token = create_key(session, "prefix-owner")
+        # another live key that shares the public prefix but not the secret
+        twin = token[:12] + "x" * (len(token) - 12)
+        session.add(ApiKey(owner="twin-owner", prefix=token[:12], key_hash=hash_token(twin)))
+    with session_scope(database_url) as session:
+        assert owner_of(session, token) == "prefix-owner"
+        assert owner_of(session, twin) == "twin-owner"
+        assert owner_of(session, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+        assert owner_of(session, token[:12]) is None
