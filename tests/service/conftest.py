@@ -142,22 +142,30 @@ def stop(process: subprocess.Popen) -> None:
             process.wait(10)
 
 
+@contextmanager
+def api_process(env: dict[str, str], log_path: Path) -> Iterator[str]:
+    """A uvicorn process serving the API with ``env`` on a free loopback port, its output
+    in ``log_path``; yields its base URL once it answers."""
+    port = free_port()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, 60,
+                     f"API on port {port}", process)
+            yield url
+        finally:
+            stop(process)
+
+
 @pytest.fixture(scope="session")
 def api_url(service_env: dict[str, str]) -> Iterator[str]:
-    """A uvicorn process serving the API on a free loopback port."""
-    port = free_port()
-    log = open(Path(service_env["LEAP_HOME"]) / "api.log", "w")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=service_env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, 60, "API", process)
+    """The session's API process."""
+    with api_process(service_env, Path(service_env["LEAP_HOME"]) / "api.log") as url:
         yield url
-    finally:
-        stop(process)
-        log.close()
 
 
 @pytest.fixture(scope="session")

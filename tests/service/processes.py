@@ -11,10 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import redis
 
-from tests.service.conftest import ROOT, free_port, stop, wait_for
+from tests.service.conftest import ROOT, api_process, stop, wait_for
 
 PRIORITIES = (0, 3, 6, 9)
 
@@ -55,23 +54,24 @@ def celery_worker(service_env: dict[str, str], name: str,
 
 @contextmanager
 def extra_api(service_env: dict[str, str], **settings: str) -> Iterator[str]:
-    """A second API process with ``LEAP_<NAME>=value`` overrides; yields its base URL."""
+    """A second API process with ``LEAP_<NAME>=value`` overrides; yields its base URL. Its
+    log must hold no traceback when it stops."""
     env = {**service_env, **{f"LEAP_{name.upper()}": value for name, value in settings.items()}}
-    port = free_port()
-    log_path = Path(service_env["LEAP_HOME"]) / f"api-{port}.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, 60,
-                     f"API on port {port}", process)
-            yield url
-        finally:
-            stop(process)
+    log_path = Path(service_env["LEAP_HOME"]) / f"api-{uuid.uuid4().hex[:8]}.log"
+    with api_process(env, log_path) as url:
+        yield url
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
+
+
+def maintenance_once(env: dict[str, str], **settings: str) -> subprocess.CompletedProcess:
+    """One pass of ``python -m api.maintenance --once`` with ``LEAP_<NAME>=value``
+    overrides; it must succeed. Its log (what it requeued, re-sent, …) is in ``stderr``."""
+    run = subprocess.run(
+        [sys.executable, "-m", "api.maintenance", "--once"], cwd=ROOT,
+        env={**env, **{f"LEAP_{key.upper()}": value for key, value in settings.items()}},
+        capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    return run
 
 
 @contextmanager

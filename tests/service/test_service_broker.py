@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -24,8 +23,8 @@ from sqlalchemy import update
 from jobs.admin import create_key
 from jobs.db import session_scope
 from jobs.models import Job, utcnow
-from tests.service.conftest import ROOT, free_port, wait_for, wait_status
-from tests.service.processes import celery_worker, extra_api
+from tests.service.conftest import free_port, wait_for, wait_status
+from tests.service.processes import celery_worker, extra_api, maintenance_once
 from tests.service.test_service_crash import events_of, states
 
 HOUR = 3600
@@ -95,12 +94,8 @@ def test_a_broker_restarted_empty_loses_no_job(service_env, private_redis, job_b
             session.execute(update(Job).where(Job.id.in_(mine)).values(
                 dispatched_at=utcnow() - timedelta(hours=2),
                 updated_at=utcnow() - timedelta(hours=2)))
-        run = subprocess.run(
-            [sys.executable, "-m", "api.maintenance", "--once"], cwd=ROOT,
-            env={**env, "LEAP_HEARTBEAT_TIMEOUT_SECONDS": str(HOUR),
-                 "LEAP_REDISPATCH_SECONDS": str(HOUR)},
-            capture_output=True, text=True, timeout=60)
-        assert run.returncode == 0, run.stderr
+        run = maintenance_once(env, heartbeat_timeout_seconds=str(HOUR),
+                               redispatch_seconds=str(HOUR))
         for job_id in mine:
             assert f"job {job_id}: redispatched" in run.stderr, run.stderr
 

@@ -13,8 +13,6 @@ never on jobs of other tests in the session.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -34,8 +32,8 @@ from jobs.service import new_job
 from jobs.settings import Settings
 from jobs.states import transition
 from leap_core.config import parse_spec
-from tests.service.conftest import ROOT, wait_for, wait_status
-from tests.service.processes import celery_worker, drain_queue, queue_keys
+from tests.service.conftest import wait_for, wait_status
+from tests.service.processes import celery_worker, drain_queue, maintenance_once, queue_keys
 
 HOUR = 3600.0
 
@@ -141,11 +139,8 @@ def test_reconciler_resends_queued_jobs_whose_messages_redis_lost(
                         .values(dispatched_at=utcnow() - timedelta(hours=2)))
     assert [client.get(f"/v1/jobs/{i}").json()["status"] for i in waiting] == ["queued"] * 2
 
-    env = {**service_env, "LEAP_HEARTBEAT_TIMEOUT_SECONDS": str(HOUR),
-           "LEAP_REDISPATCH_SECONDS": str(HOUR)}
-    run = subprocess.run([sys.executable, "-m", "api.maintenance", "--once"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0, run.stderr
+    run = maintenance_once(service_env, heartbeat_timeout_seconds=str(HOUR),
+                           redispatch_seconds=str(HOUR))
     for job_id in waiting:
         assert f"job {job_id}: redispatched" in run.stderr, run.stderr
 
