@@ -49,12 +49,34 @@ class _Spec(BaseModel):
 class SyntheticSpec(_Spec):
     """The procedurally rendered person-like dataset (the embedded default)."""
 
+    @model_validator(mode="after")
+    def _ranges(self) -> SyntheticSpec:
+        for name in ("head_images", "tail_images"):
+            value = getattr(self, name)
+            if value is not None and not 1 <= value[0] <= value[1]:
+                raise ValueError(f"{name} must be [low, high] with 1 <= low <= high, "
+                                 f"got {list(value)}")
+        if self.head and self.head_images[0] <= self.tail_cap():
+            raise ValueError(f"head_images {list(self.head_images)} must start above the "
+                             f"largest tail identity ({self.tail_cap()} images) so head and "
+                             f"tail identities can be told apart by their counts")
+        return self
+
+    def tail_cap(self) -> int:
+        """The most images a tail identity has."""
+        return self.tail_images[1] if self.tail_images is not None else self.tail_samples
+
     identities: int = Field(100, ge=2, description="training identities")
     test_identities: int | None = Field(None, ge=1, description="query/gallery identities "
                                         "(default: as many as training identities)")
     cameras: int = Field(6, ge=2)
     head: int = Field(10, ge=0, description="identities that keep all their images")
     tail_samples: int = Field(5, ge=1, description="images kept by every other identity")
+    head_images: tuple[int, int] = Field((16, 24), description="images of each head identity: "
+                                         "a count drawn in [low, high]")
+    tail_images: tuple[int, int] | None = Field(None, description="images of each tail "
+                                                "identity drawn in [low, high] instead of "
+                                                "exactly tail_samples")
     height: int = Field(64, ge=8)
     width: int = Field(32, ge=4)
     seed: int = Field(0, ge=0, le=MAX_INT32)
@@ -135,11 +157,31 @@ class HeadSpec(_Spec):
 
 
 class LeapSpec(_Spec):
-    mode: Literal["off", "vanilla", "full"] = "off"
+    """The feature cloud (spec §3-§6), with the readings the paper leaves open as switches."""
+
+    mode: Literal["off", "vanilla", "full", "constant"] = Field(
+        "off", description="off: the plain margin loss; vanilla: eq. 6 (needs threshold); "
+                           "full: eq. 9; constant: the control, every tail class gets offsets "
+                           "of std constant_std and no statistics are used")
     threshold: float | None = Field(None, ge=0, description="T: head when K_i > T "
-                                    "(required for vanilla)")
+                                    "(required for vanilla); also the run's head/tail split")
     P: float = Field(1.0, gt=0, description="memory length in epochs: S_i = K_i x P")
-    gamma: float = Field(0.1, ge=0, le=1, description="weight of the previous centre, eq. 4")
+    gamma: float = Field(0.1, ge=0, le=1, description="gamma of eq. 4 (see center_update)")
+    center_update: Literal["center_loss", "literal"] = Field(
+        "center_loss", description="center_loss: c <- gamma*batch_mean + (1-gamma)*c, a slow "
+                                   "average; literal: eq. 4 as printed, c <- (1-gamma)*"
+                                   "batch_mean + gamma*c (P x K sampler only)")
+    offset: Literal["per_logit", "per_sample", "target_only"] = Field(
+        "per_logit", description="per_logit: one draw per class logit; per_sample: one draw "
+                                 "shared by all of a sample's logits; target_only: one draw "
+                                 "on the target logit")
+    constant_std: float | None = Field(None, gt=0, le=3.2, description="constant mode: the "
+                                       "offsets' standard deviation in radians")
+    single_slot: Literal["zero_variance", "no_cloud"] = Field(
+        "zero_variance", description="classes whose memory can never hold two angles "
+                                     "(ceil(K_i*P) = 1): zero_variance counts their own "
+                                     "variance as 0, so they get the whole target variance; "
+                                     "no_cloud leaves them without a cloud")
     cloud_start_epoch: int = Field(20, ge=0, description="first epoch with the cloud")
     update_every: int = Field(1, ge=1, description="statistics refreshed every N steps")
     cloud_samples: int = Field(1, ge=1, description="draws per cloud sample")
@@ -151,9 +193,11 @@ class LeapSpec(_Spec):
         return "off" if value is False else value
 
     @model_validator(mode="after")
-    def _threshold(self) -> LeapSpec:
+    def _needs(self) -> LeapSpec:
         if self.mode == "vanilla" and self.threshold is None:
             raise ValueError("threshold is required when mode is 'vanilla'")
+        if self.mode == "constant" and self.constant_std is None:
+            raise ValueError("constant_std is required when mode is 'constant'")
         return self
 
 
@@ -217,6 +261,10 @@ class EvalSpec(_Spec):
     batch_size: int = Field(128, ge=1)
     diagnostics: bool = Field(True, description="after training, embed the training set and "
                               "report head/tail intra-class angular statistics")
+    unseen_per_class: int = Field(5, ge=0, description="diagnostics: at most this many "
+                                  "images per training class that the long-tail cut left out "
+                                  "(seeded draw) are classified, to show the gap between seen "
+                                  "and unseen images; 0: none")
     lfw_root: str | None = Field(None, description="face: folder of <Name>/<Name>_NNNN.jpg")
     pairs_file: str | None = Field(None, description="face: pairs.txt (10 folds) or "
                                    "pairsDevTest.txt")
@@ -255,6 +303,14 @@ class JobSpec(_Spec):
             raise ValueError(f"method.leap.cloud_start_epoch ({leap.cloud_start_epoch}) must "
                              f"be below train.epochs ({self.train.epochs}) or the cloud "
                              f"never applies")
+        sampler = self.train.sampler.kind
+        if leap.mode in ("vanilla", "full") and leap.center_update == "literal" \
+                and sampler != "pk":
+            raise ValueError(
+                f"method.leap.center_update 'literal' cannot be used with train.sampler.kind "
+                f"{sampler!r}: most classes have one sample per such batch, so the literal "
+                f"eq. 4 puts the centre almost on the feature and the angle statistics "
+                f"collapse; use method.leap.center_update 'center_loss' or the 'pk' sampler")
         if self.model.backbone == "tiny_cnn" and self.model.pretrained:
             raise ValueError("model.pretrained must be false for backbone 'tiny_cnn'")
         return self
@@ -273,6 +329,8 @@ class JobSpec(_Spec):
         base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[kind]
         if mode == "off":
             return base
+        if mode == "constant":
+            return f"{base}+noise"
         return f"LEAP-{base[0]}{'V' if mode == 'vanilla' else 'F'}"
 
     def long_tail_label(self) -> str:
@@ -280,6 +338,8 @@ class JobSpec(_Spec):
         tail = self.dataset.long_tail
         if self.dataset.format == "synthetic" and tail.kind == "none":
             synth = self.dataset.synthetic
+            if synth.tail_images is not None:
+                return f"<H{synth.head},S{synth.tail_images[0]}-{synth.tail_images[1]}>"
             return f"<H{synth.head},S{synth.tail_samples}>"
         if tail.kind == "reid":
             return f"<H{tail.head},S{tail.tail_samples}>"

@@ -75,14 +75,16 @@ class LEAPLoss(nn.Module):
         variance = self.cloud.cloud_variance()
         if self.cloud.cloud_samples == 1:
             rows, row_alpha = self.cloud.draw_rows(labels, variance)
-            logits = self.head.logits(features, labels, rows, row_alpha)
+            logits = self.head.logits(features, labels, rows, row_alpha,
+                                      self.cloud.shifts_other_logits)
             loss = F.cross_entropy(logits, labels)
             self._remember(loss, logits, labels, cloud_std=variance[labels].sqrt())
             return loss
         index, repeats = self.cloud.repeat_index(labels, variance)
         labels_rows = labels[index]
         rows, row_alpha = self.cloud.draw_rows(labels_rows, variance)
-        logits = self.head.logits(features[index], labels_rows, rows, row_alpha)
+        logits = self.head.logits(features[index], labels_rows, rows, row_alpha,
+                                  self.cloud.shifts_other_logits)
         per_row = F.cross_entropy(logits, labels_rows, reduction="none")
         loss = (per_row / repeats[index].to(per_row.dtype)).sum() / labels.numel()
         self._remember(loss, logits, labels_rows, cloud_std=variance[labels].sqrt())

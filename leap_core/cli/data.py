@@ -178,6 +178,13 @@ def _print_tables(summary: dict[str, dict[str, object]]) -> None:
         if key not in ("num_ids", "num_images", "num_cams", "skipped"):
             train.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
     console.print(train)
+    single = summary["train"]["one_image_ids"]
+    if single:
+        console.print(
+            f"{single} of {summary['train']['num_ids']} identities have one image: at "
+            f"method.leap.P = 1 their angle memory holds one angle, so the feature cloud cannot "
+            f"measure their spread; method.leap.single_slot says what they get "
+            f"(default zero_variance: the whole target variance)", soft_wrap=True)
 
 
 @app.command()

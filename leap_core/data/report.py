@@ -20,7 +20,8 @@ def summarize(listing: SplitListing, manifest: LongTailManifest) -> dict[str, di
 
     Every split has ``num_ids``, ``num_images``, ``num_cams`` and ``skipped`` (reason → count).
     ``train`` adds head/tail identities and images, min / median / max images per identity,
-    the counts before the cut and what the cut dropped.
+    the counts before the cut, what the cut dropped, and how many identities it leaves at
+    one image (``one_image_ids``).
     """
     summary: dict[str, dict[str, Any]] = {}
     for split in SPLITS:
@@ -48,6 +49,9 @@ def summarize(listing: SplitListing, manifest: LongTailManifest) -> dict[str, di
                     "dropped_ids": stats["dropped_ids"],
                     "dropped_images": stats["dropped_images"],
                     "short_tail_ids": stats["short_tail_ids"],
+                    # A one-image class can never hold two angles at P = 1: the feature cloud
+                    # cannot measure its spread (see method.leap.single_slot).
+                    "one_image_ids": sum(1 for count in counts if count == 1),
                     "cut": manifest.profile,
                     "seed": manifest.seed,
                 }

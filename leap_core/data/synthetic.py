@@ -16,7 +16,9 @@ Layouts (``layout``):
   distractors or junk, which that layout cannot express).
 
 Train pids are ``1..identities``; the ``head`` head identities are drawn with the seed and get
-``head_images`` images each, the others ``tail_samples``. Test pids follow the train pids.
+``head_images`` images each (a count drawn uniformly in the range), the others
+``tail_samples`` (or a count drawn in ``tail_images`` when that range is given). Test pids
+follow the train pids.
 Every test identity is seen by 2 or more cameras; its queries are in distinct cameras and its
 gallery covers all of its cameras, so every query has a cross-camera match.
 """
@@ -68,6 +70,7 @@ class SynthConfig:
     head: int = 10
     tail_samples: int = 5
     head_images: tuple[int, int] = (16, 24)
+    tail_images: tuple[int, int] | None = None
     queries_per_id: int = 1
     gallery_per_id: int = 6
     distractors: int = 10
@@ -110,6 +113,11 @@ class SynthConfig:
             raise DatasetError(
                 f"head_images must be (low, high) with 1 <= low <= high, got {self.head_images}"
             )
+        if self.tail_images is not None:
+            low, high = self.tail_images
+            if not 1 <= low <= high:
+                raise DatasetError(f"tail_images must be (low, high) with 1 <= low <= high, "
+                                   f"got {self.tail_images}")
         if self.layout not in ("market1501", "folders"):
             raise DatasetError(f"layout must be 'market1501' or 'folders', got {self.layout!r}")
 
@@ -265,11 +273,12 @@ def _plan(config: SynthConfig) -> tuple[list[tuple[str, int, int, int]], set[int
     heads = set((rng.permutation(ids)[: config.head] + 1).tolist())
     plan: list[tuple[str, int, int, int]] = []
     for pid in range(1, ids + 1):
-        count = (
-            int(rng.integers(config.head_images[0], config.head_images[1] + 1))
-            if pid in heads
-            else config.tail_samples
-        )
+        if pid in heads:
+            count = int(rng.integers(config.head_images[0], config.head_images[1] + 1))
+        elif config.tail_images is not None:
+            count = int(rng.integers(config.tail_images[0], config.tail_images[1] + 1))
+        else:
+            count = config.tail_samples
         cams = rng.permutation(config.cameras)[: int(rng.integers(2, config.cameras + 1))]
         plan += [("train", pid, int(cams[i % len(cams)]), i) for i in range(count)]
     for pid in range(ids + 1, ids + test_ids + 1):

@@ -140,15 +140,19 @@ class MarginHead(nn.Module):
 
     def logits(self, features: torch.Tensor, labels: torch.Tensor,
                rows: torch.Tensor | None = None,
-               row_alpha: torch.Tensor | None = None) -> torch.Tensor:
+               row_alpha: torch.Tensor | None = None,
+               shift_others: bool = True) -> torch.Tensor:
         """:meth:`forward` with the offsets given only for the samples that have them, and
         without argument checks (for a criterion that already checked its inputs).
 
         Args:
             rows: ``(n,)`` indices of the samples with offsets, or ``None`` for none.
-            row_alpha: ``(n, C)`` their offsets. Skipping the samples without offsets (the
+            row_alpha: their offsets, ``(n, C)`` (one per logit) or ``(n, 1)`` (one per
+                sample, shared by all its logits). Skipping the samples without offsets (the
                 head classes' samples) roughly halves the angular work of a long-tailed batch
                 and never builds a dense ``(B, C)`` offset matrix.
+            shift_others: ``False`` moves only the target logit (the ``target_only``
+                reading of spec §6); the other logits keep the baseline's cosines.
         """
         cos = self.cosine(features)
         index = labels.unsqueeze(1)
@@ -156,11 +160,13 @@ class MarginHead(nn.Module):
         alpha_y = None
         if rows is not None and row_alpha is not None and rows.numel() > 0:
             row_alpha = row_alpha.detach().to(cos.dtype)
-            alpha_y = torch.zeros_like(cos_y).index_copy(
-                0, rows, row_alpha.gather(1, index.index_select(0, rows)))
-            # Cloud draws are continuous, never exactly 0: no need for the zero check.
-            moved = angular_shift(cos.index_select(0, rows), row_alpha)
-            cos = cos.index_copy(0, rows, moved)
+            row_target = (row_alpha if row_alpha.shape[1] == 1
+                          else row_alpha.gather(1, index.index_select(0, rows)))
+            alpha_y = torch.zeros_like(cos_y).index_copy(0, rows, row_target)
+            if shift_others:
+                # Cloud draws are continuous, never exactly 0: no need for the zero check.
+                moved = angular_shift(cos.index_select(0, rows), row_alpha)
+                cos = cos.index_copy(0, rows, moved)
         logits = cos.scatter(1, index, self.target_cosine(cos_y, alpha_y))
         return logits * self.scale
 

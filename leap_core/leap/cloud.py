@@ -4,11 +4,21 @@ Every under-represented class gets angular noise on its logits whose variance is
 intra-class angular variance it is missing compared with the well-represented classes.
 The quantities follow the paper's equations:
 
-* eq. 4, centres: ``c_i ← (1 − γ)·b_i + γ·c_i`` with ``b_i`` the batch mean of the class's
-  L2-normalised features, ``c_i ← b_i`` at first sighting;
+* eq. 4, centres, in one of its two readings (``center_update``): ``literal``,
+  ``c_i ← (1 − γ)·b_i + γ·c_i``, or ``center_loss``, ``c_i ← γ·b_i + (1 − γ)·c_i``, with
+  ``b_i`` the batch mean of the class's L2-normalised features, ``c_i ← b_i`` at first
+  sighting;
 * eqs. 3, 5, angles ``β = arccos(<f, c>/(‖f‖‖c‖))`` kept in a FIFO of ``S_i = K_i × P``;
-* eq. 6 (vanilla) and eq. 9 (full), the cloud variance of each class;
-* eqs. 7-8, offsets ``α_{n,j} ~ N(0, v_y)`` drawn per sample and per logit.
+* eq. 6 (vanilla) and eq. 9 (full), the cloud variance of each class; ``constant`` mode is
+  the control that gives every tail class one fixed variance and no statistics;
+* eqs. 7-8, offsets ``α ~ N(0, v_y)``, one per logit, one per sample, or on the target only
+  (``offset``, spec §6).
+
+A class whose memory can never hold two angles (``ceil(K_i·P) = 1``) has no variance to
+measure. Its policy (``single_slot``) is ``zero_variance`` by default: its own variance counts
+as 0, so it receives the whole target variance (it takes no part in the target itself);
+``no_cloud`` leaves it without a cloud. Either way such classes are counted
+(:attr:`FeatureCloud.single_slot_classes`) so a run says how many there were.
 """
 
 from __future__ import annotations
@@ -27,7 +37,15 @@ from leap_core.heads.base import cosine_to_angle
 from leap_core.leap.batching import group_by_class
 from leap_core.leap.memory import AngleMemory
 
-Mode = Literal["full", "vanilla"]
+Mode = Literal["full", "vanilla", "constant"]
+CenterUpdate = Literal["literal", "center_loss"]
+Offset = Literal["per_logit", "per_sample", "target_only"]
+SingleSlot = Literal["zero_variance", "no_cloud"]
+
+MODES: tuple[str, ...] = ("full", "vanilla", "constant")
+CENTER_UPDATES: tuple[str, ...] = ("literal", "center_loss")
+OFFSETS: tuple[str, ...] = ("per_logit", "per_sample", "target_only")
+SINGLE_SLOT_POLICIES: tuple[str, ...] = ("zero_variance", "no_cloud")
 
 
 class ClassStats(NamedTuple):
@@ -65,18 +83,48 @@ def _class_counts_tensor(class_counts: object) -> torch.Tensor:
     return torch.as_tensor(array.astype(np.int64))
 
 
+def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, "
+                         f"got {value!r}")
+    return str(value)
+
+
+def _head_mask(counts: torch.Tensor, head: object, threshold: float | None) -> torch.Tensor:
+    """The head classes: ``head`` when given, else ``K_i > threshold``, else ``K_i >`` the
+    median count."""
+    if head is None:
+        split = threshold if threshold is not None else float(counts.median())
+        return counts > split
+    mask = torch.as_tensor(np.asarray(head.detach().cpu() if isinstance(head, torch.Tensor)
+                                      else head))
+    if mask.dtype != torch.bool or tuple(mask.shape) != tuple(counts.shape):
+        raise ValueError(f"head must be {counts.numel()} booleans, got dtype {mask.dtype} and "
+                         f"shape {tuple(mask.shape)}")
+    return mask
+
+
 class FeatureCloud(nn.Module):
     """Class centres, FIFO angle memories and the per-class cloud variance.
 
     Args:
         class_counts: ``K_i``, the number of training images of each class, length ``C``.
         embedding_dim: feature size ``D``.
-        mode: ``"full"`` (eq. 9, no threshold needed) or ``"vanilla"`` (eq. 6).
-        threshold: ``T``; class ``i`` is head when ``K_i > T``. Required for vanilla. In full
-            mode it only splits head and tail for reporting; when omitted there, classes with
-            more images than the median count are reported as head.
+        mode: ``"full"`` (eq. 9, no threshold needed), ``"vanilla"`` (eq. 6) or
+            ``"constant"`` (the control: every tail class gets variance ``constant_std²``).
+        threshold: ``T``; class ``i`` is head when ``K_i > T``. Used when ``head`` is not
+            given; required for vanilla then. When neither is given, classes with more images
+            than the median count are head.
+        head: ``(C,)`` booleans, the run's head classes. When given it is the one head/tail
+            split the cloud uses (vanilla's eq. 6, the constant control, the reports).
         P: memory length in epochs; class ``i`` keeps ``ceil(K_i × P)`` angles (eq. 5).
-        gamma: weight kept by the previous centre in eq. 4 (0 ≤ γ ≤ 1).
+        gamma: γ of eq. 4 (0 ≤ γ ≤ 1); which term it weighs is ``center_update``'s.
+        center_update: ``"literal"`` (the batch mean weighs 1 − γ) or ``"center_loss"``
+            (the batch mean weighs γ, a slow average as in centre loss).
+        offset: ``"per_logit"`` (one draw per class logit), ``"per_sample"`` (one draw
+            shared by all the sample's logits) or ``"target_only"``.
+        constant_std: the control's offset standard deviation in radians (constant mode).
+        single_slot: policy for classes that can never hold two angles (module docstring).
         update_every: centres and memories are updated on calls 0, u, 2u, … of
             :meth:`update` (the paper uses 5 for faces, 1 for re-ID).
         cloud_samples: draws per cloud sample used by :class:`leap_core.losses.LEAPLoss`.
@@ -87,17 +135,29 @@ class FeatureCloud(nn.Module):
     def __init__(self, class_counts: Sequence[int] | np.ndarray | torch.Tensor,
                  embedding_dim: int, mode: Mode = "full", threshold: float | None = None,
                  P: float = 1, gamma: float = 0.1, update_every: int = 1,
-                 cloud_samples: int = 1, seed: int = 0) -> None:
+                 cloud_samples: int = 1, seed: int = 0,
+                 center_update: CenterUpdate = "center_loss", offset: Offset = "per_logit",
+                 constant_std: float | None = None, single_slot: SingleSlot = "zero_variance",
+                 head: Sequence[bool] | np.ndarray | torch.Tensor | None = None) -> None:
         super().__init__()
         counts = _class_counts_tensor(class_counts)
         self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
-        if mode not in ("full", "vanilla"):
-            raise ValueError(f"mode must be 'full' or 'vanilla', got {mode!r}")
-        self.mode: Mode = mode
-        if threshold is None and mode == "vanilla":
-            raise ValueError("threshold must be given when mode='vanilla', got None")
+        self.mode: Mode = _choice("mode", mode, MODES)  # type: ignore[assignment]
+        self.center_update: CenterUpdate = _choice(  # type: ignore[assignment]
+            "center_update", center_update, CENTER_UPDATES)
+        self.offset: Offset = _choice("offset", offset, OFFSETS)  # type: ignore[assignment]
+        self.single_slot: SingleSlot = _choice(  # type: ignore[assignment]
+            "single_slot", single_slot, SINGLE_SLOT_POLICIES)
+        if threshold is None and head is None and mode == "vanilla":
+            raise ValueError("threshold (or head) must be given when mode='vanilla', got None")
         self.threshold = (None if threshold is None
                           else checks.finite_float("threshold", threshold, minimum=0.0))
+        if mode == "constant":
+            if constant_std is None:
+                raise ValueError("constant_std must be given when mode='constant', got None")
+            constant_std = checks.finite_float("constant_std", constant_std, minimum=0.0,
+                                               strict_minimum=True)
+        self.constant_std = constant_std
         self.P = checks.finite_float("P", P, minimum=0.0, strict_minimum=True)
         self.gamma = checks.finite_float("gamma", gamma, minimum=0.0, maximum=1.0)
         self.update_every = checks.positive_int("update_every", update_every)
@@ -106,13 +166,13 @@ class FeatureCloud(nn.Module):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed = seed
 
-        split = self.threshold if self.threshold is not None else float(counts.median())
-        is_head = counts > split
-        if mode == "vanilla" and not bool(is_head.any()):
-            raise ValueError(f"threshold={threshold!r} leaves no head class "
+        is_head = _head_mask(counts, head, self.threshold)
+        described = "head" if head is not None else f"threshold={threshold!r}"
+        if mode in ("vanilla", "constant") and not bool(is_head.any()):
+            raise ValueError(f"{described} leaves no head class "
                              f"(largest class count is {int(counts.max())})")
-        if mode == "vanilla" and bool(is_head.all()):
-            raise ValueError(f"threshold={threshold!r} leaves no tail class "
+        if mode in ("vanilla", "constant") and bool(is_head.all()):
+            raise ValueError(f"{described} leaves no tail class "
                              f"(smallest class count is {int(counts.min())})")
         capacity = torch.ceil(counts.to(torch.float64) * self.P - 1e-9).clamp(min=1).long()
 
@@ -134,11 +194,27 @@ class FeatureCloud(nn.Module):
         """How many times :meth:`update` was called (updating or not)."""
         return self._calls
 
+    @property
+    def single_slot_classes(self) -> int:
+        """Classes whose memory can never hold two angles (``ceil(K_i·P) = 1``)."""
+        return int((self.memory.capacity < 2).sum())
+
+    def classes_without_statistics(self) -> int:
+        """Classes that hold fewer than two angles now (never seen twice, or single-slot)."""
+        return int((self.memory.count < 2).sum())
+
+    @property
+    def shifts_other_logits(self) -> bool:
+        """Whether the offsets move the non-target logits too (not for ``target_only``)."""
+        return self.offset != "target_only"
+
     def extra_repr(self) -> str:
         return (f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
                 f"mode={self.mode!r}, threshold={self.threshold}, P={self.P}, "
-                f"gamma={self.gamma}, update_every={self.update_every}, "
-                f"cloud_samples={self.cloud_samples}")
+                f"gamma={self.gamma}, center_update={self.center_update!r}, "
+                f"offset={self.offset!r}, update_every={self.update_every}, "
+                f"cloud_samples={self.cloud_samples}, constant_std={self.constant_std}, "
+                f"single_slot={self.single_slot!r}")
 
     # ---------------------------------------------------------------- statistics (eqs. 3-5)
     @torch.no_grad()
@@ -165,7 +241,8 @@ class FeatureCloud(nn.Module):
         batch_mean.index_add_(0, groups.group, unit)
         batch_mean /= groups.sizes.unsqueeze(1).to(unit.dtype)
         previous = self.centres[groups.classes]
-        blended = (1.0 - self.gamma) * batch_mean + self.gamma * previous
+        batch_weight = 1.0 - self.gamma if self.center_update == "literal" else self.gamma
+        blended = batch_weight * batch_mean + (1.0 - batch_weight) * previous
         seen = self.seen[groups.classes].unsqueeze(1)
         centres = torch.where(seen, blended, batch_mean)
         self.centres[groups.classes] = centres
@@ -204,28 +281,36 @@ class FeatureCloud(nn.Module):
     def cloud_variance(self) -> torch.Tensor:
         """``(C,)`` float64 variance ``v_i`` of each class's angular offsets; 0 = no cloud."""
         variance = self.memory.variance
+        zero = torch.zeros_like(variance)
+        if self.mode == "constant":
+            return torch.where(self.is_head, zero, zero + self.constant_std ** 2)
         has = self.memory.count >= 2
-        known = torch.where(has, variance, torch.zeros_like(variance))
+        known = torch.where(has, variance, zero)
+        # Single-slot classes take the target with their own variance counted as 0.
+        eligible = has | (self.memory.capacity < 2) if self.single_slot == "zero_variance" \
+            else has
         if self.mode == "vanilla":
             head = self.is_head & has
             heads = head.sum()
-            target = torch.where(head, known, torch.zeros_like(known)).sum() / heads.clamp(min=1)
-            gets_cloud = ~self.is_head & has & (heads > 0)
+            target = torch.where(head, known, zero).sum() / heads.clamp(min=1)
+            gets_cloud = ~self.is_head & eligible & (heads > 0)
             gap = (target - known).clamp(min=0.0)
         else:
-            weight = torch.where(has, (self.class_counts - 1).to(variance.dtype),
-                                 torch.zeros_like(variance))
+            weight = torch.where(has, (self.class_counts - 1).to(variance.dtype), zero)
             total = weight.sum()
             target = (weight * known).sum() / total.clamp(min=1e-300)
-            gets_cloud = has & (known < target) & (total > 0)
+            gets_cloud = eligible & (known < target) & (total > 0)
             gap = target - known
-        return torch.where(gets_cloud, gap, torch.zeros_like(gap))
+        return torch.where(gets_cloud, gap, zero)
 
     # -------------------------------------------------------------- offsets (eqs. 7, 8)
     @torch.no_grad()
     def sample_alpha(self, labels: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """``(B, C)`` float32 offsets ``α_{n,j} ~ N(0, v_{y_n})``; zero rows where ``v = 0``.
+
+        With one offset per sample (or on the target only) a row repeats one draw; for
+        ``target_only`` the head applies it to the target logit alone.
 
         Uses the cloud's own generator unless ``generator`` is given.
         """
@@ -239,18 +324,20 @@ class FeatureCloud(nn.Module):
         :meth:`cloud_variance`, so a training step computes the variance once."""
         rows, row_alpha = self.draw_rows(labels, variance, generator)
         alpha = torch.zeros(labels.numel(), self.num_classes, device=labels.device)
-        return alpha.index_copy_(0, rows, row_alpha)
+        return alpha.index_copy_(0, rows, row_alpha.expand(-1, self.num_classes))
 
     @torch.no_grad()
     def draw_rows(self, labels: torch.Tensor, variance: torch.Tensor,
                   generator: torch.Generator | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """The non-zero rows of :meth:`draw`: ``(rows, offsets)`` with ``rows`` the indices of
-        the samples whose class has a cloud and ``offsets`` their ``(n, C)`` draws. The same
-        generator calls as :meth:`draw`, so both give the same numbers."""
+        the samples whose class has a cloud and ``offsets`` their draws, ``(n, C)`` per logit
+        or ``(n, 1)`` per sample. The same generator calls as :meth:`draw`, so both give the
+        same numbers."""
         std = variance[labels].sqrt().to(torch.float32)
         rows = (std > 0).nonzero().squeeze(1)
-        noise = torch.randn(rows.numel(), self.num_classes, device=std.device,
+        width = self.num_classes if self.offset == "per_logit" else 1
+        noise = torch.randn(rows.numel(), width, device=std.device,
                             generator=generator or self._rng())
         return rows, noise.mul_(std.index_select(0, rows).unsqueeze(1))
 

@@ -88,7 +88,7 @@ def run_cell(cell: Cell, sweep: SweepFile, output: Path, hooks: list[Hook]) -> C
         wall_s=time.perf_counter() - started,
         class_counts=[int(c) for c in data.manifest.class_counts],
         class_variance=[float(v) for v in diagnostics.stats.variance] if diagnostics else [],
-        head=[bool(h) for h in data.manifest.head],
+        head=[bool(h) for h in trainer.split.head],
         mlflow_run_id=trainer.mlflow_run_id)
     write_result(result_path(output, cell), result)
     return result

@@ -34,6 +34,7 @@ PAPER_BASELINES: dict[str, str] = {
     "LEAP-CV": "CosFace", "LEAP-CF": "CosFace",
     "LEAP-AV": "ArcFace", "LEAP-AF": "ArcFace",
     "LEAP-NV": "NormFace", "LEAP-NF": "NormFace",
+    "CosFace+noise": "CosFace", "ArcFace+noise": "ArcFace", "NormFace+noise": "NormFace",
 }
 
 

@@ -19,6 +19,7 @@ import torch
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow
+import numpy as np
 from mlflow.tracking import MlflowClient
 
 from leap_core.config import flatten
@@ -78,7 +79,8 @@ class MLflowHook(Hook):
         params = flatten(spec)
         params.update({"data.num_classes": str(trainer.data.manifest.num_classes),
                        "data.train_images": str(len(trainer.data.manifest.records)),
-                       "data.head_classes": str(sum(trainer.data.manifest.head))})
+                       "data.head_classes": str(trainer.split.head_classes)})
+        params.update(trainer.split.params())
         self.client.log_batch(self.run_id, params=[mlflow.entities.Param(k, v[:6000])
                                                    for k, v in params.items()])
         with tempfile.TemporaryDirectory() as folder:
@@ -102,6 +104,7 @@ class MLflowHook(Hook):
     def on_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if trainer.diagnostics is not None:
             self._log(trainer.diagnostics.metrics(), trainer.epoch)
+        self._log(trainer.cloud_counts(), trainer.epoch)
         if trainer.spec.tracking.plots:
             with tempfile.TemporaryDirectory() as folder:
                 for path in draw_plots(trainer, Path(folder)):
@@ -148,13 +151,13 @@ def draw_plots(trainer: Trainer, folder: Path) -> list[Path]:
     manifest = trainer.data.manifest
     label = trainer.spec.method_label()
     drawn = [plots.plot_class_frequency(list(manifest.class_counts), folder / "class_frequency.png",
-                                        head=list(manifest.head))]
+                                        head=trainer.split.head.tolist())]
     diagnostics = trainer.diagnostics
     if diagnostics is not None:
         drawn.append(plots.plot_angular_variance(
             diagnostics.stats, diagnostics.head, folder / "angular_variance.png",
             title=f"Intra-class angular variance vs class size ({label})"))
-        head_ids = [i for i, head in enumerate(manifest.head) if head]
+        head_ids = np.flatnonzero(trainer.split.head).tolist()
         drawn.append(plots.plot_tsne(
             diagnostics.features.numpy(), diagnostics.labels, head_ids, folder / "tsne.png",
             seed=trainer.spec.train.seed,

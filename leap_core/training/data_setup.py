@@ -68,7 +68,8 @@ def ensure_synthetic(spec: DatasetSpec,
     synth = spec.synthetic
     config = SynthConfig(identities=synth.identities, test_identities=synth.test_identities,
                          cameras=synth.cameras, head=synth.head,
-                         tail_samples=synth.tail_samples, height=synth.height,
+                         tail_samples=synth.tail_samples, head_images=synth.head_images,
+                         tail_images=synth.tail_images, height=synth.height,
                          width=synth.width, seed=synth.seed)
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
@@ -109,7 +110,7 @@ def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest
     if spec.format == "synthetic":
         # The generator already cut the tail; re-deriving it marks head and tail classes.
         synth = spec.synthetic
-        return reid_long_tail(records, head=synth.head, tail_samples=synth.tail_samples,
+        return reid_long_tail(records, head=synth.head, tail_samples=synth.tail_cap(),
                               seed=tail.seed)
     return full_training_set(records, seed=tail.seed)
 

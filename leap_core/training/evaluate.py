@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -49,16 +50,22 @@ class Evaluation:
 
 @dataclass
 class Diagnostics:
-    """Training-set embeddings and their per-class angular statistics (spec §4)."""
+    """Training-set embeddings, their per-class angular statistics (spec §4), and how well
+    the classifier knows its training classes (is the run converged?)."""
 
     features: torch.Tensor
     labels: np.ndarray
     head: np.ndarray
     stats: AngularStats
+    accuracy: dict[str, float] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, float]:
-        """Head and tail means of the per-class angle to the centre and its variance."""
-        return {f"final_{name}": value for name, value in self.stats.head_tail(self.head).items()}
+        """Head and tail means of the per-class angle to the centre and its variance, and the
+        head and tail classification accuracies (``final_*``)."""
+        metrics = {f"final_{name}": value
+                   for name, value in self.stats.head_tail(self.head).items()}
+        metrics.update({f"final_{name}": value for name, value in self.accuracy.items()})
+        return metrics
 
 
 def evaluate(model: nn.Module, data: TrainingData, spec: JobSpec,
@@ -69,15 +76,66 @@ def evaluate(model: nn.Module, data: TrainingData, spec: JobSpec,
     return evaluate_retrieval(model, data, spec, device)
 
 
-def diagnose(model: nn.Module, data: TrainingData, spec: JobSpec,
-             device: torch.device) -> Diagnostics:
+def diagnose(model: nn.Module, classifier: torch.Tensor, data: TrainingData, spec: JobSpec,
+             device: torch.device, head: np.ndarray) -> Diagnostics:
     """Embed the training set (test transform) and measure each class's angular spread: the
-    paper's observation that tail classes look compact, and whether LEAP changed it."""
+    paper's observation that tail classes look compact, and whether LEAP changed it.
+
+    Also classifies, by the nearest class weight (``classifier``, the head's ``W``), the
+    training images and up to ``eval.unseen_per_class`` images per class that the long-tail
+    cut left out: a network that has memorised its tail classes but does not recognise their
+    unseen images is where a long tail hurts, and an underfit one shows neither.
+    """
     manifest = data.manifest
     features = extract_features(model, list(manifest.records), spec, device)
     labels = np.asarray(manifest.labels)
     stats = class_angular_stats(features, labels, manifest.num_classes)
-    return Diagnostics(features, labels, np.asarray(manifest.head), stats)
+    weights = classifier.detach().float().cpu()
+    accuracy = group_accuracy("train_accuracy", features, labels, weights, head)
+    unseen = unseen_records(data, spec.eval.unseen_per_class, spec.train.seed)
+    accuracy["unseen_images"] = float(len(unseen))
+    if unseen:
+        position = {pid: label for label, pid in enumerate(manifest.pids)}
+        unseen_labels = np.asarray([position[record.pid] for record in unseen])
+        unseen_features = extract_features(model, unseen, spec, device)
+        accuracy.update(group_accuracy("unseen_accuracy", unseen_features, unseen_labels,
+                                       weights, head))
+    return Diagnostics(features, labels, head, stats, accuracy)
+
+
+def group_accuracy(name: str, features: torch.Tensor, labels: np.ndarray,
+                   weights: torch.Tensor, head: np.ndarray) -> dict[str, float]:
+    """Nearest-class-weight accuracy over all samples, head-class and tail-class samples
+    (``{name}``, ``{name}_head``, ``{name}_tail``); NaN for an empty group."""
+    predicted = (F.normalize(features, dim=1) @ F.normalize(weights, dim=1).T).argmax(dim=1)
+    correct = predicted.numpy() == labels
+    is_head = head[labels]
+    result = {}
+    for suffix, chosen in (("", np.ones_like(is_head)), ("_head", is_head),
+                           ("_tail", ~is_head)):
+        result[f"{name}{suffix}"] = (float(correct[chosen].mean()) if chosen.any()
+                                     else math.nan)
+    return result
+
+
+def unseen_records(data: TrainingData, per_class: int, seed: int) -> list[Record]:
+    """Images of the training classes that the long-tail cut did not keep, at most
+    ``per_class`` of each class, drawn with ``seed`` (sorted for a stable order)."""
+    if per_class == 0:
+        return []
+    kept = {record.path for record in data.manifest.records}
+    classes = set(data.manifest.pids)
+    left_out: dict[int, list[Record]] = {}
+    for record in data.listing.split("train"):
+        if record.pid in classes and record.path not in kept:
+            left_out.setdefault(record.pid, []).append(record)
+    rng = np.random.default_rng(seed)
+    chosen: list[Record] = []
+    for pid in sorted(left_out):
+        records = sorted(left_out[pid])
+        picks = rng.permutation(len(records))[:per_class]
+        chosen.extend(records[i] for i in sorted(picks.tolist()))
+    return chosen
 
 
 def evaluate_verification(model: nn.Module, spec: JobSpec,

@@ -23,9 +23,10 @@ from leap_core.losses import LEAPLoss
 from leap_core.models import EmbeddingModel
 from leap_core.training import checkpoint as ckpt
 from leap_core.training import schedules
-from leap_core.training.data_setup import TrainingData, prepare_data, reporting_threshold
+from leap_core.training.data_setup import TrainingData, prepare_data
 from leap_core.training.evaluate import Diagnostics, Evaluation, diagnose, evaluate
 from leap_core.training.hooks import Hook, StepInfo
+from leap_core.training.split import HeadTailSplit, head_tail_split
 
 HEADS: dict[str, type[MarginHead]] = {"normface": NormFaceHead, "cosface": CosFaceHead,
                                       "arcface": ArcFaceHead}
@@ -88,6 +89,7 @@ class Trainer:
         seed_everything(spec.train.seed)
         self.data = data or prepare_data(spec)
         manifest = self.data.manifest
+        self.split: HeadTailSplit = head_tail_split(spec, manifest)
         self.model = EmbeddingModel(spec.model.backbone, spec.model.embedding_dim,
                                     spec.model.pretrained, spec.model.last_stride,
                                     spec.model.bn_neck, spec.model.width).to(self.device)
@@ -113,12 +115,23 @@ class Trainer:
         leap = self.spec.method.leap
         if leap.mode == "off":
             return None
-        threshold = leap.threshold if leap.mode == "vanilla" else reporting_threshold(
-            self.data.manifest)
         return FeatureCloud(list(self.data.manifest.class_counts), self.spec.model.embedding_dim,
-                            mode=leap.mode, threshold=threshold, P=leap.P, gamma=leap.gamma,
+                            mode=leap.mode, threshold=leap.threshold, P=leap.P, gamma=leap.gamma,
                             update_every=leap.update_every, cloud_samples=leap.cloud_samples,
-                            seed=self.spec.train.seed).to(self.device)
+                            seed=self.spec.train.seed, center_update=leap.center_update,
+                            offset=leap.offset, constant_std=leap.constant_std,
+                            single_slot=leap.single_slot,
+                            head=self.split.head).to(self.device)
+
+    def cloud_counts(self) -> dict[str, float]:
+        """How many classes the cloud could not measure: ``cloud_single_slot_classes``
+        (memories that can never hold two angles) and ``cloud_classes_without_statistics``
+        (fewer than two angles at the end of the run). Empty without a cloud."""
+        if self.cloud is None:
+            return {}
+        return {"cloud_single_slot_classes": float(self.cloud.single_slot_classes),
+                "cloud_classes_without_statistics":
+                    float(self.cloud.classes_without_statistics())}
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         options = self.spec.train.optimizer
@@ -155,8 +168,10 @@ class Trainer:
                     path = self.save(self.run_dir / "last.pt")
                     self._call("on_checkpoint", path)
             if self.spec.eval.diagnostics:
-                self.diagnostics = diagnose(self.model, self.data, self.spec, self.device)
+                self.diagnostics = diagnose(self.model, self.head.weight, self.data, self.spec,
+                                            self.device, self.split.head)
                 self.last_metrics.update(self.diagnostics.metrics())
+            self.last_metrics.update(self.cloud_counts())
             self._call("on_end", self.last_metrics)
             return self.last_metrics
         except BaseException as error:

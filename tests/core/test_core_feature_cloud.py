@@ -28,9 +28,12 @@ def write_angles(cloud: FeatureCloud, per_class: dict[int, list[float]]) -> None
     cloud.memory.write(torch.tensor(angles), labels_t, group_by_class(labels_t))
 
 
-def test_centres_follow_equation_4_literally():
+@pytest.mark.parametrize("center_update", ["literal", "center_loss"])
+def test_centres_follow_equation_4_in_both_readings(center_update):
     gamma = 0.3
-    cloud = FeatureCloud([4, 4, 4], 2, gamma=gamma)
+    # literal: the batch mean weighs 1 - γ; centre-loss reading: it weighs γ.
+    weight = 1 - gamma if center_update == "literal" else gamma
+    cloud = FeatureCloud([4, 4, 4], 2, gamma=gamma, center_update=center_update)
     batches = [  # (features, labels); feature norms vary, centres use normalised features
         ([[2.0, 0.0], [0.0, 5.0], [0.0, 1.0]], [0, 0, 1]),  # first sightings of 0 and 1
         ([[1.0, 1.0], [3.0, 0.0]], [0, 2]),                 # 0 again, 2 first, 1 absent
@@ -43,12 +46,15 @@ def test_centres_follow_equation_4_literally():
         units = np.array(features) / np.linalg.norm(features, axis=1, keepdims=True)
         for c in sorted(set(labels)):
             b = units[np.array(labels) == c].mean(axis=0)
-            expected[c] = (1 - gamma) * b + gamma * expected[c] if seen[c] else b
+            expected[c] = weight * b + (1 - weight) * expected[c] if seen[c] else b
             seen[c] = True
         np.testing.assert_allclose(cloud.centres.numpy(), expected, atol=1e-6)
     # Spelled out for class 0: b1 = ((1,0)+(0,1))/2, b2 = (1,1)/√2.
     b1, b2 = np.array([0.5, 0.5]), np.array([1, 1]) / math.sqrt(2)
-    np.testing.assert_allclose(cloud.centres[0].numpy(), 0.7 * b2 + 0.3 * b1, atol=1e-6)
+    literal = 0.7 * b2 + 0.3 * b1
+    slow = 0.3 * b2 + 0.7 * b1
+    np.testing.assert_allclose(cloud.centres[0].numpy(),
+                               literal if center_update == "literal" else slow, atol=1e-6)
     assert cloud.seen.tolist() == [True, True, True]
 
 
@@ -216,10 +222,18 @@ def test_features_equal_to_their_centre_give_angle_zero_not_nan():
     ({"class_counts": [3, 0, 2]}, r"class_counts must all be >= 1, got 0 at index 1"),
     ({"class_counts": []}, "class_counts must be a non-empty"),
     ({"class_counts": [2.5, 3]}, "class_counts must hold integers"),
-    ({"mode": "vanilla"}, "threshold must be given when mode='vanilla', got None"),
-    ({"mode": "hybrid"}, "mode must be 'full' or 'vanilla', got 'hybrid'"),
+    ({"mode": "vanilla"}, r"threshold \(or head\) must be given when mode='vanilla', got None"),
+    ({"mode": "hybrid"}, "mode must be one of 'full', 'vanilla', 'constant', got 'hybrid'"),
     ({"mode": "vanilla", "threshold": 100}, "threshold=100 leaves no head class"),
     ({"mode": "vanilla", "threshold": 1}, "threshold=1 leaves no tail class"),
+    ({"mode": "constant", "threshold": 2}, "constant_std must be given when mode='constant'"),
+    ({"mode": "constant", "constant_std": 0.0, "threshold": 2}, "constant_std must be > 0.0"),
+    ({"mode": "constant", "constant_std": 0.1, "threshold": 10},
+     "threshold=10 leaves no head class"),
+    ({"center_update": "both"}, "center_update must be one of 'literal', 'center_loss'"),
+    ({"offset": "per_row"}, "offset must be one of 'per_logit', 'per_sample', 'target_only'"),
+    ({"single_slot": "skip"}, "single_slot must be one of"),
+    ({"head": [True, False]}, r"head must be 3 booleans, got dtype torch.bool and shape \(2,\)"),
     ({"P": 0}, "P must be > 0.0, got 0"),
     ({"P": float("nan")}, "P must be finite"),
     ({"gamma": -0.1}, "gamma must be >= 0.0, got -0.1"),

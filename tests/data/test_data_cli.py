@@ -86,7 +86,17 @@ def test_inspect_json_reid_cut(market: Path, tmp_path: Path) -> None:
     assert train["num_images"] == train["head_images"] + 16
     assert train["dropped_images"] == 8 and train["dropped_ids"] == 0
     assert train["median_images_per_id"] == 2.0
+    assert train["one_image_ids"] == 0
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_inspect_counts_identities_left_at_one_image(market: Path) -> None:
+    args = ["--format", "market1501", "--root", str(market), "--head", "3", "--tail-samples", "1"]
+    train = inspect(*args)["train"]
+    assert (train["head_ids"], train["tail_ids"], train["one_image_ids"]) == (3, 7, 7)
+    result = runner.invoke(app, ["data", "inspect", *args])
+    assert result.exit_code == 0, result.output
+    assert "7 of 10 identities have one image" in " ".join(result.stdout.split())
 
 
 def test_inspect_face_cut_and_tables(market: Path) -> None:

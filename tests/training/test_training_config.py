@@ -69,6 +69,17 @@ def test_explicit_head_parameters_win():
      "dataset.synthetic.seed: Input should be less than or equal to 2147483647"),
     ({"train": {"epochs": 2**31}}, "train.epochs: Input should be less than or equal to "
                                    "2147483647"),
+    ({"method": {"leap": {"mode": "constant"}}},
+     "method.leap: constant_std is required when mode is 'constant'"),
+    ({"method": {"leap": {"offset": "per_class"}}},
+     "method.leap.offset: Input should be 'per_logit', 'per_sample' or 'target_only'"),
+    ({"method": {"leap": {"center_update": "eq4"}}},
+     "method.leap.center_update: Input should be 'center_loss' or 'literal'"),
+    ({"dataset": {"synthetic": {"tail_images": [5, 2]}}},
+     "dataset.synthetic: tail_images must be [low, high] with 1 <= low <= high, got [5, 2]"),
+    ({"dataset": {"synthetic": {"head_images": [4, 30], "tail_samples": 5}}},
+     "dataset.synthetic: head_images [4, 30] must start above the largest tail identity "
+     "(5 images)"),
 ])
 def test_validation_errors_name_the_field_path(data, message):
     with pytest.raises(SpecError) as caught:
@@ -109,10 +120,11 @@ def test_load_spec_reports_missing_and_malformed_files(tmp_path):
     ("cosface", "off", "CosFace"), ("cosface", "vanilla", "LEAP-CV"),
     ("cosface", "full", "LEAP-CF"), ("arcface", "vanilla", "LEAP-AV"),
     ("arcface", "full", "LEAP-AF"), ("normface", "full", "LEAP-NF"),
+    ("cosface", "constant", "CosFace+noise"), ("arcface", "constant", "ArcFace+noise"),
 ])
 def test_method_labels_use_the_paper_names(head, mode, label):
     spec = parse_spec({"method": {"head": {"kind": head},
-                                  "leap": {"mode": mode, "threshold": 5}}})
+                                  "leap": {"mode": mode, "threshold": 5, "constant_std": 0.1}}})
     assert spec.method_label() == label
 
 
@@ -148,3 +160,10 @@ def test_yaml_bare_off_means_no_cloud(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text("method:\n  leap:\n    mode: off\n")
     assert load_spec(path).method.leap.mode == "off"
+
+
+def test_a_synthetic_tail_range_is_named_in_the_long_tail_label():
+    spec = parse_spec({"dataset": {"synthetic": {"head": 10, "head_images": [150, 250],
+                                                 "tail_images": [2, 5]}}})
+    assert spec.long_tail_label() == "<H10,S2-5>"
+    assert spec.dataset.synthetic.tail_cap() == 5

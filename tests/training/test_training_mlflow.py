@@ -40,6 +40,8 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
     for key, value in flatten(spec).items():
         assert params[key] == value, key
     assert params["data.num_classes"] == "24"
+    assert (params["split.rule"], params["split.head_classes"],
+            params["split.tail_classes"]) == ("cut", "4", "20")
 
     loss_history = client.get_metric_history(run.info.run_id, "step_loss")
     assert [m.step for m in loss_history] == [2, 4, 6, 8]
@@ -51,6 +53,10 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
 
     head_variance = client.get_metric_history(run.info.run_id, "final_head_angle_variance")
     assert [m.value for m in head_variance] == [pytest.approx(final["final_head_angle_variance"])]
+    for name in ("final_train_accuracy_head", "final_train_accuracy_tail",
+                 "cloud_single_slot_classes", "cloud_classes_without_statistics"):
+        history = client.get_metric_history(run.info.run_id, name)
+        assert [m.value for m in history] == [pytest.approx(final[name])], name
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"spec.json", "manifest.json", "checkpoints", "plots"} <= artifacts

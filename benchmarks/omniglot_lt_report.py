@@ -1,0 +1,149 @@
+"""The converged, controlled Omniglot-LT table with its validity check and paired intervals.
+
+Reads the finished cells of ``leap sweep benchmarks/omniglot_lt_converged.yaml`` and prints,
+as Markdown, the rules fixed before the grid ran, one row per arm (mean ± std over seeds),
+and the paired per-seed differences with 95 % Student-t intervals:
+
+    python benchmarks/omniglot_lt_report.py .leap/sweeps/omniglot-lt-converged
+
+The rules, fixed before running:
+
+1. The experiment is valid only if CosFace reaches >= 95 % accuracy on its tail classes'
+   training images (test transform, nearest class weight) for every seed: an underfit
+   network cannot show the tail pathology LEAP treats.
+2. A LEAP arm helps only if its paired ΔmAP against CosFace has a 95 % t-interval above 0
+   **and** its paired ΔmAP against the constant-noise control (CosFace+noise) does too.
+   The ArcFace family has no control in this grid; LEAP-AF is reported against ArcFace only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from leap_core.sweeps.paired import PairedDifference, paired_difference
+from leap_core.sweeps.results import CellResult, read_result
+
+VALID_TAIL_ACCURACY = 0.95
+CONTROL = "CosFace+noise"
+#: arm → the references it is compared with (paired by seed).
+COMPARISONS: dict[str, tuple[str, ...]] = {
+    "LEAP-CV": ("CosFace", CONTROL),
+    "LEAP-CF": ("CosFace", CONTROL),
+    "LEAP-CF per-sample": ("CosFace", CONTROL),
+    "LEAP-CF target-only": ("CosFace", CONTROL),
+    "LEAP-CF literal eq.4": ("CosFace", CONTROL),
+    CONTROL: ("CosFace",),
+    "LEAP-AF": ("ArcFace",),
+}
+#: (metric key, header, scale, decimals) of the per-arm table.
+COLUMNS: tuple[tuple[str, str, float, int], ...] = (
+    ("mAP", "mAP", 100, 1),
+    ("rank1", "Rank-1", 100, 1),
+    ("final_train_accuracy_tail", "tail train acc", 100, 1),
+    ("final_unseen_accuracy_tail", "tail unseen acc", 100, 1),
+    ("final_head_angle_variance", "head var", 1, 4),
+    ("final_tail_angle_variance", "tail var", 1, 4),
+    ("train_cloud_fraction", "cloud share", 100, 0),
+    ("train_cloud_std_mean", "cloud std (rad)", 1, 3),
+    ("train_loss", "train loss", 1, 2),
+)
+
+
+def load(folder: Path) -> dict[str, dict[int, CellResult]]:
+    """arm label → seed → result."""
+    arms: dict[str, dict[int, CellResult]] = defaultdict(dict)
+    for path in sorted((folder / "cells").glob("*.json")):
+        result = read_result(path)
+        arms[result.labels.get("method", result.method)][result.seed] = result
+    return arms
+
+
+def spread(values: list[float], scale: float, decimals: int) -> str:
+    finite = np.asarray([v * scale for v in values if math.isfinite(v)])
+    if finite.size == 0:
+        return "–"
+    if finite.size == 1:
+        return f"{finite[0]:.{decimals}f}"
+    return f"{finite.mean():.{decimals}f} ± {finite.std(ddof=1):.{decimals}f}"
+
+
+def metric(arm: dict[int, CellResult], key: str) -> dict[int, float]:
+    return {seed: result.metrics.get(key, math.nan) for seed, result in arm.items()}
+
+
+def interval(difference: PairedDifference, scale: float = 100) -> str:
+    if difference.n < 2:
+        return f"{difference.mean * scale:+.2f} (n={difference.n})"
+    return (f"{difference.mean * scale:+.2f} [{difference.low * scale:+.2f}, "
+            f"{difference.high * scale:+.2f}]")
+
+
+def report(folder: Path) -> str:
+    arms = load(folder)
+    if not arms:
+        raise SystemExit(f"{folder}: no finished cells under cells/")
+    lines = ["Rules (fixed before the grid ran):", "",
+             f"1. valid only if CosFace reaches >= {VALID_TAIL_ACCURACY:.0%} on its tail "
+             f"classes' training images for every seed;",
+             "2. a LEAP arm helps only if its paired ΔmAP has a 95 % t-interval above 0 "
+             f"against CosFace and against the constant-noise control ({CONTROL}).", ""]
+    baseline = arms.get("CosFace", {})
+    tail_accuracy = metric(baseline, "final_train_accuracy_tail")
+    valid = bool(tail_accuracy) and all(v >= VALID_TAIL_ACCURACY for v in tail_accuracy.values())
+    shown = ", ".join(f"seed {s}: {v:.1%}" for s, v in sorted(tail_accuracy.items()))
+    lines += [f"Validity: CosFace tail training accuracy {shown or 'not run'} → "
+              f"{'VALID' if valid else 'NOT VALID'}.", ""]
+
+    header = ["arm", "seeds", *(column[1] for column in COLUMNS)]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, arm in arms.items():
+        cells = [name, ",".join(str(s) for s in sorted(arm))]
+        for key, _, scale, decimals in COLUMNS:
+            cells.append(spread(list(metric(arm, key).values()), scale, decimals))
+        lines.append("| " + " | ".join(cells) + " |")
+
+    lines += ["", "Paired differences (percentage points, mean [95 % t-interval] over seeds):",
+              "", "| arm | vs | seeds | ΔmAP | ΔRank-1 | ΔmAP interval above 0 |",
+              "|---|---|---|---|---|---|"]
+    verdicts = []
+    for name, references in COMPARISONS.items():
+        if name not in arms:
+            continue
+        above = []
+        for reference in references:
+            if reference not in arms:
+                continue
+            d_map = paired_difference(metric(arms[name], "mAP"), metric(arms[reference], "mAP"))
+            d_rank = paired_difference(metric(arms[name], "rank1"),
+                                       metric(arms[reference], "rank1"))
+            above.append(d_map.above_zero)
+            lines.append(f"| {name} | {reference} | {d_map.n} | {interval(d_map)} | "
+                         f"{interval(d_rank)} | {'yes' if d_map.above_zero else 'no'} |")
+        if name.startswith("LEAP") and above:
+            complete = len(above) == len(references)
+            helps = complete and all(above)
+            verdicts.append(f"- {name}: {'helps' if helps else 'does not pass the rule'}"
+                            f"{'' if complete else ' (a reference arm has not run yet)'}")
+    lines += ["", "Verdicts by rule 2:", "", *verdicts]
+    if not valid:
+        lines += ["", "The baseline did not converge on its tail: the verdicts above do not "
+                      "count (rule 1)."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", type=Path, help="the sweep's output folder")
+    args = parser.parse_args(argv)
+    sys.stdout.write(report(args.folder))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
