@@ -198,6 +198,9 @@ class LeapSpec(_Spec):
             raise ValueError("threshold is required when mode is 'vanilla'")
         if self.mode == "constant" and self.constant_std is None:
             raise ValueError("constant_std is required when mode is 'constant'")
+        if self.mode != "constant" and self.constant_std is not None:
+            raise ValueError(f"constant_std is only used when mode is 'constant' (mode is "
+                             f"{self.mode!r})")
         return self
 
 

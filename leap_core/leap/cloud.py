@@ -309,8 +309,8 @@ class FeatureCloud(nn.Module):
                      generator: torch.Generator | None = None) -> torch.Tensor:
         """``(B, C)`` float32 offsets ``α_{n,j} ~ N(0, v_{y_n})``; zero rows where ``v = 0``.
 
-        With one offset per sample (or on the target only) a row repeats one draw; for
-        ``target_only`` the head applies it to the target logit alone.
+        With one offset per sample a row repeats one draw; with ``target_only`` the draw sits
+        in the target's column alone.
 
         Uses the cloud's own generator unless ``generator`` is given.
         """
@@ -324,6 +324,8 @@ class FeatureCloud(nn.Module):
         :meth:`cloud_variance`, so a training step computes the variance once."""
         rows, row_alpha = self.draw_rows(labels, variance, generator)
         alpha = torch.zeros(labels.numel(), self.num_classes, device=labels.device)
+        if self.offset == "target_only":
+            return alpha.index_put_((rows, labels[rows]), row_alpha[:, 0])
         return alpha.index_copy_(0, rows, row_alpha.expand(-1, self.num_classes))
 
     @torch.no_grad()
@@ -378,9 +380,24 @@ class FeatureCloud(nn.Module):
         if self._generator is not None:
             state = {"device_type": self._generator.device.type,
                      "state": self._generator.get_state()}
-        return {"seed": self.seed, "generator": state, "calls": self._calls}
+        return {"seed": self.seed, "generator": state, "calls": self._calls,
+                "readings": self._readings()}
+
+    def _readings(self) -> dict[str, str]:
+        return {"mode": self.mode, "center_update": self.center_update, "offset": self.offset}
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
+        # A cloud saved before the readings were recorded always used the literal eq. 4 and
+        # one offset per logit; resuming it with another reading would change the method
+        # mid-run without a word.
+        saved = state.get("readings", {"center_update": "literal", "offset": "per_logit"})
+        changed = {name: (value, getattr(self, name)) for name, value in saved.items()
+                   if getattr(self, name) != value}
+        if changed:
+            described = "; ".join(f"method.leap.{name} was {old!r}, the spec says {new!r}"
+                                  for name, (old, new) in changed.items())
+            raise ValueError(f"the checkpoint's feature cloud was trained with other readings "
+                             f"({described}); resume with the checkpoint's values")
         self.seed = int(state["seed"])
         self._calls = int(state["calls"])
         self._generator = None

@@ -115,16 +115,6 @@ def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest
     return full_training_set(records, seed=tail.seed)
 
 
-def reporting_threshold(manifest: LongTailManifest) -> float | None:
-    """A count ``T`` with ``K_i > T`` exactly for the manifest's head classes, if one exists;
-    the feature cloud then reports head and tail as the long-tail cut defined them."""
-    head = [k for k, h in zip(manifest.class_counts, manifest.head, strict=True) if h]
-    tail = [k for k, h in zip(manifest.class_counts, manifest.head, strict=True) if not h]
-    if head and tail and max(tail) < min(head):
-        return float(max(tail))
-    return None
-
-
 def make_sampler(spec: JobSpec, labels: list[int]) -> Sampler[int]:
     sampler = spec.train.sampler
     seed = spec.train.seed

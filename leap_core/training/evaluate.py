@@ -103,11 +103,17 @@ def diagnose(model: nn.Module, classifier: torch.Tensor, data: TrainingData, spe
     return Diagnostics(features, labels, head, stats, accuracy)
 
 
+_ROWS_PER_CHUNK = 4096
+
+
 def group_accuracy(name: str, features: torch.Tensor, labels: np.ndarray,
                    weights: torch.Tensor, head: np.ndarray) -> dict[str, float]:
     """Nearest-class-weight accuracy over all samples, head-class and tail-class samples
     (``{name}``, ``{name}_head``, ``{name}_tail``); NaN for an empty group."""
-    predicted = (F.normalize(features, dim=1) @ F.normalize(weights, dim=1).T).argmax(dim=1)
+    unit_weights = F.normalize(weights, dim=1)
+    # In chunks: a face-scale run has 10^6 images × 10^5 classes, far too many cosines at once.
+    predicted = torch.cat([(F.normalize(chunk, dim=1) @ unit_weights.T).argmax(dim=1)
+                           for chunk in features.split(_ROWS_PER_CHUNK)])
     correct = predicted.numpy() == labels
     is_head = head[labels]
     result = {}

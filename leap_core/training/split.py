@@ -37,6 +37,12 @@ class HeadTailSplit:
     def tail_classes(self) -> int:
         return int((~self.head).sum())
 
+    def describe(self) -> str:
+        """The rule in words: ``K_i > 3 (threshold)``, ``the long-tail cut``."""
+        if self.rule == "cut":
+            return "the long-tail cut's head classes"
+        return f"K_i > {self.threshold:g} ({self.rule})"
+
     def params(self) -> dict[str, str]:
         """MLflow params recording the split."""
         return {"split.rule": self.rule,

@@ -115,6 +115,13 @@ class Trainer:
         leap = self.spec.method.leap
         if leap.mode == "off":
             return None
+        split = self.split
+        if leap.mode in ("vanilla", "constant") and not 0 < split.head_classes < len(split.head):
+            missing = "head" if split.head_classes == 0 else "tail"
+            raise ValueError(
+                f"method.leap.mode {leap.mode!r} needs head and tail classes, but the run's "
+                f"split ({split.describe()}) leaves no {missing} class; set "
+                f"method.leap.threshold to a class size that separates them")
         return FeatureCloud(list(self.data.manifest.class_counts), self.spec.model.embedding_dim,
                             mode=leap.mode, threshold=leap.threshold, P=leap.P, gamma=leap.gamma,
                             update_every=leap.update_every, cloud_samples=leap.cloud_samples,

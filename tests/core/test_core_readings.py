@@ -73,8 +73,11 @@ def test_draws_have_one_column_per_logit_or_one_per_sample(offset, width):
     assert draws.std().item() == pytest.approx(0.25, rel=0.05)
     dense = cloud.sample_alpha(labels[:5])
     assert dense.shape == (5, 5) and dense[[0, 3]].abs().sum().item() == 0.0
-    if width == 1:  # the shared draw repeats across the row
+    if offset == "per_sample":  # the shared draw repeats across the row
         assert torch.equal(dense[1], dense[1, :1].expand(5))
+    if offset == "target_only":  # the draw sits in the target's column alone
+        assert dense[1].nonzero().squeeze(1).tolist() == [2]
+        assert dense[4].nonzero().squeeze(1).tolist() == [4]
 
 
 @pytest.mark.parametrize("offset", ["per_sample", "target_only"])
@@ -146,3 +149,21 @@ def test_an_explicit_head_mask_is_the_clouds_split():
     write_angles(cloud, {0: [0.0, 0.4], 2: [0.1, 0.1]})
     # σ_h² from class 0 only (0.08); class 2 (K = 9 but tail by the mask) gets 0.08 − 0.
     assert cloud.cloud_variance().tolist() == pytest.approx([0.0, 0.0, 0.08, 0.0])
+
+
+def test_a_checkpointed_cloud_refuses_other_readings():
+    trained = FeatureCloud([10, 2], 2, mode="full", offset="per_sample")
+    state = trained.state_dict()
+    FeatureCloud([10, 2], 2, mode="full", offset="per_sample").load_state_dict(state)
+    with pytest.raises(ValueError, match=r"method.leap.offset was 'per_sample', the spec says "
+                                         r"'per_logit'"):
+        FeatureCloud([10, 2], 2, mode="full").load_state_dict(state)
+
+
+def test_a_cloud_saved_before_readings_were_recorded_resumes_only_as_literal():
+    state = FeatureCloud([10, 2], 2).state_dict()
+    state["_extra_state"] = {k: v for k, v in state["_extra_state"].items() if k != "readings"}
+    FeatureCloud([10, 2], 2, center_update="literal").load_state_dict(state)
+    with pytest.raises(ValueError, match=r"method.leap.center_update was 'literal', the spec "
+                                         r"says 'center_loss'"):
+        FeatureCloud([10, 2], 2).load_state_dict(state)

@@ -71,6 +71,8 @@ def test_explicit_head_parameters_win():
                                    "2147483647"),
     ({"method": {"leap": {"mode": "constant"}}},
      "method.leap: constant_std is required when mode is 'constant'"),
+    ({"method": {"leap": {"mode": "full", "constant_std": 0.1}}},
+     "method.leap: constant_std is only used when mode is 'constant' (mode is 'full')"),
     ({"method": {"leap": {"offset": "per_class"}}},
      "method.leap.offset: Input should be 'per_logit', 'per_sample' or 'target_only'"),
     ({"method": {"leap": {"center_update": "eq4"}}},
@@ -123,8 +125,9 @@ def test_load_spec_reports_missing_and_malformed_files(tmp_path):
     ("cosface", "constant", "CosFace+noise"), ("arcface", "constant", "ArcFace+noise"),
 ])
 def test_method_labels_use_the_paper_names(head, mode, label):
+    std = 0.1 if mode == "constant" else None
     spec = parse_spec({"method": {"head": {"kind": head},
-                                  "leap": {"mode": mode, "threshold": 5, "constant_std": 0.1}}})
+                                  "leap": {"mode": mode, "threshold": 5, "constant_std": std}}})
     assert spec.method_label() == label
 
 

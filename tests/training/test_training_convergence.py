@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from leap_core.cli import app
-from leap_core.training import data_setup
+from leap_core.training import data_setup, evaluate
 from leap_core.training.evaluate import group_accuracy, unseen_records
 from leap_core.training.trainer import Trainer
 from tests.tiny import tiny_job
@@ -31,6 +31,17 @@ def test_group_accuracy_by_nearest_class_weight():
     assert result == {"acc": pytest.approx(3 / 5), "acc_head": 1.0,
                       "acc_tail": pytest.approx(2 / 4)}
     assert math.isnan(group_accuracy("acc", features[:1], labels[:1], weights, head)["acc_tail"])
+
+
+def test_group_accuracy_in_chunks_equals_one_pass(monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    features, weights = torch.randn(50, 8, generator=generator), torch.randn(6, 8,
+                                                                             generator=generator)
+    labels = torch.randint(0, 6, (50,), generator=generator).numpy()
+    head = np.array([True, True, False, False, False, False])
+    whole = group_accuracy("acc", features, labels, weights, head)
+    monkeypatch.setattr(evaluate, "_ROWS_PER_CHUNK", 7)
+    assert group_accuracy("acc", features, labels, weights, head) == whole
 
 
 def cut_spec(tiny_spec, **eval_fields):

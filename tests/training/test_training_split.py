@@ -82,3 +82,12 @@ def test_a_split_without_head_classes_is_refused_naming_it(mode):
     with pytest.raises(ValueError, match="head leaves no head class"):
         FeatureCloud(list(manifest.class_counts), 4, mode=mode, head=split.head,
                      constant_std=0.1)
+
+
+def test_a_split_without_head_classes_stops_the_run_before_training(tiny_spec, tmp_path):
+    spec = tiny_spec(method={"leap": {"mode": "constant", "constant_std": 0.1,
+                                      "threshold": 100, "cloud_start_epoch": 1}})
+    with pytest.raises(ValueError, match=r"method.leap.mode 'constant' needs head and tail "
+                                         r"classes, but the run's split \(K_i > 100 "
+                                         r"\(threshold\)\) leaves no head class"):
+        Trainer(spec, tmp_path)
