@@ -24,10 +24,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 from leap_core.sweeps.paired import PairedDifference, paired_difference
 from leap_core.sweeps.results import CellResult, read_result
+from leap_core.sweeps.table import Spread
 
 VALID_TAIL_ACCURACY = 0.95
 CONTROL = "CosFace+noise"
@@ -80,15 +79,6 @@ def load(folder: Path) -> dict[str, dict[int, CellResult]]:
     return {name: arms[name] for name in sorted(arms, key=rank)}
 
 
-def spread(values: list[float], scale: float, decimals: int) -> str:
-    finite = np.asarray([v * scale for v in values if math.isfinite(v)])
-    if finite.size == 0:
-        return "–"
-    if finite.size == 1:
-        return f"{finite[0]:.{decimals}f}"
-    return f"{finite.mean():.{decimals}f} ± {finite.std(ddof=1):.{decimals}f}"
-
-
 def metric(arm: dict[int, CellResult], key: str) -> dict[int, float]:
     return {seed: result.metrics.get(key, math.nan) for seed, result in arm.items()}
 
@@ -122,7 +112,7 @@ def report(folder: Path) -> str:
     for name, arm in arms.items():
         cells = [name, ",".join(str(s) for s in sorted(arm))]
         for key, _, scale, decimals in COLUMNS:
-            cells.append(spread(list(metric(arm, key).values()), scale, decimals))
+            cells.append(Spread.of(list(metric(arm, key).values())).text(scale, decimals))
         lines.append("| " + " | ".join(cells) + " |")
 
     lines += ["", "Paired differences (percentage points, mean [95 % t-interval] over seeds):",

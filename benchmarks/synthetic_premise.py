@@ -39,6 +39,7 @@ import torch
 from leap_core.config import parse_spec
 from leap_core.evaluation.angular import class_angular_stats
 from leap_core.sweeps.paired import paired_difference
+from leap_core.sweeps.table import Spread
 from leap_core.training.hooks import Hook
 from leap_core.training.trainer import Trainer
 
@@ -148,12 +149,7 @@ def value(result: dict[str, Any], key: str) -> float:
 
 
 def mean_std(values: list[float], scale: float = 1.0, decimals: int = 4) -> str:
-    array = np.asarray([v * scale for v in values if math.isfinite(v)])
-    if array.size == 0:
-        return "–"
-    if array.size == 1:
-        return f"{array[0]:.{decimals}f}"
-    return f"{array.mean():.{decimals}f} ± {array.std(ddof=1):.{decimals}f}"
+    return Spread.of(values).text(scale, decimals)
 
 
 def memory_pair(rows: list[dict[str, float]]) -> str:

@@ -52,6 +52,13 @@ class Spread:
         std = float(array.std(ddof=1)) if len(finite) > 1 else math.nan
         return Spread(float(array.mean()), std, len(finite))
 
+    def text(self, scale: float = 1.0, decimals: int = 4) -> str:
+        """``mean ± std`` times ``scale``; the mean alone for one value, ``–`` for none."""
+        if self.n == 0:
+            return "–"
+        mean = f"{self.mean * scale:.{decimals}f}"
+        return mean if self.n == 1 else f"{mean} ± {self.std * scale:.{decimals}f}"
+
 
 @dataclass
 class Row:

@@ -117,3 +117,10 @@ def test_face_sweeps_tabulate_their_own_metric() -> None:
     lines = to_markdown(rows).splitlines()
     assert lines[0] == "| setting | method | seeds | LFW | ΔLFW | vs | head var | tail var |"
     assert lines[3] == "| \\<H5K,T10K> | LEAP-AF | 1 | 99.3 | +0.3 | ArcFace | – | – |"
+
+
+def test_spread_text_shows_mean_and_std_scaled():
+    from leap_core.sweeps.table import Spread
+    assert Spread.of([0.1, 0.3]).text(100, 1) == "20.0 ± 14.1"   # std of (10, 30) is 14.14
+    assert Spread.of([0.25, float("nan")]).text(100, 1) == "25.0"
+    assert Spread.of([]).text() == "–"
