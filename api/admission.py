@@ -74,11 +74,22 @@ class AdmissionLimit:
             release()
 
     async def _busy(self, send: Send) -> None:
-        body = json.dumps({"detail": f"server busy: more than LEAP_MAX_CONCURRENT_REQUESTS="
-                                     f"{self.limit} requests in progress for "
-                                     f"{self.wait_seconds:g} s; retry shortly"}).encode()
-        await send({"type": "http.response.start", "status": 503,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                (b"retry-after", str(RETRY_AFTER_SECONDS).encode())]})
+        body = json.dumps(
+            {
+                "detail": f"server busy: more than LEAP_MAX_CONCURRENT_REQUESTS="
+                f"{self.limit} requests in progress for "
+                f"{self.wait_seconds:g} s; retry shortly"
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -15,10 +15,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 async def _refuse(send: Send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -30,8 +37,7 @@ class BodySizeLimit:
         self.max_bytes = max_bytes
 
     def _too_large(self, size: str) -> str:
-        return (f"request body of {size} bytes is larger than LEAP_MAX_BODY_BYTES="
-                f"{self.max_bytes}")
+        return f"request body of {size} bytes is larger than LEAP_MAX_BODY_BYTES={self.max_bytes}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,8 +49,12 @@ class BodySizeLimit:
             try:
                 length = int(declared)
             except ValueError:
-                await _refuse(send, 400, f"Content-Length {declared.decode(errors='replace')!r} "
-                                         "is not a number of bytes")
+                await _refuse(
+                    send,
+                    400,
+                    f"Content-Length {declared.decode(errors='replace')!r} "
+                    "is not a number of bytes",
+                )
                 return
             if length > self.max_bytes:
                 await _refuse(send, 413, self._too_large(str(length)))

@@ -29,15 +29,21 @@ def variants(spec: dict) -> dict[str, dict]:
 
 def comparison(jobs: dict[str, dict]) -> Table:
     spec = JobSpec.model_validate(next(iter(jobs.values()))["spec"])
-    table = Table(title=f"retrieval on unseen identities ({spec.dataset_label()} "
-                        f"{spec.long_tail_label()}, seed {spec.train.seed})")
+    table = Table(
+        title=f"retrieval on unseen identities ({spec.dataset_label()} "
+        f"{spec.long_tail_label()}, seed {spec.train.seed})"
+    )
     table.add_column("method")
     for _, label in METRICS:
         table.add_column(label, justify="right")
     table.add_column("job")
     for method, job in jobs.items():
-        shown = [f"{job['metrics'][key]:.1%}" if math.isfinite(job["metrics"].get(key, math.nan))
-                 else "-" for key, _ in METRICS]
+        shown = [
+            f"{job['metrics'][key]:.1%}"
+            if math.isfinite(job["metrics"].get(key, math.nan))
+            else "-"
+            for key, _ in METRICS
+        ]
         table.add_row(method, *shown, job["id"][:8])
     return table
 
@@ -50,8 +56,9 @@ def run_demo(spec_path: Path) -> int:
     for method, body in variants(spec).items():
         job = client.submit({**body, "tags": ["demo"]})
         submitted[method] = job["id"]
-        console.print(f"submitted {method}: POST /v1/jobs -> {job['id']} ({job['status']})",
-                      highlight=False)
+        console.print(
+            f"submitted {method}: POST /v1/jobs -> {job['id']} ({job['status']})", highlight=False
+        )
     finished = watch(client, list(submitted.values()), interval=5.0)
     jobs = dict(zip(submitted, finished, strict=True))
     console.print(comparison(jobs))
@@ -61,7 +68,10 @@ def run_demo(spec_path: Path) -> int:
     for method, job in jobs.items():
         console.print(f"{method} MLflow run: {job['mlflow']['url'] or '-'}", highlight=False)
     mlflow_url = finished[0]["mlflow"]["url"] or ""
-    console.print(f"MLflow UI: {mlflow_url.split('/#')[0] or 'not linked'}   "
-                  f"API docs: {str(client.http.base_url).rstrip('/')}/docs", highlight=False)
+    console.print(
+        f"MLflow UI: {mlflow_url.split('/#')[0] or 'not linked'}   "
+        f"API docs: {str(client.http.base_url).rstrip('/')}/docs",
+        highlight=False,
+    )
     console.print("The stack keeps running for browsing; `make down` stops it.")
     return 1 if failed else 0

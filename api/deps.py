@@ -57,9 +57,11 @@ def current_owner(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
-    unauthorized = HTTPException(status.HTTP_401_UNAUTHORIZED,
-                                 "missing or invalid API key (Authorization: Bearer <key>)",
-                                 headers={"WWW-Authenticate": "Bearer"})
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "missing or invalid API key (Authorization: Bearer <key>)",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized
     digest = hash_token(credentials.credentials)

@@ -22,9 +22,12 @@ from jobs.settings import Settings
 def producer(broker_url: str, settings_json: str) -> Celery:
     settings = Settings.model_validate_json(settings_json)
     app = Celery("leap-api", broker=broker_url, set_as_current=False)
-    app.conf.update(broker_transport_options=broker_options(settings),
-                    broker_connection_retry_on_startup=True, task_ignore_result=True,
-                    broker_pool_limit=50)
+    app.conf.update(
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        broker_pool_limit=50,
+    )
     return app
 
 
@@ -35,8 +38,9 @@ def celery_priority(priority: int) -> int:
 
 def dispatch(settings: Settings, job: Job) -> None:
     app = producer(settings.broker_url, settings.model_dump_json())
-    app.send_task(TRAIN_TASK, args=[job.id], queue=settings.queue,
-                  priority=celery_priority(job.priority))
+    app.send_task(
+        TRAIN_TASK, args=[job.id], queue=settings.queue, priority=celery_priority(job.priority)
+    )
 
 
 def dispatch_committed(session: Session, settings: Settings, job: Job) -> None:

@@ -29,16 +29,20 @@ class ASCIIJSONResponse(JSONResponse):
     escaped, it goes back as the client wrote it instead of failing to encode."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False,
-                          separators=(",", ":")).encode("ascii")
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
 
 
 _OMITTED = object()
 
 
 def _plain(value: Any) -> bool:
-    return value is None or isinstance(value, str | int | bool) or (
-        isinstance(value, float) and math.isfinite(value))
+    return (
+        value is None
+        or isinstance(value, str | int | bool)
+        or (isinstance(value, float) and math.isfinite(value))
+    )
 
 
 def _shown_input(value: Any) -> Any:
@@ -71,19 +75,27 @@ def _field_errors(error: RequestValidationError) -> list[dict]:
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    app = FastAPI(title="LEAP training service",
-                  description="Submit LEAP training jobs and sweeps, follow them, find "
-                              "their MLflow runs, read a sweep's results table.",
-                  version="0.1.0")
+    app = FastAPI(
+        title="LEAP training service",
+        description="Submit LEAP training jobs and sweeps, follow them, find "
+        "their MLflow runs, read a sweep's results table.",
+        version="0.1.0",
+    )
     settings = app.state.settings = settings or get_settings()
     # Closed by default: a browser on another origin gets no CORS headers unless its
     # origin is listed. Bearer keys, not cookies, so credentials are never allowed.
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST"],
-                           allow_headers=["Authorization", "Content-Type", "Idempotency-Key"])
-    app.add_middleware(AdmissionLimit, limit=settings.max_concurrent_requests,
-                       wait_seconds=settings.admission_wait_seconds)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        )
+    app.add_middleware(
+        AdmissionLimit,
+        limit=settings.max_concurrent_requests,
+        wait_seconds=settings.admission_wait_seconds,
+    )
     # Added last, so it runs first: an oversized body is refused before anything reads it
     # (or waits for a turn).
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

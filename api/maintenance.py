@@ -42,15 +42,17 @@ class PassReport:
         return ", ".join(f"{name} {len(ids)}" for name, ids in vars(self).items())
 
 
-def _send(settings: Settings, session: Session, jobs: list[Job], sent: list[str],
-          report: PassReport) -> None:
+def _send(
+    settings: Settings, session: Session, jobs: list[Job], sent: list[str], report: PassReport
+) -> None:
     for job in jobs:
         try:
             dispatch_committed(session, settings, job)
         except Exception as error:  # the broker is down: the next pass tries again
             session.rollback()
-            logger.warning("job %s: not sent (%s: %s); next pass retries", job.id,
-                           type(error).__name__, error)
+            logger.warning(
+                "job %s: not sent (%s: %s); next pass retries", job.id, type(error).__name__, error
+            )
             report.undelivered.append(job.id)
         else:
             sent.append(job.id)
@@ -74,15 +76,22 @@ def run_pass(settings: Settings) -> PassReport:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m api.maintenance", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m api.maintenance",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--once", action="store_true", help="run one pass and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
-    logger.info("heartbeat timeout %.0f s, max attempts %d, redispatch after %.0f s, "
-                "every %.0f s", settings.heartbeat_timeout(), settings.max_attempts,
-                settings.redispatch_seconds, settings.maintenance_seconds)
+    logger.info(
+        "heartbeat timeout %.0f s, max attempts %d, redispatch after %.0f s, every %.0f s",
+        settings.heartbeat_timeout(),
+        settings.max_attempts,
+        settings.redispatch_seconds,
+        settings.maintenance_seconds,
+    )
     while True:
         try:
             report = run_pass(settings)
@@ -90,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # the database is down: keep the loop, try next time
             if args.once:
                 raise
-            logger.exception("maintenance pass failed; next in %.0f s",
-                             settings.maintenance_seconds)
+            logger.exception(
+                "maintenance pass failed; next in %.0f s", settings.maintenance_seconds
+            )
         if args.once:
             return 0
         time.sleep(settings.maintenance_seconds)

@@ -32,9 +32,10 @@ def unavailable(error: BaseException) -> JSONResponse:
     """The 503 reply; the error's class is named, its message (host, port) is not."""
     kind = type(getattr(error, "orig", None) or error).__name__
     return JSONResponse(
-        status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-        content={"detail": f"database unavailable ({kind}); retry in "
-                           f"{RETRY_AFTER_SECONDS} s"})
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        content={"detail": f"database unavailable ({kind}); retry in {RETRY_AFTER_SECONDS} s"},
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -43,17 +44,26 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PoolTimeout)
     async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:
-        log.warning("%s %s: no database connection free: %s", request.method,
-                    request.url.path, error)
+        log.warning(
+            "%s %s: no database connection free: %s", request.method, request.url.path, error
+        )
         return JSONResponse(
-            status_code=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-            content={"detail": f"database busy (no pooled connection free); retry in "
-                               f"{RETRY_AFTER_SECONDS} s"})
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+            content={
+                "detail": f"database busy (no pooled connection free); retry in "
+                f"{RETRY_AFTER_SECONDS} s"
+            },
+        )
 
     @app.exception_handler(DBAPIError)
     async def database_error(request: Request, error: DBAPIError) -> JSONResponse:
         if not is_outage(error):
             raise error
-        log.warning("%s %s: database unavailable: %s", request.method, request.url.path,
-                    str(error.orig or error).strip())
+        log.warning(
+            "%s %s: database unavailable: %s",
+            request.method,
+            request.url.path,
+            str(error.orig or error).strip(),
+        )
         return unavailable(error)

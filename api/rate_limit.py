@@ -56,7 +56,9 @@ def _buckets(request: Request, per_minute: int) -> TokenBuckets:
 
 
 def submit_rate(
-    request: Request, settings: SettingsDep, owner: CurrentOwner,
+    request: Request,
+    settings: SettingsDep,
+    owner: CurrentOwner,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """429 with ``Retry-After`` once the caller's key has used its submissions."""
@@ -69,7 +71,8 @@ def submit_rate(
             status.HTTP_429_TOO_MANY_REQUESTS,
             f"more than LEAP_SUBMIT_RATE_PER_MINUTE={per_minute} submissions a minute with "
             f"this API key; retry in {math.ceil(wait)} s",
-            headers={"Retry-After": str(math.ceil(wait))})
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
 
 
 SubmitRate = Depends(submit_rate)

@@ -15,8 +15,7 @@ from leap_core.config import JobSpec
 #: A job id in a URL: the service's own ids only, so anything else is a 422 before the
 #: database sees it (a NUL byte in a query parameter is an error there, not a miss).
 JobId = Annotated[str, Path(pattern=ID_PATTERN, description="a job's id (32 hex digits)")]
-SweepId = Annotated[str, Path(pattern=ID_PATTERN,
-                              description="a sweep's id (32 hex digits)")]
+SweepId = Annotated[str, Path(pattern=ID_PATTERN, description="a sweep's id (32 hex digits)")]
 #: The largest event id: ``job_events.id`` is a signed 64-bit column.
 MAX_EVENT_ID = 2**63 - 1
 
@@ -24,8 +23,11 @@ MAX_EVENT_ID = 2**63 - 1
 class JobCreate(JobSpec):
     """The JobSpec of ``leap train`` plus how the service files the job."""
 
-    tags: list[str] = Field(default_factory=list, max_length=20,
-                            description="free labels; GET /v1/jobs?tag= filters on them")
+    tags: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="free labels; GET /v1/jobs?tag= filters on them",
+    )
     priority: int = Field(5, ge=0, le=9, description="0-9, higher runs first")
 
     def job_spec(self) -> JobSpec:
@@ -62,8 +64,9 @@ class JobPublic(BaseModel):
     tags: list[str]
     priority: int
     attempt: int
-    worker: str | None = Field(None, description="the worker (host:pid) holding or last "
-                               "holding the job")
+    worker: str | None = Field(
+        None, description="the worker (host:pid) holding or last holding the job"
+    )
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None

@@ -58,12 +58,33 @@ def environment(api_port: int, mlflow_port: int) -> dict[str, str]:
 def commands(api_port: int, mlflow_port: int) -> dict[str, list[str]]:
     base = home()
     return {
-        "mlflow": [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1",
-                   "--port", str(mlflow_port), "--workers", "1",
-                   "--backend-store-uri", f"sqlite:///{base}/mlflow.db",
-                   "--artifacts-destination", str(base / "mlruns"), "--serve-artifacts"],
-        "api": [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-                "--port", str(api_port)],
+        "mlflow": [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{base}/mlflow.db",
+            "--artifacts-destination",
+            str(base / "mlruns"),
+            "--serve-artifacts",
+        ],
+        "api": [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.main:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(api_port),
+        ],
         "worker": [sys.executable, "-m", "worker"],
         "maintenance": [sys.executable, "-m", "api.maintenance"],
     }
@@ -97,8 +118,9 @@ def wait_until(check, timeout: float, what: str, name: str) -> None:
         except (httpx.HTTPError, OSError):
             pass
         time.sleep(0.5)
-    raise SystemExit(f"{what} did not become ready within {timeout:.0f}s "
-                     f"(see {stack_dir() / name}.log)")
+    raise SystemExit(
+        f"{what} did not become ready within {timeout:.0f}s (see {stack_dir() / name}.log)"
+    )
 
 
 def ensure_key(env: dict[str, str], api_url: str) -> None:
@@ -128,18 +150,27 @@ def up(api_port: int, mlflow_port: int) -> None:
             print(f"{name}: already running (pid {pid_of(name)})")
             continue
         with open(stack_dir() / f"{name}.log", "a") as log:
-            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
-                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         (stack_dir() / f"{name}.pid").write_text(str(process.pid))
     mlflow_url, api_url = env["LEAP_MLFLOW_UI_URL"], env["LEAP_URL"]
-    wait_until(lambda: httpx.get(f"{mlflow_url}/health").status_code == 200, 120,
-               "MLflow server", "mlflow")
+    wait_until(
+        lambda: httpx.get(f"{mlflow_url}/health").status_code == 200, 120, "MLflow server", "mlflow"
+    )
     wait_until(lambda: httpx.get(f"{api_url}/readyz").status_code == 200, 60, "API", "api")
     worker_log = stack_dir() / "worker.log"
     wait_until(lambda: " ready." in worker_log.read_text(), 120, "worker", "worker")
-    print(f"LEAP service up: API {api_url} (docs {api_url}/docs), MLflow UI {mlflow_url}; "
-          f"client config {home() / 'client.yaml'}; logs in {stack_dir()}")
+    print(
+        f"LEAP service up: API {api_url} (docs {api_url}/docs), MLflow UI {mlflow_url}; "
+        f"client config {home() / 'client.yaml'}; logs in {stack_dir()}"
+    )
 
 
 def down() -> None:
@@ -173,15 +204,24 @@ def status() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m api.stack", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m api.stack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("action", choices=["up", "down", "status", "demo"])
-    parser.add_argument("--api-port", type=int,
-                        default=int(os.environ.get("LEAP_API_PORT", "8000")))
-    parser.add_argument("--mlflow-port", type=int,
-                        default=int(os.environ.get("LEAP_MLFLOW_PORT", "5000")))
-    parser.add_argument("--spec", type=Path, default=ROOT / "examples" / "tiny_synthetic.yaml",
-                        help="demo: the spec trained as CosFace and as LEAP-CF")
+    parser.add_argument(
+        "--api-port", type=int, default=int(os.environ.get("LEAP_API_PORT", "8000"))
+    )
+    parser.add_argument(
+        "--mlflow-port", type=int, default=int(os.environ.get("LEAP_MLFLOW_PORT", "5000"))
+    )
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=ROOT / "examples" / "tiny_synthetic.yaml",
+        help="demo: the spec trained as CosFace and as LEAP-CF",
+    )
     args = parser.parse_args(argv)
     if args.action == "up":
         up(args.api_port, args.mlflow_port)

@@ -35,19 +35,32 @@ def check_servable(body: SweepCreate, settings: Settings) -> None:
     """What a local sweep may do but the service may not, as one 422 listing each field."""
     errors = []
     if not isinstance(body.base, dict):
-        errors.append(_problem(
-            "base", "must be the base job spec itself (a mapping) over HTTP: a file name "
-                    "means nothing on the server; inline the file's content (`leap sweep "
-                    "--remote` does this for you)", body.base))
+        errors.append(
+            _problem(
+                "base",
+                "must be the base job spec itself (a mapping) over HTTP: a file name "
+                "means nothing on the server; inline the file's content (`leap sweep "
+                "--remote` does this for you)",
+                body.base,
+            )
+        )
     if body.validation is not None:
-        errors.append(_problem(
-            "validation", "validation splits are not run by the service's workers; run "
-                          "this sweep locally with `leap sweep`, or remove validation"))
+        errors.append(
+            _problem(
+                "validation",
+                "validation splits are not run by the service's workers; run "
+                "this sweep locally with `leap sweep`, or remove validation",
+            )
+        )
     size = math.prod(len(values) for values in body.axes.values()) * len(body.seeds)
     if size > settings.max_sweep_cells:
-        errors.append(_problem(
-            "axes", f"the grid has {size} cells (axes × seeds); the service takes at most "
-                    f"{settings.max_sweep_cells} per sweep (LEAP_MAX_SWEEP_CELLS)"))
+        errors.append(
+            _problem(
+                "axes",
+                f"the grid has {size} cells (axes × seeds); the service takes at most "
+                f"{settings.max_sweep_cells} per sweep (LEAP_MAX_SWEEP_CELLS)",
+            )
+        )
     if errors:
         raise RequestValidationError(errors)
 
@@ -57,9 +70,12 @@ def _check_cell_paths(cell: Cell, settings: Settings) -> None:
     try:
         check_paths(cell.spec, settings)
     except RequestValidationError as error:
-        raise RequestValidationError([
-            {**problem, "loc": ("body", "cells", cell.id, *problem["loc"][1:])}
-            for problem in error.errors()]) from None
+        raise RequestValidationError(
+            [
+                {**problem, "loc": ("body", "cells", cell.id, *problem["loc"][1:])}
+                for problem in error.errors()
+            ]
+        ) from None
 
 
 def job_name(sweep_name: str, cell: Cell) -> str:
@@ -78,13 +94,22 @@ def plan_cells(body: SweepCreate, settings: Settings) -> list[PlannedCell]:
         # A SweepError is one line, "where: problem"; for a cell, where is its axis labels
         # and seed, and the problem names the spec field and the value.
         where, sep, message = str(error).partition(": ")
-        problem = {"type": "invalid_sweep", "loc": ("body", where) if sep else ("body",),
-                   "msg": message if sep else str(error)}
+        problem = {
+            "type": "invalid_sweep",
+            "loc": ("body", where) if sep else ("body",),
+            "msg": message if sep else str(error),
+        }
         raise RequestValidationError([problem]) from None
     planned = []
     for cell in grid:
         _check_cell_paths(cell, settings)
-        planned.append(PlannedCell(cell=cell.id, labels=cell.labels, seed=cell.seed,
-                                   name=job_name(body.name, cell),
-                                   spec=resolved_spec(cell.spec, settings)))
+        planned.append(
+            PlannedCell(
+                cell=cell.id,
+                labels=cell.labels,
+                seed=cell.seed,
+                name=job_name(body.name, cell),
+                spec=resolved_spec(cell.spec, settings),
+            )
+        )
     return planned

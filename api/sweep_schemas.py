@@ -17,19 +17,38 @@ class SweepCreate(SweepFile):
     run and are ignored here: results stay in the jobs and ``GET /v1/sweeps/{id}``, runs go
     to the service's MLflow experiment."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "name": "cosface-vs-leap",
-        "base": {"model": {"backbone": "tiny_cnn", "embedding_dim": 32},
-                 "train": {"epochs": 3}, "method": {"leap": {"cloud_start_epoch": 1}}},
-        "axes": {"method": {"CosFace": {"method.leap.mode": "off"},
-                            "LEAP-CF": {"method.leap.mode": "full"}}},
-        "seeds": [0, 1]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "cosface-vs-leap",
+                    "base": {
+                        "model": {"backbone": "tiny_cnn", "embedding_dim": 32},
+                        "train": {"epochs": 3},
+                        "method": {"leap": {"cloud_start_epoch": 1}},
+                    },
+                    "axes": {
+                        "method": {
+                            "CosFace": {"method.leap.mode": "off"},
+                            "LEAP-CF": {"method.leap.mode": "full"},
+                        }
+                    },
+                    "seeds": [0, 1],
+                }
+            ]
+        }
+    )
 
     overrides: dict[str, Any] = Field(
-        default_factory=dict, description="dotted field: value set in every cell last, over "
-                                          "the axes (what `leap sweep --set` does)")
-    tags: list[str] = Field(default_factory=list, max_length=20,
-                            description="given to every job of the sweep, with sweep:<id>")
+        default_factory=dict,
+        description="dotted field: value set in every cell last, over "
+        "the axes (what `leap sweep --set` does)",
+    )
+    tags: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="given to every job of the sweep, with sweep:<id>",
+    )
     priority: int = Field(5, ge=0, le=9, description="0-9 for every job, higher runs first")
 
 
@@ -55,8 +74,9 @@ class RowPublic(BaseModel):
     method: str
     paper_method: str = Field(description="the spec's method: CosFace, LEAP-CF, ...")
     seeds: list[int]
-    metrics: dict[str, SpreadPublic] = Field(description="the sweep's metric columns and "
-                                             "the final head/tail angular variances (rad²)")
+    metrics: dict[str, SpreadPublic] = Field(
+        description="the sweep's metric columns and the final head/tail angular variances (rad²)"
+    )
     baseline: str | None = Field(description="the row the deltas are taken against")
     delta: dict[str, SpreadPublic] = Field(description="paired by seed: method − baseline")
 
@@ -67,8 +87,9 @@ class TablePublic(BaseModel):
     cells_in_table: int
     cells: int
     rows: list[RowPublic]
-    markdown: str = Field(description="the paper-format table (percent, mean ± std); empty "
-                                      "until a cell has succeeded")
+    markdown: str = Field(
+        description="the paper-format table (percent, mean ± std); empty until a cell has succeeded"
+    )
 
 
 class SweepLinks(BaseModel):
@@ -79,8 +100,9 @@ class SweepLinks(BaseModel):
 class SweepSummary(BaseModel):
     id: str
     name: str
-    status: str = Field(description="queued, running, succeeded, failed or cancelled, "
-                                    "from the jobs' states")
+    status: str = Field(
+        description="queued, running, succeeded, failed or cancelled, from the jobs' states"
+    )
     created_at: datetime
     tags: list[str]
     priority: int

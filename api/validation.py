@@ -64,9 +64,15 @@ def body_problems(data: Any) -> list[tuple[tuple[str, ...], str, Any]]:
 
 def check_body(data: dict[str, Any]) -> None:
     """Raise a 422 naming each problem :func:`body_problems` finds in the body."""
-    errors = [{"type": "value_error", "loc": ("body", *path), "msg": problem,
-               **({"input": value} if value is not None else {})}
-              for path, problem, value in body_problems(data)[:MAX_PROBLEMS]]
+    errors = [
+        {
+            "type": "value_error",
+            "loc": ("body", *path),
+            "msg": problem,
+            **({"input": value} if value is not None else {}),
+        }
+        for path, problem, value in body_problems(data)[:MAX_PROBLEMS]
+    ]
     if errors:
         raise RequestValidationError(errors)
 
@@ -74,9 +80,15 @@ def check_body(data: dict[str, Any]) -> None:
 def check_paths(spec: JobSpec, settings: Settings) -> None:
     """Raise a 422 naming each field whose path escapes the allowed data roots."""
     roots = settings.resolved_data_roots()
-    errors = [{"type": "value_error", "loc": ("body", *escape.field.split(".")),
-               "msg": escape.message(roots), "input": escape.value}
-              for escape in escapes(spec.model_dump(mode="json"), roots)]
+    errors = [
+        {
+            "type": "value_error",
+            "loc": ("body", *escape.field.split(".")),
+            "msg": escape.message(roots),
+            "input": escape.value,
+        }
+        for escape in escapes(spec.model_dump(mode="json"), roots)
+    ]
     if errors:
         raise RequestValidationError(errors)
 

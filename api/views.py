@@ -15,23 +15,39 @@ def mlflow_url(settings: Settings, run_id: str | None) -> str | None:
 
 def job_public(job: Job, settings: Settings, detail: bool = False) -> JobPublic:
     base = f"/v1/jobs/{job.id}"
-    fraction = (job.global_step / job.total_steps
-                if job.global_step is not None and job.total_steps else None)
+    fraction = (
+        job.global_step / job.total_steps
+        if job.global_step is not None and job.total_steps
+        else None
+    )
     fields = dict(
-        id=job.id, name=job.name, status=job.status, tags=job.tags or [],
-        priority=job.priority, attempt=job.attempt, worker=job.worker,
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        tags=job.tags or [],
+        priority=job.priority,
+        attempt=job.attempt,
+        worker=job.worker,
         created_at=job.created_at,
-        updated_at=job.updated_at, started_at=job.started_at, finished_at=job.finished_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
         heartbeat_at=job.heartbeat_at,
-        progress=Progress(epoch=job.epoch, epochs=job.epochs, step=job.step,
-                          global_step=job.global_step, total_steps=job.total_steps,
-                          fraction=fraction, eta_seconds=job.eta_seconds),
+        progress=Progress(
+            epoch=job.epoch,
+            epochs=job.epochs,
+            step=job.step,
+            global_step=job.global_step,
+            total_steps=job.total_steps,
+            fraction=fraction,
+            eta_seconds=job.eta_seconds,
+        ),
         metrics={k: float(v) for k, v in (job.metrics or {}).items()},
-        mlflow=MLflowLink(run_id=job.mlflow_run_id,
-                          url=mlflow_url(settings, job.mlflow_run_id)),
+        mlflow=MLflowLink(run_id=job.mlflow_run_id, url=mlflow_url(settings, job.mlflow_run_id)),
         error=job.error,
-        links=Links(self=base, events=f"{base}/events", cancel=f"{base}/cancel",
-                    retry=f"{base}/retry"),
+        links=Links(
+            self=base, events=f"{base}/events", cancel=f"{base}/cancel", retry=f"{base}/retry"
+        ),
     )
     if detail:
         return JobDetail(**fields, spec=job.spec)
@@ -39,6 +55,12 @@ def job_public(job: Job, settings: Settings, detail: bool = False) -> JobPublic:
 
 
 def event_public(event: JobEvent) -> EventPublic:
-    return EventPublic(id=event.id, at=event.at, kind=event.kind,
-                       from_status=event.from_status, to_status=event.to_status,
-                       attempt=event.attempt, message=event.message)
+    return EventPublic(
+        id=event.id,
+        at=event.at,
+        kind=event.kind,
+        from_status=event.from_status,
+        to_status=event.to_status,
+        attempt=event.attempt,
+        message=event.message,
+    )

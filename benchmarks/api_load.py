@@ -44,14 +44,29 @@ from leap_core.training.data_setup import ensure_synthetic  # noqa: E402
 
 PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TINY = {
-    "dataset": {"format": "synthetic",
-                "synthetic": {"identities": 24, "test_identities": 8, "cameras": 3, "head": 4,
-                              "tail_samples": 3, "height": 32, "width": 16, "seed": 0},
-                "image_size": [32, 16]},
+    "dataset": {
+        "format": "synthetic",
+        "synthetic": {
+            "identities": 24,
+            "test_identities": 8,
+            "cameras": 3,
+            "head": 4,
+            "tail_samples": 3,
+            "height": 32,
+            "width": 16,
+            "seed": 0,
+        },
+        "image_size": [32, 16],
+    },
     "model": {"backbone": "tiny_cnn", "embedding_dim": 32, "width": 8},
     "method": {"head": {"kind": "cosface"}, "leap": {"mode": "full", "cloud_start_epoch": 1}},
-    "train": {"epochs": 2, "sampler": {"identities": 4, "instances": 4}, "num_workers": 0,
-              "steps_per_epoch": 4, "schedule": {"warmup_epochs": 1, "milestones": [1]}},
+    "train": {
+        "epochs": 2,
+        "sampler": {"identities": 4, "instances": 4},
+        "num_workers": 0,
+        "steps_per_epoch": 4,
+        "schedule": {"warmup_epochs": 1, "milestones": [1]},
+    },
     "eval": {"every_epochs": 0, "diagnostics": False},
 }
 
@@ -91,13 +106,16 @@ async def load(url: str, token: str, body: dict, clients: int, jobs: int):
     ids: list[str] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits,
-                                 timeout=60) as http:
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as http:
+
         async def submitter(index: int) -> None:
             for n in range(index, jobs, clients):
                 started = time.perf_counter()
-                response = await http.post("/v1/jobs", json={**body, "name": f"load-{n}"},
-                                           headers={"Idempotency-Key": f"load-{n}"})
+                response = await http.post(
+                    "/v1/jobs",
+                    json={**body, "name": f"load-{n}"},
+                    headers={"Idempotency-Key": f"load-{n}"},
+                )
                 post_times.append(time.perf_counter() - started)
                 response.raise_for_status()
                 ids.append(response.json()["id"])
@@ -126,8 +144,13 @@ def first_step_latency(env: dict, url: str, token: str, body: dict, runs: int) -
     """Start a worker, let it go idle, then time dispatch → lease → set-up → first step."""
     log_path = Path(env["LEAP_HOME"]) / "worker.log"
     with open(log_path, "w") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "worker", "--concurrency=1"],
-                                  cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "worker", "--concurrency=1"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 120
         while " ready." not in log_path.read_text():
@@ -141,21 +164,29 @@ def first_step_latency(env: dict, url: str, token: str, body: dict, runs: int) -
             job_id = http.post("/v1/jobs", json=body).json()["id"]
             deadline = time.monotonic() + 180
             while http.get(f"/v1/jobs/{job_id}").json()["status"] not in (
-                    "succeeded", "failed", "cancelled"):
+                "succeeded",
+                "failed",
+                "cancelled",
+            ):
                 if time.monotonic() > deadline:
                     raise SystemExit(f"job {job_id} did not finish; see {log_path}")
                 time.sleep(0.5)
             with session_scope(env["LEAP_DATABASE_URL"]) as session:
                 job = session.get(Job, job_id)
-                events = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)
-                                         .order_by(JobEvent.id)).all()
+                events = session.scalars(
+                    select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+                ).all()
                 leased = next(e.at for e in events if e.to_status == "running")
                 set_up = next(e.at for e in events if e.message.startswith("training on"))
                 first = next(e.at for e in events if e.message.startswith("first step"))
-                figures.append({"status": job.status,
-                                "dispatch_to_lease": (leased - job.dispatched_at).total_seconds(),
-                                "setup_incl_data": (set_up - leased).total_seconds(),
-                                "to_first_step": (first - job.dispatched_at).total_seconds()})
+                figures.append(
+                    {
+                        "status": job.status,
+                        "dispatch_to_lease": (leased - job.dispatched_at).total_seconds(),
+                        "setup_incl_data": (set_up - leased).total_seconds(),
+                        "to_first_step": (first - job.dispatched_at).total_seconds(),
+                    }
+                )
             time.sleep(2)  # idle again (the worker replaces its child after each job)
         return figures
     finally:
@@ -177,11 +208,18 @@ def main() -> None:
     broker, broker_url = claim_redis_db()
     home = Path(tempfile.mkdtemp(prefix="leap-bench-"))
     database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    env = {**os.environ, "LEAP_HOME": str(home), "LEAP_DATABASE_URL": database_url,
-           "LEAP_BROKER_URL": broker_url, "LEAP_QUEUE": "bench",
-           "LEAP_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-           "LEAP_DATA_ROOTS": str(home / "data"), "LEAP_RUNS_DIR": str(home / "jobs"),
-           "PYTHONPATH": str(ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {
+        **os.environ,
+        "LEAP_HOME": str(home),
+        "LEAP_DATABASE_URL": database_url,
+        "LEAP_BROKER_URL": broker_url,
+        "LEAP_QUEUE": "bench",
+        "LEAP_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
+        "LEAP_DATA_ROOTS": str(home / "data"),
+        "LEAP_RUNS_DIR": str(home / "jobs"),
+        "PYTHONPATH": str(ROOT),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     port = 18765
     api = None
     try:
@@ -189,45 +227,76 @@ def main() -> None:
         token = create_key("bench", database_url)
         MlflowClient(env["LEAP_MLFLOW_TRACKING_URI"]).search_experiments()  # store exists
         root = home / "data" / "tiny"
-        ensure_synthetic(parse_spec({**TINY, "dataset": {**TINY["dataset"], "root": str(root)}})
-                         .dataset)
+        ensure_synthetic(
+            parse_spec({**TINY, "dataset": {**TINY["dataset"], "root": str(root)}}).dataset
+        )
         body = {**TINY, "dataset": {**TINY["dataset"], "root": str(root)}}
         api = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(args.api_workers), "--log-level", "warning",
-             "--no-access-log"], cwd=ROOT, env=env)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.api_workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
         url = f"http://127.0.0.1:{port}"
         wait_http(f"{url}/readyz", api)
         httpx.post(f"{url}/v1/jobs", json=body, headers={"Authorization": f"Bearer {token}"})
 
         ids, posts, gets, submit_s, read_s = asyncio.run(
-            load(url, token, body, args.clients, args.jobs))
+            load(url, token, body, args.clients, args.jobs)
+        )
         with session_scope(database_url) as session:
-            stored = session.scalar(select(func.count()).select_from(Job)
-                                    .where(Job.name.like("load-%")))
-            distinct = session.scalar(select(func.count(func.distinct(Job.idempotency_key)))
-                                      .where(Job.name.like("load-%")))
+            stored = session.scalar(
+                select(func.count()).select_from(Job).where(Job.name.like("load-%"))
+            )
+            distinct = session.scalar(
+                select(func.count(func.distinct(Job.idempotency_key))).where(
+                    Job.name.like("load-%")
+                )
+            )
         queued = queued_messages(broker, "bench") - 1  # minus the warm-up job
         once = stored == distinct == len(set(ids)) == queued == args.jobs
-        print(f"API load: {args.clients} concurrent clients, {args.jobs} jobs, "
-              f"{args.api_workers} uvicorn workers, PostgreSQL + Redis on loopback")
-        print(f"  stored {stored} rows ({distinct} distinct keys), {len(set(ids))} distinct "
-              f"ids returned, {queued} messages queued: "
-              f"{'exactly once' if once else 'MISMATCH'}")
-        for label, times, seconds in [("POST /v1/jobs", posts, submit_s),
-                                      ("GET /v1/jobs/{id}", gets, read_s)]:
+        print(
+            f"API load: {args.clients} concurrent clients, {args.jobs} jobs, "
+            f"{args.api_workers} uvicorn workers, PostgreSQL + Redis on loopback"
+        )
+        print(
+            f"  stored {stored} rows ({distinct} distinct keys), {len(set(ids))} distinct "
+            f"ids returned, {queued} messages queued: "
+            f"{'exactly once' if once else 'MISMATCH'}"
+        )
+        for label, times, seconds in [
+            ("POST /v1/jobs", posts, submit_s),
+            ("GET /v1/jobs/{id}", gets, read_s),
+        ]:
             ms = [t * 1000 for t in times]
-            print(f"  {label:18s} p50 {statistics.median(ms):7.1f} ms  p99 "
-                  f"{percentile(ms, 99):7.1f} ms  max {max(ms):7.1f} ms  "
-                  f"{len(ms) / seconds:7.0f} req/s")
+            print(
+                f"  {label:18s} p50 {statistics.median(ms):7.1f} ms  p99 "
+                f"{percentile(ms, 99):7.1f} ms  max {max(ms):7.1f} ms  "
+                f"{len(ms) / seconds:7.0f} req/s"
+            )
         for key in [k for k in broker.scan_iter("bench*")]:
             broker.delete(key)  # the load's jobs must not reach the worker below
         figures = first_step_latency(env, url, token, body, args.first_step_runs)
         print("dispatch → first training step on an idle worker (tiny job, data on disk):")
         for n, f in enumerate(figures, 1):
-            print(f"  run {n}: {f['status']}; dispatch→lease {f['dispatch_to_lease']:.2f} s, "
-                  f"lease→trainer ready (incl. data loading) {f['setup_incl_data']:.2f} s, "
-                  f"dispatch→first step {f['to_first_step']:.2f} s")
+            print(
+                f"  run {n}: {f['status']}; dispatch→lease {f['dispatch_to_lease']:.2f} s, "
+                f"lease→trainer ready (incl. data loading) {f['setup_incl_data']:.2f} s, "
+                f"dispatch→first step {f['to_first_step']:.2f} s"
+            )
     finally:
         if api is not None:
             api.terminate()

@@ -34,8 +34,9 @@ def long_tailed_counts(num_classes: int) -> torch.Tensor:
     return counts
 
 
-def class_features(directions: torch.Tensor, labels: torch.Tensor, heads: int,
-                   generator: torch.Generator) -> torch.Tensor:
+def class_features(
+    directions: torch.Tensor, labels: torch.Tensor, heads: int, generator: torch.Generator
+) -> torch.Tensor:
     """Features around each class's direction: head classes spread wide, tail classes
     narrow, so in full mode the tail classes (and only they) get a cloud."""
     wide = 0.2 + 0.8 * torch.rand(labels.numel(), generator=generator)
@@ -44,8 +45,13 @@ def class_features(directions: torch.Tensor, labels: torch.Tensor, heads: int,
     return F.normalize(directions[labels]) + noise / DIM**0.5
 
 
-def warm_up(cloud: FeatureCloud, directions: torch.Tensor, heads: int,
-            generator: torch.Generator, device: torch.device) -> None:
+def warm_up(
+    cloud: FeatureCloud,
+    directions: torch.Tensor,
+    heads: int,
+    generator: torch.Generator,
+    device: torch.device,
+) -> None:
     """Give every class statistics before timing."""
     num_classes = cloud.num_classes
     for start in range(0, num_classes, 8192):
@@ -54,8 +60,12 @@ def warm_up(cloud: FeatureCloud, directions: torch.Tensor, heads: int,
         cloud.update(features.to(device), labels.to(device))
 
 
-def measure(num_classes: int, repeats: int, device: torch.device,
-            timed: Callable[[Callable[[], None]], float]) -> tuple[float, float, float]:
+def measure(
+    num_classes: int,
+    repeats: int,
+    device: torch.device,
+    timed: Callable[[Callable[[], None]], float],
+) -> tuple[float, float, float]:
     generator = torch.Generator().manual_seed(0)
     counts = long_tailed_counts(num_classes)
     heads = int((counts > 5).sum())
@@ -69,8 +79,10 @@ def measure(num_classes: int, repeats: int, device: torch.device,
     labels = torch.cat([head_labels, tail_labels])
     # A few batches of realistic features, cycled, so the memories keep the warm-up's
     # head/tail structure instead of filling with one repeated batch.
-    batches = [class_features(directions, labels, heads, generator).to(device).requires_grad_()
-               for _ in range(4)]
+    batches = [
+        class_features(directions, labels, heads, generator).to(device).requires_grad_()
+        for _ in range(4)
+    ]
     labels = labels.to(device)
     turn = {"CosFace": 0, "LEAP": 0}
 
@@ -107,20 +119,28 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     timed = make_timer(device, args.cpu_time)
-    print(f"torch {torch.__version__}, {device}, {describe(args.cpu_time)}, "
-          f"batch {BATCH}, "
-          f"D = {DIM}, {args.repeats} alternating repeats, medians")
-    print(f"{'classes':>9} {'CosFace ms':>11} {'LEAP-CF ms':>11} {'cloud share':>12} "
-          f"{'LEAP / CosFace':>15}")
+    print(
+        f"torch {torch.__version__}, {device}, {describe(args.cpu_time)}, "
+        f"batch {BATCH}, "
+        f"D = {DIM}, {args.repeats} alternating repeats, medians"
+    )
+    print(
+        f"{'classes':>9} {'CosFace ms':>11} {'LEAP-CF ms':>11} {'cloud share':>12} "
+        f"{'LEAP / CosFace':>15}"
+    )
     for num_classes in args.classes:
         plain, leap, share = measure(num_classes, args.repeats, device, timed)
-        print(f"{num_classes:>9} {plain * 1e3:>11.1f} {leap * 1e3:>11.1f} {share:>12.2f} "
-              f"{leap / plain:>15.3f}")
+        print(
+            f"{num_classes:>9} {plain * 1e3:>11.1f} {leap * 1e3:>11.1f} {share:>12.2f} "
+            f"{leap / plain:>15.3f}"
+        )
     memory = FeatureCloud([50] * 100_000, DIM).memory
     angles = int(memory.capacity.sum())
-    print(f"angle memories for 100,000 classes x 50 images: {memory.nbytes() / 2**20:.1f} MiB "
-          f"({angles:,} float32 angles plus per-class counters and statistics); "
-          f"class centres add {100_000 * DIM * 4 / 2**20:.1f} MiB at D = {DIM}")
+    print(
+        f"angle memories for 100,000 classes x 50 images: {memory.nbytes() / 2**20:.1f} MiB "
+        f"({angles:,} float32 angles plus per-class counters and statistics); "
+        f"class centres add {100_000 * DIM * 4 / 2**20:.1f} MiB at D = {DIM}"
+    )
 
 
 if __name__ == "__main__":

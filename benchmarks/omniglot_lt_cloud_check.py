@@ -35,8 +35,9 @@ from leap_core.training.trainer import Trainer
 HERE = Path(__file__).resolve().parent
 
 
-def expected_variance(mode: str, counts: np.ndarray, variance: np.ndarray, stored: np.ndarray,
-                      is_head: np.ndarray) -> np.ndarray:
+def expected_variance(
+    mode: str, counts: np.ndarray, variance: np.ndarray, stored: np.ndarray, is_head: np.ndarray
+) -> np.ndarray:
     """The spec's cloud variance per class, from per-class statistics (float64)."""
     has = stored >= 2
     out = np.zeros(len(counts))
@@ -79,16 +80,19 @@ class CloudCheck(Hook):
         has = stored >= 2
         head, tail = is_head & has, ~is_head & has
         started = epoch >= trainer.spec.method.leap.cloud_start_epoch
-        print(f"epoch {epoch + 1:2d} cloud {'on ' if started else 'off'} | "
-              f"angle var head {variance[head].mean():.4f} tail {variance[tail].mean():.4f} "
-              f"(classes with stats {int(head.sum())}/{int(tail.sum())}) | "
-              f"v>0: head {np.mean(theirs[is_head] > 0):.0%} "
-              f"tail {np.mean(theirs[~is_head] > 0):.0%}"
-              f" | mean cloud std tail {np.sqrt(theirs[tail]).mean():.4f} rad "
-              f"(angle std tail {np.sqrt(variance[tail]).mean():.4f}) | "
-              f"step fig: cloud_fraction {metrics.get('train_cloud_fraction', math.nan):.2f} "
-              f"std {metrics.get('train_cloud_std_mean', math.nan):.4f} | "
-              f"max |v_spec - v_cloud| {error:.2e}", flush=True)
+        print(
+            f"epoch {epoch + 1:2d} cloud {'on ' if started else 'off'} | "
+            f"angle var head {variance[head].mean():.4f} tail {variance[tail].mean():.4f} "
+            f"(classes with stats {int(head.sum())}/{int(tail.sum())}) | "
+            f"v>0: head {np.mean(theirs[is_head] > 0):.0%} "
+            f"tail {np.mean(theirs[~is_head] > 0):.0%}"
+            f" | mean cloud std tail {np.sqrt(theirs[tail]).mean():.4f} rad "
+            f"(angle std tail {np.sqrt(variance[tail]).mean():.4f}) | "
+            f"step fig: cloud_fraction {metrics.get('train_cloud_fraction', math.nan):.2f} "
+            f"std {metrics.get('train_cloud_std_mean', math.nan):.4f} | "
+            f"max |v_spec - v_cloud| {error:.2e}",
+            flush=True,
+        )
 
 
 def matched_size_report(trainer: Trainer, size: int, seed: int, draws: int = 20) -> None:
@@ -101,15 +105,18 @@ def matched_size_report(trainer: Trainer, size: int, seed: int, draws: int = 20)
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(draws):
-        keep = np.concatenate([rng.choice(np.flatnonzero(labels == c), size, replace=False)
-                               for c in head_ids])
+        keep = np.concatenate(
+            [rng.choice(np.flatnonzero(labels == c), size, replace=False) for c in head_ids]
+        )
         stats = class_angular_stats(features[keep], labels[keep], len(diagnostics.head))
         values.append(float(np.nanmean(stats.variance[head_ids])))
     split = diagnostics.stats.head_tail(diagnostics.head)
-    print(f"final training embeddings: head variance {split['head_angle_variance']:.4f} "
-          f"(all images), head variance on {size} random images per class "
-          f"{np.mean(values):.4f} ± {np.std(values):.4f} ({draws} draws), tail variance "
-          f"{split['tail_angle_variance']:.4f} ({size} images)")
+    print(
+        f"final training embeddings: head variance {split['head_angle_variance']:.4f} "
+        f"(all images), head variance on {size} random images per class "
+        f"{np.mean(values):.4f} ± {np.std(values):.4f} ({draws} draws), tail variance "
+        f"{split['tail_angle_variance']:.4f} ({size} images)"
+    )
 
 
 def main() -> int:
@@ -120,8 +127,11 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(1)
     sweep, folder = load_sweep(args.sweep)
-    cells = [c for c in expand(sweep, folder)
-             if c.label(sweep.method_axis) == args.method and c.seed == args.seed]
+    cells = [
+        c
+        for c in expand(sweep, folder)
+        if c.label(sweep.method_axis) == args.method and c.seed == args.seed
+    ]
     if len(cells) != 1:
         print(f"--method: no single cell {args.method!r} seed {args.seed} in {args.sweep}")
         return 2
@@ -130,12 +140,16 @@ def main() -> int:
     if sweep.validation is not None:
         listing = holdout_listing(read_listing(cell.spec.dataset), sweep.validation)
     check = CloudCheck()
-    spec = cell.spec.model_copy(update={"eval": cell.spec.eval.model_copy(
-        update={"protocol": "none", "diagnostics": True})})
-    trainer = Trainer(spec, Path(".leap/cloud-check"), [check],
-                      data=prepare_data(spec, listing=listing))
-    print(f"{cell.title()}: mode {spec.method.leap.mode}, P {spec.method.leap.P}, "
-          f"gamma {spec.method.leap.gamma}, cloud from epoch {spec.method.leap.cloud_start_epoch}")
+    spec = cell.spec.model_copy(
+        update={"eval": cell.spec.eval.model_copy(update={"protocol": "none", "diagnostics": True})}
+    )
+    trainer = Trainer(
+        spec, Path(".leap/cloud-check"), [check], data=prepare_data(spec, listing=listing)
+    )
+    print(
+        f"{cell.title()}: mode {spec.method.leap.mode}, P {spec.method.leap.P}, "
+        f"gamma {spec.method.leap.gamma}, cloud from epoch {spec.method.leap.cloud_start_epoch}"
+    )
     trainer.fit()
     matched_size_report(trainer, spec.dataset.long_tail.tail_samples, args.seed)
     print(f"largest difference between the spec's formula and the cloud: {check.worst:.2e}")

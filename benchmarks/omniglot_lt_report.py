@@ -86,26 +86,35 @@ def metric(arm: dict[int, CellResult], key: str) -> dict[int, float]:
 def interval(difference: PairedDifference, scale: float = 100) -> str:
     if difference.n < 2:
         return f"{difference.mean * scale:+.2f} (n={difference.n})"
-    return (f"{difference.mean * scale:+.2f} [{difference.low * scale:+.2f}, "
-            f"{difference.high * scale:+.2f}]")
+    return (
+        f"{difference.mean * scale:+.2f} [{difference.low * scale:+.2f}, "
+        f"{difference.high * scale:+.2f}]"
+    )
 
 
 def report(folder: Path) -> str:
     arms = load(folder)
     if not arms:
         raise SystemExit(f"{folder}: no finished cells under cells/")
-    lines = ["Rules (fixed before the grid ran):", "",
-             f"1. valid only if CosFace reaches >= {VALID_TAIL_ACCURACY:.0%} on its tail "
-             f"classes' training images for every seed;",
-             "2. a LEAP arm helps only if its paired ΔmAP has a 95 % t-interval above 0 "
-             f"against its baseline and against the constant-noise control of its family "
-             f"({CONTROL}, {ARC_CONTROL}).", ""]
+    lines = [
+        "Rules (fixed before the grid ran):",
+        "",
+        f"1. valid only if CosFace reaches >= {VALID_TAIL_ACCURACY:.0%} on its tail "
+        f"classes' training images for every seed;",
+        "2. a LEAP arm helps only if its paired ΔmAP has a 95 % t-interval above 0 "
+        f"against its baseline and against the constant-noise control of its family "
+        f"({CONTROL}, {ARC_CONTROL}).",
+        "",
+    ]
     baseline = arms.get("CosFace", {})
     tail_accuracy = metric(baseline, "final_train_accuracy_tail")
     valid = bool(tail_accuracy) and all(v >= VALID_TAIL_ACCURACY for v in tail_accuracy.values())
     shown = ", ".join(f"seed {s}: {v:.1%}" for s, v in sorted(tail_accuracy.items()))
-    lines += [f"Validity: CosFace tail training accuracy {shown or 'not run'} → "
-              f"{'VALID' if valid else 'NOT VALID'}.", ""]
+    lines += [
+        f"Validity: CosFace tail training accuracy {shown or 'not run'} → "
+        f"{'VALID' if valid else 'NOT VALID'}.",
+        "",
+    ]
 
     header = ["arm", "seeds", *(column[1] for column in COLUMNS)]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -115,9 +124,13 @@ def report(folder: Path) -> str:
             cells.append(Spread.of(list(metric(arm, key).values())).text(scale, decimals))
         lines.append("| " + " | ".join(cells) + " |")
 
-    lines += ["", "Paired differences (percentage points, mean [95 % t-interval] over seeds):",
-              "", "| arm | vs | seeds | ΔmAP | ΔRank-1 | ΔmAP interval above 0 |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Paired differences (percentage points, mean [95 % t-interval] over seeds):",
+        "",
+        "| arm | vs | seeds | ΔmAP | ΔRank-1 | ΔmAP interval above 0 |",
+        "|---|---|---|---|---|---|",
+    ]
     verdicts = []
     for name, references in comparisons(list(arms)).items():
         if name not in arms:
@@ -128,19 +141,24 @@ def report(folder: Path) -> str:
             if reference not in arms:
                 continue
             d_map = paired_difference(metric(arms[name], "mAP"), metric(arms[reference], "mAP"))
-            d_rank = paired_difference(metric(arms[name], "rank1"),
-                                       metric(arms[reference], "rank1"))
+            d_rank = paired_difference(
+                metric(arms[name], "rank1"), metric(arms[reference], "rank1")
+            )
             above.append(d_map.above_zero)
-            lines.append(f"| {name} | {reference} | {d_map.n} | {interval(d_map)} | "
-                         f"{interval(d_rank)} | {'yes' if d_map.above_zero else 'no'} |")
+            lines.append(
+                f"| {name} | {reference} | {d_map.n} | {interval(d_map)} | "
+                f"{interval(d_rank)} | {'yes' if d_map.above_zero else 'no'} |"
+            )
         if name.startswith("LEAP") and above:
             helps = not missing and all(above)
             absent = f" (no {', '.join(missing)} arm in this grid)" if missing else ""
             verdicts.append(f"- {name}: {'helps' if helps else 'does not pass the rule'}{absent}")
     lines += ["", "Verdicts by rule 2:", "", *verdicts]
     if not valid:
-        lines += ["", "The baseline did not converge on its tail: the verdicts above do not "
-                      "count (rule 1)."]
+        lines += [
+            "",
+            "The baseline did not converge on its tail: the verdicts above do not count (rule 1).",
+        ]
     return "\n".join(lines) + "\n"
 
 

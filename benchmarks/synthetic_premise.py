@@ -46,18 +46,35 @@ from leap_core.training.trainer import Trainer
 EPOCHS, CLOUD_START, SEEDS = 40, 13, (0, 1, 2)
 ARMS = ("CosFace", "LEAP-CF", "CosFace+noise")
 BASE: dict[str, Any] = {
-    "dataset": {"format": "synthetic",
-                "synthetic": {"identities": 200, "test_identities": 100, "cameras": 6,
-                              "head": 10, "head_images": [150, 250], "tail_samples": 5,
-                              "tail_images": [2, 5], "height": 64, "width": 32, "seed": 0},
-                "image_size": [64, 32]},
+    "dataset": {
+        "format": "synthetic",
+        "synthetic": {
+            "identities": 200,
+            "test_identities": 100,
+            "cameras": 6,
+            "head": 10,
+            "head_images": [150, 250],
+            "tail_samples": 5,
+            "tail_images": [2, 5],
+            "height": 64,
+            "width": 32,
+            "seed": 0,
+        },
+        "image_size": [64, 32],
+    },
     "model": {"backbone": "tiny_cnn", "width": 16, "embedding_dim": 128},
-    "method": {"head": {"kind": "cosface"},
-               "leap": {"mode": "off", "cloud_start_epoch": CLOUD_START}},
-    "train": {"epochs": EPOCHS, "sampler": {"kind": "pk", "identities": 16, "instances": 4},
-              "optimizer": {"kind": "adam", "lr": 1e-3, "weight_decay": 5e-4},
-              "schedule": {"kind": "cosine", "warmup_epochs": 1}, "num_workers": 0,
-              "checkpoint_every": EPOCHS},
+    "method": {
+        "head": {"kind": "cosface"},
+        "leap": {"mode": "off", "cloud_start_epoch": CLOUD_START},
+    },
+    "train": {
+        "epochs": EPOCHS,
+        "sampler": {"kind": "pk", "identities": 16, "instances": 4},
+        "optimizer": {"kind": "adam", "lr": 1e-3, "weight_decay": 5e-4},
+        "schedule": {"kind": "cosine", "warmup_epochs": 1},
+        "num_workers": 0,
+        "checkpoint_every": EPOCHS,
+    },
     "eval": {"protocol": "reid", "every_epochs": 0},
     "tracking": {"plots": False, "log_model": False},
 }
@@ -78,10 +95,15 @@ class MemoryLog(Hook):
         has = trainer.cloud.memory.count >= 2
         chosen = tail_mask & has
         memory = trainer.cloud.memory.variance
-        self.epochs.append({
-            "epoch": epoch + 1, "memory_head": head, "memory_tail": tail,
-            "cloud_tail": float(variance[tail_mask].mean()),
-            "memory_plus_cloud_tail": float((memory[chosen] + variance[chosen]).mean())})
+        self.epochs.append(
+            {
+                "epoch": epoch + 1,
+                "memory_head": head,
+                "memory_tail": tail,
+                "cloud_tail": float(variance[tail_mask].mean()),
+                "memory_plus_cloud_tail": float((memory[chosen] + variance[chosen]).mean()),
+            }
+        )
 
 
 def spec_for(arm: str, seed: int, constant_std: float | None) -> Any:
@@ -96,14 +118,24 @@ def spec_for(arm: str, seed: int, constant_std: float | None) -> Any:
     return parse_spec(data)
 
 
-def equal_size_head_variance(features: torch.Tensor, labels: np.ndarray, head: np.ndarray,
-                             size: int, seed: int, draws: int = 20) -> float:
+def equal_size_head_variance(
+    features: torch.Tensor,
+    labels: np.ndarray,
+    head: np.ndarray,
+    size: int,
+    seed: int,
+    draws: int = 20,
+) -> float:
     """Mean head-class variance measured on ``size`` random images per head class."""
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(draws):
-        pick = np.concatenate([rng.choice(np.flatnonzero(labels == c), size, replace=False)
-                               for c in np.flatnonzero(head)])
+        pick = np.concatenate(
+            [
+                rng.choice(np.flatnonzero(labels == c), size, replace=False)
+                for c in np.flatnonzero(head)
+            ]
+        )
         stats = class_angular_stats(features[pick], labels[pick], len(head))
         values.append(float(np.nanmean(stats.variance[head])))
     return float(np.mean(values))
@@ -121,12 +153,15 @@ def run(arm: str, seed: int, out: Path, constant_std: float | None) -> dict[str,
     tail_counts = np.asarray(trainer.data.manifest.class_counts)[~head]
     size = round(float(np.median(tail_counts)))
     result = {
-        "arm": arm, "seed": seed, "wall_s": time.perf_counter() - started,
+        "arm": arm,
+        "seed": seed,
+        "wall_s": time.perf_counter() - started,
         "constant_std": constant_std,
         "metrics": {k: (v if math.isfinite(v) else None) for k, v in metrics.items()},
         "memory": log.epochs,
         "final_head_var_equal_size": equal_size_head_variance(
-            diagnostics.features, diagnostics.labels, head, size, seed),
+            diagnostics.features, diagnostics.labels, head, size, seed
+        ),
         "equal_size": size,
     }
     path = out / "runs" / f"{arm}-seed{seed}.json"
@@ -156,16 +191,22 @@ def memory_pair(rows: list[dict[str, float]]) -> str:
     """``head / tail`` memory variance over the given epoch records."""
     if not rows:
         return "–"
-    return (f"{mean_std([x['memory_head'] for x in rows])} / "
-            f"{mean_std([x['memory_tail'] for x in rows])}")
+    return (
+        f"{mean_std([x['memory_head'] for x in rows])} / "
+        f"{mean_std([x['memory_tail'] for x in rows])}"
+    )
 
 
 def report(out: Path) -> str:
     runs = load(out)
-    lines = ["(a) what is measured, in rad² (mean ± std over seeds):", "",
-             "| arm | seeds | memory head / tail before the cloud | memory head / tail at the "
-             "end | final head var (all images) | final head var (tail-sized samples) | "
-             "final tail var |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "(a) what is measured, in rad² (mean ± std over seeds):",
+        "",
+        "| arm | seeds | memory head / tail before the cloud | memory head / tail at the "
+        "end | final head var (all images) | final head var (tail-sized samples) | "
+        "final tail var |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for arm in ARMS:
         results = list(runs[arm].values())
         if not results:
@@ -176,20 +217,27 @@ def report(out: Path) -> str:
             f"| {arm} | {len(results)} | {memory_pair(before)} | {memory_pair(end)} | "
             f"{mean_std([value(r, 'final_head_angle_variance') for r in results])} | "
             f"{mean_std([r['final_head_var_equal_size'] for r in results])} | "
-            f"{mean_std([value(r, 'final_tail_angle_variance') for r in results])} |")
+            f"{mean_std([value(r, 'final_tail_angle_variance') for r in results])} |"
+        )
     leap = list(runs["LEAP-CF"].values())
     if leap:
         end = [r["memory"][-1] for r in leap]
-        lines += ["", "(b) LEAP-CF's tail statistics at the end (mean over seeds): memory "
-                  f"{np.mean([x['memory_tail'] for x in end]):.4f} + cloud "
-                  f"{np.mean([x['cloud_tail'] for x in end]):.4f} (tail classes with "
-                  f"statistics: {np.mean([x['memory_plus_cloud_tail'] for x in end]):.4f}) "
-                  f"against the head memory's {np.mean([x['memory_head'] for x in end]):.4f}."]
-    lines += ["", "(c) retrieval on the unseen test identities (percent; Δ paired by seed, "
-              "95 % t-interval):", "",
-              "| arm | seeds | mAP | Rank-1 | tail train acc | ΔmAP vs CosFace | "
-              "ΔmAP vs CosFace+noise | cloud std (rad) | wall s |",
-              "|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "(b) LEAP-CF's tail statistics at the end (mean over seeds): memory "
+            f"{np.mean([x['memory_tail'] for x in end]):.4f} + cloud "
+            f"{np.mean([x['cloud_tail'] for x in end]):.4f} (tail classes with "
+            f"statistics: {np.mean([x['memory_plus_cloud_tail'] for x in end]):.4f}) "
+            f"against the head memory's {np.mean([x['memory_head'] for x in end]):.4f}.",
+        ]
+    lines += [
+        "",
+        "(c) retrieval on the unseen test identities (percent; Δ paired by seed, 95 % t-interval):",
+        "",
+        "| arm | seeds | mAP | Rank-1 | tail train acc | ΔmAP vs CosFace | "
+        "ΔmAP vs CosFace+noise | cloud std (rad) | wall s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for arm in ARMS:
         results = runs[arm]
         if not results:
@@ -201,12 +249,15 @@ def report(out: Path) -> str:
             if reference == arm or not runs[reference]:
                 cells.append("–")
                 continue
-            d = paired_difference({s: value(r, "mAP") for s, r in results.items()},
-                                  {s: value(r, "mAP") for s, r in runs[reference].items()})
-            cells.append(f"{d.mean * 100:+.2f}" + ("" if d.n < 2 else
-                         f" [{d.low * 100:+.2f}, {d.high * 100:+.2f}]"))
-        cells.append(mean_std([value(r, "train_cloud_std_mean") for r in results.values()],
-                              1, 3))
+            d = paired_difference(
+                {s: value(r, "mAP") for s, r in results.items()},
+                {s: value(r, "mAP") for s, r in runs[reference].items()},
+            )
+            cells.append(
+                f"{d.mean * 100:+.2f}"
+                + ("" if d.n < 2 else f" [{d.low * 100:+.2f}, {d.high * 100:+.2f}]")
+            )
+        cells.append(mean_std([value(r, "train_cloud_std_mean") for r in results.values()], 1, 3))
         cells.append(f"{np.mean([r['wall_s'] for r in results.values()]):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -227,12 +278,14 @@ def main(argv: list[str] | None = None) -> int:
                 std = None
                 if arm == "CosFace+noise":
                     leap = load(args.out)["LEAP-CF"].values()
-                    std = round(float(np.mean([value(r, "train_cloud_std_mean")
-                                               for r in leap])), 3)
+                    std = round(float(np.mean([value(r, "train_cloud_std_mean") for r in leap])), 3)
                 print(f"[{time.strftime('%H:%M:%S')}] {arm} seed {seed} ...", flush=True)
                 result = run(arm, seed, args.out, std)
-                print(f"  mAP {value(result, 'mAP'):.1%}  rank-1 {value(result, 'rank1'):.1%}"
-                      f"  ({result['wall_s']:.0f} s)", flush=True)
+                print(
+                    f"  mAP {value(result, 'mAP'):.1%}  rank-1 {value(result, 'rank1'):.1%}"
+                    f"  ({result['wall_s']:.0f} s)",
+                    flush=True,
+                )
     sys.stdout.write(report(args.out))
     return 0
 

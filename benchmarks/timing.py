@@ -16,8 +16,11 @@ import torch
 
 
 def add_timing_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="one thread, measured in thread CPU time (stable under load)")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="one thread, measured in thread CPU time (stable under load)",
+    )
 
 
 def make_timer(device: torch.device, cpu_time: bool) -> Callable[[Callable[[], None]], float]:
@@ -41,5 +44,6 @@ def make_timer(device: torch.device, cpu_time: bool) -> Callable[[Callable[[], N
 
 
 def describe(cpu_time: bool) -> str:
-    return (f"{torch.get_num_threads()} thread(s), "
-            + ("thread CPU time" if cpu_time else "wall clock"))
+    return f"{torch.get_num_threads()} thread(s), " + (
+        "thread CPU time" if cpu_time else "wall clock"
+    )

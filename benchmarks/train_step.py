@@ -26,8 +26,9 @@ from leap_core.models import EmbeddingModel
 CLASSES, HEADS, BATCH, DIM = 751, 20, 64, 512
 
 
-def build(device: torch.device, cloud: bool, backbone: str,
-          channels_last: bool) -> tuple[torch.nn.Module, LEAPLoss, torch.optim.Optimizer]:
+def build(
+    device: torch.device, cloud: bool, backbone: str, channels_last: bool
+) -> tuple[torch.nn.Module, LEAPLoss, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = EmbeddingModel(backbone, DIM, last_stride=1).to(device)
     if channels_last:
@@ -58,12 +59,18 @@ def main() -> None:
     if args.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     # 16 identities × 4 images; half of the identities are tail classes.
-    ids = torch.cat([torch.randperm(HEADS, generator=generator)[:8],
-                     HEADS + torch.randperm(CLASSES - HEADS, generator=generator)[:8]])
+    ids = torch.cat(
+        [
+            torch.randperm(HEADS, generator=generator)[:8],
+            HEADS + torch.randperm(CLASSES - HEADS, generator=generator)[:8],
+        ]
+    )
     labels = ids.repeat_interleave(4).to(device)
 
-    runs = {name: build(device, cloud, args.backbone, args.channels_last)
-            for name, cloud in (("CosFace", False), ("LEAP-CF", True))}
+    runs = {
+        name: build(device, cloud, args.backbone, args.channels_last)
+        for name, cloud in (("CosFace", False), ("LEAP-CF", True))
+    }
 
     def step(name: str) -> float:
         model, criterion, optimizer = runs[name]
@@ -86,13 +93,17 @@ def main() -> None:
             times[name].append(step(name))
     plain, leap = (statistics.median(times[name]) for name in ("CosFace", "LEAP-CF"))
     share = runs["LEAP-CF"][1].figures()["cloud_fraction"]
-    print(f"torch {torch.__version__}, {device}, {describe(args.cpu_time)}; "
-          f"{args.backbone} {args.height}x{args.width}, batch {BATCH}, {CLASSES} classes, "
-          f"amp={args.amp}, channels_last={args.channels_last}; {args.repeats} alternating "
-          f"repeats, medians")
-    print(f"CosFace step {plain * 1e3:.1f} ms ({BATCH / plain:.0f} img/s), LEAP-CF step "
-          f"{leap * 1e3:.1f} ms ({BATCH / leap:.0f} img/s), cloud on {share:.0%} of the "
-          f"batch: LEAP-CF / CosFace = {leap / plain:.3f}")
+    print(
+        f"torch {torch.__version__}, {device}, {describe(args.cpu_time)}; "
+        f"{args.backbone} {args.height}x{args.width}, batch {BATCH}, {CLASSES} classes, "
+        f"amp={args.amp}, channels_last={args.channels_last}; {args.repeats} alternating "
+        f"repeats, medians"
+    )
+    print(
+        f"CosFace step {plain * 1e3:.1f} ms ({BATCH / plain:.0f} img/s), LEAP-CF step "
+        f"{leap * 1e3:.1f} ms ({BATCH / leap:.0f} img/s), cloud on {share:.0%} of the "
+        f"batch: LEAP-CF / CosFace = {leap / plain:.3f}"
+    )
 
 
 if __name__ == "__main__":

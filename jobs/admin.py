@@ -19,7 +19,8 @@ def _not_ready(url: str, error: OperationalError | ProgrammingError) -> Database
     shown = make_url(url).render_as_string(hide_password=True)
     return DatabaseNotReady(
         f"job database {shown} is unreachable or not migrated (run `leap admin migrate` "
-        f"with the same LEAP_DATABASE_URL): {str(error.orig).strip()}")
+        f"with the same LEAP_DATABASE_URL): {str(error.orig).strip()}"
+    )
 
 
 def create_key(owner: str, database_url: str | None = None) -> str:

@@ -39,8 +39,9 @@ def owner_of(session: Session, token: str) -> str | None:
     """The owner of a valid, unrevoked token, else None."""
     digest = hash_token(token)
     owner = None
-    for key in session.scalars(select(ApiKey).where(ApiKey.prefix == token[:12],
-                                                    ApiKey.revoked_at.is_(None))):
+    for key in session.scalars(
+        select(ApiKey).where(ApiKey.prefix == token[:12], ApiKey.revoked_at.is_(None))
+    ):
         if hmac.compare_digest(key.key_hash, digest):
             owner = key.owner
     return owner
@@ -51,11 +52,15 @@ def revoke_key(session: Session, key: str) -> ApiKey:
     returns it. A prefix that matches several live keys is refused rather than guessed."""
     key = key.strip()
     if len(key) < len(TOKEN_PREFIX) + 4:
-        raise ValueError(f"key: {key!r} is too short to name one key; give the token or "
-                         f"its 12-character prefix")
-    matches = session.scalars(select(ApiKey).where(
-        or_(ApiKey.key_hash == hash_token(key), ApiKey.prefix == key[:12]),
-        ApiKey.revoked_at.is_(None))).all()
+        raise ValueError(
+            f"key: {key!r} is too short to name one key; give the token or its 12-character prefix"
+        )
+    matches = session.scalars(
+        select(ApiKey).where(
+            or_(ApiKey.key_hash == hash_token(key), ApiKey.prefix == key[:12]),
+            ApiKey.revoked_at.is_(None),
+        )
+    ).all()
     exact = [row for row in matches if row.key_hash == hash_token(key)]
     if exact:
         matches = exact
@@ -64,7 +69,8 @@ def revoke_key(session: Session, key: str) -> ApiKey:
     if not matches:
         raise LookupError(f"key: no live API key matches {key[:12]!r}")
     if len(matches) > 1:
-        raise LookupError(f"key: prefix {key[:12]!r} matches {len(matches)} live keys; "
-                          f"give the full token")
+        raise LookupError(
+            f"key: prefix {key[:12]!r} matches {len(matches)} live keys; give the full token"
+        )
     matches[0].revoked_at = datetime.now(UTC)
     return matches[0]

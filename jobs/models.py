@@ -53,8 +53,11 @@ TERMINAL = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled
 
 
 class Base(DeclarativeBase):
-    type_annotation_map: ClassVar = {dict[str, Any]: JSON, list[str]: JSON,
-                           datetime: DateTime(timezone=True)}
+    type_annotation_map: ClassVar = {
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+        datetime: DateTime(timezone=True),
+    }
 
 
 class ApiKey(Base):
@@ -107,8 +110,9 @@ class Job(Base):
     run_dir: Mapped[str | None] = mapped_column(Text, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
 
-    events: Mapped[list[JobEvent]] = relationship(back_populates="job",
-                                                  order_by="JobEvent.id", lazy="raise")
+    events: Mapped[list[JobEvent]] = relationship(
+        back_populates="job", order_by="JobEvent.id", lazy="raise"
+    )
 
 
 class JobEvent(Base):
@@ -117,8 +121,9 @@ class JobEvent(Base):
     __tablename__ = "job_events"
     __table_args__ = (Index("ix_job_events_job_id", "job_id", "id"),)
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
-                                    primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(8))
@@ -151,8 +156,9 @@ class Sweep(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    cells: Mapped[list[SweepCell]] = relationship(back_populates="sweep",
-                                                  order_by="SweepCell.position", lazy="raise")
+    cells: Mapped[list[SweepCell]] = relationship(
+        back_populates="sweep", order_by="SweepCell.position", lazy="raise"
+    )
 
 
 class SweepCell(Base):
@@ -162,8 +168,9 @@ class SweepCell(Base):
     __tablename__ = "sweep_cells"
     __table_args__ = (UniqueConstraint("job_id", name="uq_sweep_cells_job_id"),)
 
-    sweep_id: Mapped[str] = mapped_column(ForeignKey("sweeps.id", ondelete="CASCADE"),
-                                          primary_key=True)
+    sweep_id: Mapped[str] = mapped_column(
+        ForeignKey("sweeps.id", ondelete="CASCADE"), primary_key=True
+    )
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     cell: Mapped[str] = mapped_column(Text)
     #: ``[[axis, label], ...]`` in axis order (a list, so the order survives any JSON store).

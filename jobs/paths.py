@@ -13,7 +13,10 @@ from typing import Any
 
 #: Every spec field that names a file or folder the worker reads, as (section, key).
 PATH_FIELDS: tuple[tuple[str, str], ...] = (
-    ("dataset", "root"), ("eval", "lfw_root"), ("eval", "pairs_file"))
+    ("dataset", "root"),
+    ("eval", "lfw_root"),
+    ("eval", "pairs_file"),
+)
 
 
 @dataclass(frozen=True)
@@ -26,10 +29,15 @@ class Escape:
     resolved: Path | None
 
     def message(self, roots: list[Path]) -> str:
-        where = (f"resolves to {self.resolved}" if self.resolved is not None
-                 else "cannot be resolved on this machine")
-        return (f"must be inside the allowed data directories "
-                f"({', '.join(map(str, roots))}); {self.value!r} {where}")
+        where = (
+            f"resolves to {self.resolved}"
+            if self.resolved is not None
+            else "cannot be resolved on this machine"
+        )
+        return (
+            f"must be inside the allowed data directories "
+            f"({', '.join(map(str, roots))}); {self.value!r} {where}"
+        )
 
 
 def inside(path: Path, roots: list[Path]) -> bool:
@@ -65,8 +73,10 @@ def absolutized(spec: dict[str, Any], roots: list[Path]) -> dict[str, Any]:
     """A copy of the spec whose relative path fields are made absolute under the first root
     (workers and API may run in different folders). Absolute ones are kept as written, so
     the worker's own check resolves their symlinks again."""
-    data = {section: dict(values) if isinstance(values, dict) else values
-            for section, values in spec.items()}
+    data = {
+        section: dict(values) if isinstance(values, dict) else values
+        for section, values in spec.items()
+    }
     for section, key in PATH_FIELDS:
         value = (data.get(section) or {}).get(key)
         if value is not None and not Path(value).expanduser().is_absolute():

@@ -60,15 +60,17 @@ def reap_stale(session: Session, settings: Settings, now: datetime | None = None
     timeout = settings.heartbeat_timeout()
     cutoff = now - timedelta(seconds=timeout)
     last_sign = func.coalesce(Job.heartbeat_at, Job.started_at, Job.updated_at)
-    query = (select(Job)
-             .where(Job.status.in_([JobStatus.running, JobStatus.cancelling]),
-                    last_sign < cutoff)
-             .order_by(Job.id)
-             .with_for_update(skip_locked=True))
+    query = (
+        select(Job)
+        .where(Job.status.in_([JobStatus.running, JobStatus.cancelling]), last_sign < cutoff)
+        .order_by(Job.id)
+        .with_for_update(skip_locked=True)
+    )
     reaped = Reaped()
     for job in list(session.scalars(query)):
-        outcome = recover(session, job, settings,
-                          f"worker lost: no heartbeat for {_silent_for(job, now)} s")
+        outcome = recover(
+            session, job, settings, f"worker lost: no heartbeat for {_silent_for(job, now)} s"
+        )
         getattr(reaped, outcome).append(job if outcome == "requeued" else job.id)
     return reaped
 
@@ -83,25 +85,37 @@ def recover(session: Session, job: Job, settings: Settings, lost: str) -> str:
         transition(session, job, JobStatus.cancelled, f"{lost}; cancellation completed")
         return "cancelled"
     if job.attempt >= settings.max_attempts:
-        message = (f"{lost} on attempt {job.attempt} of {settings.max_attempts}; "
-                   f"not retried (LEAP_MAX_ATTEMPTS)")
+        message = (
+            f"{lost} on attempt {job.attempt} of {settings.max_attempts}; "
+            f"not retried (LEAP_MAX_ATTEMPTS)"
+        )
         transition(session, job, JobStatus.failed, message, error=message)
         return "failed"
     job.attempt += 1
-    transition(session, job, JobStatus.queued, f"{lost}; requeued as attempt {job.attempt}",
-               dispatched_at=None, worker=None, heartbeat_at=None)
+    transition(
+        session,
+        job,
+        JobStatus.queued,
+        f"{lost}; requeued as attempt {job.attempt}",
+        dispatched_at=None,
+        worker=None,
+        heartbeat_at=None,
+    )
     return "requeued"
 
 
-def due_for_redispatch(session: Session, settings: Settings,
-                       now: datetime | None = None) -> list[Job]:
+def due_for_redispatch(
+    session: Session, settings: Settings, now: datetime | None = None
+) -> list[Job]:
     """Queued jobs whose message may be gone: last dispatched (or, never dispatched,
     queued) more than ``LEAP_REDISPATCH_SECONDS`` ago. Oldest first, so a long backlog is
     re-sent in the order it was submitted."""
     now = now or utcnow()
     cutoff = now - timedelta(seconds=settings.redispatch_seconds)
     last_sent = func.coalesce(Job.dispatched_at, Job.updated_at)
-    query = (select(Job)
-             .where(Job.status == JobStatus.queued, last_sent < cutoff)
-             .order_by(Job.created_at, Job.id))
+    query = (
+        select(Job)
+        .where(Job.status == JobStatus.queued, last_sent < cutoff)
+        .order_by(Job.created_at, Job.id)
+    )
     return list(session.scalars(query))

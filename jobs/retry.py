@@ -37,8 +37,9 @@ def backoff_delays(first: float = 0.5, factor: float = 2.0, cap: float = 15.0):
         delay = min(cap, delay * factor)
 
 
-def with_db_retry(action: Callable[[], T], what: str, patience: float,
-                  sleep: Callable[[float], None] = time.sleep) -> T:
+def with_db_retry(
+    action: Callable[[], T], what: str, patience: float, sleep: Callable[[float], None] = time.sleep
+) -> T:
     """Run ``action`` until it succeeds, retrying transient database errors with backoff for
     up to ``patience`` seconds; then the last error is raised. ``what`` names the write in
     the log lines ("job 1f2e…: recording succeeded")."""
@@ -50,11 +51,18 @@ def with_db_retry(action: Callable[[], T], what: str, patience: float,
             waited = time.monotonic() - started
             if not is_transient(error) or waited + delay > patience:
                 if is_transient(error):
-                    logger.error("%s: database still unreachable after %.0f s; giving up",
-                                 what, waited)
+                    logger.error(
+                        "%s: database still unreachable after %.0f s; giving up", what, waited
+                    )
                 raise
             reason = str(getattr(error, "orig", None) or error).splitlines()[0][:200]
-            logger.warning("%s: database unavailable (%s: %s); retry %d in %.1f s", what,
-                           type(error).__name__, reason, attempt, delay)
+            logger.warning(
+                "%s: database unavailable (%s: %s); retry %d in %.1f s",
+                what,
+                type(error).__name__,
+                reason,
+                attempt,
+                delay,
+            )
             sleep(delay)
     raise AssertionError("unreachable")  # the delays never run out

@@ -43,21 +43,42 @@ class Created:
     created: bool  # False: an earlier request with the same Idempotency-Key made it
 
 
-def new_job(session: Session, owner: str, name: str, spec: dict[str, Any], tags: list[str],
-            priority: int, idempotency_key: str | None = None,
-            body_hash: str | None = None) -> Job:
+def new_job(
+    session: Session,
+    owner: str,
+    name: str,
+    spec: dict[str, Any],
+    tags: list[str],
+    priority: int,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> Job:
     """Add a queued job and its first event to the session without committing, so that a
     sweep can add all its jobs and commit them in one transaction."""
-    job = Job(owner=owner, name=name, spec=spec, tags=tags, priority=priority,
-              idempotency_key=idempotency_key, request_hash=body_hash,
-              epochs=spec.get("train", {}).get("epochs"))
+    job = Job(
+        owner=owner,
+        name=name,
+        spec=spec,
+        tags=tags,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        request_hash=body_hash,
+        epochs=spec.get("train", {}).get("epochs"),
+    )
     transition(session, job, JobStatus.queued, "submitted")
     return job
 
 
-def create_job(session: Session, owner: str, name: str, spec: dict[str, Any],
-               tags: list[str], priority: int, idempotency_key: str | None = None,
-               body_hash: str | None = None) -> Created:
+def create_job(
+    session: Session,
+    owner: str,
+    name: str,
+    spec: dict[str, Any],
+    tags: list[str],
+    priority: int,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> Created:
     """Insert a queued job and its first event, and commit. With an idempotency key, a
     repeat of the same request returns the job made the first time (even when the two
     requests race) and a different body under the same key is refused."""
@@ -66,8 +87,10 @@ def create_job(session: Session, owner: str, name: str, spec: dict[str, Any],
         if existing is not None:
             return _replay(existing, body_hash)
     job = new_job(session, owner, name, spec, tags, priority, idempotency_key, body_hash)
-    raced = commit_or_find(session, lambda: _by_idempotency_key(session, owner, idempotency_key)
-                           if idempotency_key else None)
+    raced = commit_or_find(
+        session,
+        lambda: _by_idempotency_key(session, owner, idempotency_key) if idempotency_key else None,
+    )
     return Created(job, True) if raced is None else _replay(raced, body_hash)
 
 
@@ -131,16 +154,23 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise ValueError(f"cursor: not a cursor from this API (got {cursor!r})") from None
 
 
-def list_jobs(session: Session, owner: str, status: str | None, tag: str | None, limit: int,
-              cursor: str | None) -> tuple[list[Job], str | None]:
+def list_jobs(
+    session: Session,
+    owner: str,
+    status: str | None,
+    tag: str | None,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Job], str | None]:
     """A page of the owner's jobs, newest first, and the cursor of the next page."""
     query = select(Job).where(Job.owner == owner)
     if status is not None:
         query = query.where(Job.status == status)
     if cursor is not None:
         created_at, job_id = decode_cursor(cursor)
-        query = query.where(or_(Job.created_at < created_at,
-                                and_(Job.created_at == created_at, Job.id < job_id)))
+        query = query.where(
+            or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
+        )
     query = query.order_by(Job.created_at.desc(), Job.id.desc())
     if tag is None:
         rows = list(session.scalars(query.limit(limit + 1)))
@@ -178,13 +208,23 @@ def retry_job(session: Session, owner: str, job_id: str) -> Job:
     if job.status not in (JobStatus.failed, JobStatus.cancelled):
         raise IllegalTransition(job.id, job.status, JobStatus.queued)
     job.attempt += 1
-    transition(session, job, JobStatus.queued, f"retry: attempt {job.attempt}",
-               dispatched_at=None, worker=None)
+    transition(
+        session,
+        job,
+        JobStatus.queued,
+        f"retry: attempt {job.attempt}",
+        dispatched_at=None,
+        worker=None,
+    )
     session.commit()
     return job
 
 
 def list_events(session: Session, job: Job, after: int, limit: int) -> list[JobEvent]:
-    query = (select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.id > after)
-             .order_by(JobEvent.id).limit(limit))
+    query = (
+        select(JobEvent)
+        .where(JobEvent.job_id == job.id, JobEvent.id > after)
+        .order_by(JobEvent.id)
+        .limit(limit)
+    )
     return list(session.scalars(query))

@@ -28,51 +28,94 @@ def leap_home() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEAP_", extra="ignore")
 
-    database_url: str = Field(default_factory=lambda: f"sqlite:///{leap_home() / 'service.db'}",
-                              description="SQLAlchemy URL of the job database")
-    broker_url: str = Field(default_factory=lambda: f"sqla+sqlite:///{leap_home() / 'broker.db'}",
-                            description="Celery broker (redis://… in production)")
+    database_url: str = Field(
+        default_factory=lambda: f"sqlite:///{leap_home() / 'service.db'}",
+        description="SQLAlchemy URL of the job database",
+    )
+    broker_url: str = Field(
+        default_factory=lambda: f"sqla+sqlite:///{leap_home() / 'broker.db'}",
+        description="Celery broker (redis://… in production)",
+    )
     mlflow_tracking_uri: str = Field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI")
-        or f"sqlite:///{leap_home() / 'mlflow.db'}",
-        description="where workers log runs")
-    mlflow_ui_url: str = Field("http://127.0.0.1:5000",
-                               description="MLflow UI base address, for links in job replies")
-    runs_dir: Path = Field(default_factory=lambda: leap_home() / "jobs",
-                           description="run folders (checkpoints) of service jobs")
+        default_factory=lambda: (
+            os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{leap_home() / 'mlflow.db'}"
+        ),
+        description="where workers log runs",
+    )
+    mlflow_ui_url: str = Field(
+        "http://127.0.0.1:5000", description="MLflow UI base address, for links in job replies"
+    )
+    runs_dir: Path = Field(
+        default_factory=lambda: leap_home() / "jobs",
+        description="run folders (checkpoints) of service jobs",
+    )
     data_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=lambda: [leap_home() / "data"],
-        description="dataset roots must resolve inside one of these (LEAP_DATA_ROOTS=/a:/b)")
+        description="dataset roots must resolve inside one of these (LEAP_DATA_ROOTS=/a:/b)",
+    )
     queue: str = Field("gpu", description="Celery queue the train task goes to")
     heartbeat_seconds: float = Field(1.0, gt=0, description="min seconds between row writes")
-    lease_seconds: float = Field(120.0, gt=0, description="a running job whose heartbeat is "
-                                 "older than this is taken over by a redelivered message")
-    max_sweep_cells: int = Field(500, ge=1, description="most cells (jobs) one POST "
-                                 "/v1/sweeps may create")
+    lease_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="a running job whose heartbeat is "
+        "older than this is taken over by a redelivered message",
+    )
+    max_sweep_cells: int = Field(
+        500, ge=1, description="most cells (jobs) one POST /v1/sweeps may create"
+    )
     heartbeat_timeout_seconds: float | None = Field(
-        None, gt=0, description="the reaper requeues a running job whose heartbeat is older "
-        "than this; default 10 × LEAP_HEARTBEAT_SECONDS, at least 60 s")
-    max_attempts: int = Field(3, ge=1, description="attempts a job gets before the reaper "
-                              "fails it instead of requeueing it")
-    db_retry_seconds: float = Field(600.0, ge=0, description="how long a worker retries a "
-                                    "state write (lease, progress log, final status) while "
-                                    "the database is unreachable, with backoff")
-    redispatch_seconds: float = Field(600.0, gt=0, description="the reconciler re-sends a "
-                                      "queued job whose last dispatch is older than this")
-    maintenance_seconds: float = Field(30.0, gt=0, description="seconds between passes of "
-                                       "python -m api.maintenance")
-    max_body_bytes: int = Field(1024 * 1024, ge=1, description="largest request body the "
-                                "API reads; a larger one is a 413 before any parsing")
-    submit_rate_per_minute: int = Field(120, ge=1, description="POST /v1/jobs and /v1/sweeps "
-                                        "per API key and minute, per API process")
-    max_concurrent_requests: int = Field(32, ge=1, le=40, description="requests one API "
-                                         "process serves at once; more wait (below the "
-                                         "database pool's 40 connections)")
-    admission_wait_seconds: float = Field(30.0, gt=0, description="longest a request waits "
-                                          "for its turn before a 503 with Retry-After")
+        None,
+        gt=0,
+        description="the reaper requeues a running job whose heartbeat is older "
+        "than this; default 10 × LEAP_HEARTBEAT_SECONDS, at least 60 s",
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="attempts a job gets before the reaper fails it instead of requeueing it",
+    )
+    db_retry_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="how long a worker retries a "
+        "state write (lease, progress log, final status) while "
+        "the database is unreachable, with backoff",
+    )
+    redispatch_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="the reconciler re-sends a queued job whose last dispatch is older than this",
+    )
+    maintenance_seconds: float = Field(
+        30.0, gt=0, description="seconds between passes of python -m api.maintenance"
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024,
+        ge=1,
+        description="largest request body the API reads; a larger one is a 413 before any parsing",
+    )
+    submit_rate_per_minute: int = Field(
+        120,
+        ge=1,
+        description="POST /v1/jobs and /v1/sweeps per API key and minute, per API process",
+    )
+    max_concurrent_requests: int = Field(
+        32,
+        ge=1,
+        le=40,
+        description="requests one API "
+        "process serves at once; more wait (below the "
+        "database pool's 40 connections)",
+    )
+    admission_wait_seconds: float = Field(
+        30.0, gt=0, description="longest a request waits for its turn before a 503 with Retry-After"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="origins allowed cross-origin calls "
-        "(LEAP_CORS_ORIGINS=https://a.example,https://b.example); none by default")
+        default_factory=list,
+        description="origins allowed cross-origin calls "
+        "(LEAP_CORS_ORIGINS=https://a.example,https://b.example); none by default",
+    )
 
     @field_validator("data_roots", mode="before")
     @classmethod

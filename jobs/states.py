@@ -22,10 +22,10 @@ from jobs.models import Job, JobEvent, JobStatus, new_id, utcnow
 ALLOWED: dict[JobStatus | None, frozenset[JobStatus]] = {
     None: frozenset({JobStatus.queued}),
     JobStatus.queued: frozenset({JobStatus.running, JobStatus.cancelled}),
-    JobStatus.running: frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelling,
-                                  JobStatus.queued}),
-    JobStatus.cancelling: frozenset({JobStatus.cancelled, JobStatus.failed,
-                                     JobStatus.succeeded}),
+    JobStatus.running: frozenset(
+        {JobStatus.succeeded, JobStatus.failed, JobStatus.cancelling, JobStatus.queued}
+    ),
+    JobStatus.cancelling: frozenset({JobStatus.cancelled, JobStatus.failed, JobStatus.succeeded}),
     JobStatus.succeeded: frozenset(),
     JobStatus.failed: frozenset({JobStatus.queued}),
     JobStatus.cancelled: frozenset({JobStatus.queued}),
@@ -45,8 +45,9 @@ def can_move(current: str | None, target: str) -> bool:
     return JobStatus(target) in ALLOWED[JobStatus(current) if current else None]
 
 
-def transition(session: Session, job: Job, target: JobStatus, message: str = "",
-               **fields: Any) -> Job:
+def transition(
+    session: Session, job: Job, target: JobStatus, message: str = "", **fields: Any
+) -> Job:
     """Move ``job`` to ``target`` (raising :class:`IllegalTransition` if not allowed), set
     ``fields`` on the row and record the event. The caller commits; lock the row first
     (``SELECT … FOR UPDATE``) when another process may change it concurrently."""
@@ -72,12 +73,22 @@ def transition(session: Session, job: Job, target: JobStatus, message: str = "",
         job.attempt = job.attempt or 1
         job.created_at = job.created_at or now
         session.add(job)
-    session.add(JobEvent(job_id=job.id, kind="state", from_status=current,
-                         to_status=job.status, attempt=job.attempt, message=message, at=now))
+    session.add(
+        JobEvent(
+            job_id=job.id,
+            kind="state",
+            from_status=current,
+            to_status=job.status,
+            attempt=job.attempt,
+            message=message,
+            at=now,
+        )
+    )
     return job
 
 
 def log(session: Session, job: Job, message: str) -> None:
     """Add a log line to the job's events (no state change)."""
-    session.add(JobEvent(job_id=job.id, kind="log", attempt=job.attempt, message=message,
-                         at=utcnow()))
+    session.add(
+        JobEvent(job_id=job.id, kind="log", attempt=job.attempt, message=message, at=utcnow())
+    )

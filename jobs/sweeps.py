@@ -53,10 +53,17 @@ def sweep_tag(sweep_id: str) -> str:
     return f"sweep:{sweep_id}"
 
 
-def create_sweep(session: Session, owner: str, name: str, definition: dict[str, Any],
-                 cells: list[PlannedCell], tags: list[str], priority: int,
-                 idempotency_key: str | None = None,
-                 body_hash: str | None = None) -> CreatedSweep:
+def create_sweep(
+    session: Session,
+    owner: str,
+    name: str,
+    definition: dict[str, Any],
+    cells: list[PlannedCell],
+    tags: list[str],
+    priority: int,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> CreatedSweep:
     """Insert the sweep, its queued jobs (with their first events) and the cells linking
     them, and commit once: either the whole grid is stored or none of it. With an
     idempotency key, a repeat returns the sweep made the first time (also when the two
@@ -65,28 +72,45 @@ def create_sweep(session: Session, owner: str, name: str, definition: dict[str, 
         existing = _by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return _replay(session, existing, body_hash)
-    sweep = Sweep(id=new_id(), owner=owner, name=name, definition=definition, tags=tags,
-                  priority=priority, idempotency_key=idempotency_key, request_hash=body_hash,
-                  created_at=utcnow())
+    sweep = Sweep(
+        id=new_id(),
+        owner=owner,
+        name=name,
+        definition=definition,
+        tags=tags,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        request_hash=body_hash,
+        created_at=utcnow(),
+    )
     session.add(sweep)
     jobs = []
     for position, planned in enumerate(cells):
-        job = new_job(session, owner, planned.name, planned.spec,
-                      [*tags, sweep_tag(sweep.id)], priority)
-        session.add(SweepCell(sweep_id=sweep.id, position=position, cell=planned.cell,
-                              labels=[list(pair) for pair in planned.labels],
-                              seed=planned.seed, job_id=job.id))
+        job = new_job(
+            session, owner, planned.name, planned.spec, [*tags, sweep_tag(sweep.id)], priority
+        )
+        session.add(
+            SweepCell(
+                sweep_id=sweep.id,
+                position=position,
+                cell=planned.cell,
+                labels=[list(pair) for pair in planned.labels],
+                seed=planned.seed,
+                job_id=job.id,
+            )
+        )
         jobs.append(job)
-    raced = commit_or_find(session, lambda: _by_idempotency_key(session, owner, idempotency_key)
-                           if idempotency_key else None)
+    raced = commit_or_find(
+        session,
+        lambda: _by_idempotency_key(session, owner, idempotency_key) if idempotency_key else None,
+    )
     if raced is not None:
         return _replay(session, raced, body_hash)
     return CreatedSweep(sweep, jobs, True)
 
 
 def _by_idempotency_key(session: Session, owner: str, key: str) -> Sweep | None:
-    return session.scalar(select(Sweep).where(Sweep.owner == owner,
-                                              Sweep.idempotency_key == key))
+    return session.scalar(select(Sweep).where(Sweep.owner == owner, Sweep.idempotency_key == key))
 
 
 def _replay(session: Session, sweep: Sweep, body_hash: str | None) -> CreatedSweep:
@@ -104,8 +128,12 @@ def get_sweep(session: Session, owner: str, sweep_id: str) -> Sweep:
 
 def cells_with_jobs(session: Session, sweep: Sweep) -> list[tuple[SweepCell, Job]]:
     """The sweep's cells in grid order, each with its job, in one query."""
-    query = (select(SweepCell, Job).join(Job, Job.id == SweepCell.job_id)
-             .where(SweepCell.sweep_id == sweep.id).order_by(SweepCell.position))
+    query = (
+        select(SweepCell, Job)
+        .join(Job, Job.id == SweepCell.job_id)
+        .where(SweepCell.sweep_id == sweep.id)
+        .order_by(SweepCell.position)
+    )
     return [(cell, job) for cell, job in session.execute(query)]
 
 
@@ -130,25 +158,33 @@ def sweep_status(counts: dict[str, int]) -> str:
     return JobStatus.failed.value if counts[JobStatus.failed] else JobStatus.cancelled.value
 
 
-def list_sweeps(session: Session, owner: str, limit: int,
-                cursor: str | None) -> tuple[list[tuple[Sweep, dict[str, int]]], str | None]:
+def list_sweeps(
+    session: Session, owner: str, limit: int, cursor: str | None
+) -> tuple[list[tuple[Sweep, dict[str, int]]], str | None]:
     """A page of the owner's sweeps, newest first, each with its jobs' status counts, and
     the cursor of the next page."""
     query = select(Sweep).where(Sweep.owner == owner)
     if cursor is not None:
         created_at, sweep_id = decode_cursor(cursor)
-        query = query.where(or_(Sweep.created_at < created_at,
-                                and_(Sweep.created_at == created_at, Sweep.id < sweep_id)))
-    rows = list(session.scalars(query.order_by(Sweep.created_at.desc(), Sweep.id.desc())
-                                .limit(limit + 1)))
+        query = query.where(
+            or_(
+                Sweep.created_at < created_at,
+                and_(Sweep.created_at == created_at, Sweep.id < sweep_id),
+            )
+        )
+    rows = list(
+        session.scalars(query.order_by(Sweep.created_at.desc(), Sweep.id.desc()).limit(limit + 1))
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     counts: dict[str, dict[str, int]] = {sweep.id: status_counts([]) for sweep in rows}
     if rows:
-        tally = (select(SweepCell.sweep_id, Job.status, func.count())
-                 .join(Job, Job.id == SweepCell.job_id)
-                 .where(SweepCell.sweep_id.in_(list(counts)))
-                 .group_by(SweepCell.sweep_id, Job.status))
+        tally = (
+            select(SweepCell.sweep_id, Job.status, func.count())
+            .join(Job, Job.id == SweepCell.job_id)
+            .where(SweepCell.sweep_id.in_(list(counts)))
+            .group_by(SweepCell.sweep_id, Job.status)
+        )
         for sweep_id, state, number in session.execute(tally):
             counts[sweep_id][state] = number
     page = [(sweep, counts[sweep.id]) for sweep in rows]

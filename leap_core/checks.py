@@ -18,8 +18,14 @@ def positive_int(name: str, value: object) -> int:
     return value
 
 
-def finite_float(name: str, value: object, *, minimum: float | None = None,
-                 maximum: float | None = None, strict_minimum: bool = False) -> float:
+def finite_float(
+    name: str,
+    value: object,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_minimum: bool = False,
+) -> float:
     """Return ``value`` as a finite float inside the given bounds."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{name} must be a real number, got {value!r}")

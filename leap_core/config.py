@@ -23,8 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-DatasetFormat = Literal["synthetic", "market1501", "dukemtmc", "msmt17", "folders", "omniglot",
-                        "recordio"]
+DatasetFormat = Literal[
+    "synthetic", "market1501", "dukemtmc", "msmt17", "folders", "omniglot", "recordio"
+]
 
 #: The paper's head hyper-parameters (spec §2): (scale, margin) per protocol and head.
 PAPER_HEAD_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
@@ -54,12 +55,15 @@ class SyntheticSpec(_Spec):
         for name in ("head_images", "tail_images"):
             value = getattr(self, name)
             if value is not None and not 1 <= value[0] <= value[1]:
-                raise ValueError(f"{name} must be [low, high] with 1 <= low <= high, "
-                                 f"got {list(value)}")
+                raise ValueError(
+                    f"{name} must be [low, high] with 1 <= low <= high, got {list(value)}"
+                )
         if self.head and self.head_images[0] <= self.tail_cap():
-            raise ValueError(f"head_images {list(self.head_images)} must start above the "
-                             f"largest tail identity ({self.tail_cap()} images) so head and "
-                             f"tail identities can be told apart by their counts")
+            raise ValueError(
+                f"head_images {list(self.head_images)} must start above the "
+                f"largest tail identity ({self.tail_cap()} images) so head and "
+                f"tail identities can be told apart by their counts"
+            )
         return self
 
     def tail_cap(self) -> int:
@@ -67,16 +71,21 @@ class SyntheticSpec(_Spec):
         return self.tail_images[1] if self.tail_images is not None else self.tail_samples
 
     identities: int = Field(100, ge=2, description="training identities")
-    test_identities: int | None = Field(None, ge=1, description="query/gallery identities "
-                                        "(default: as many as training identities)")
+    test_identities: int | None = Field(
+        None, ge=1, description="query/gallery identities (default: as many as training identities)"
+    )
     cameras: int = Field(6, ge=2)
     head: int = Field(10, ge=0, description="identities that keep all their images")
     tail_samples: int = Field(5, ge=1, description="images kept by every other identity")
-    head_images: tuple[int, int] = Field((16, 24), description="images of each head identity: "
-                                         "a count drawn in [low, high]")
-    tail_images: tuple[int, int] | None = Field(None, description="images of each tail "
-                                                "identity drawn in [low, high] instead of "
-                                                "exactly tail_samples")
+    head_images: tuple[int, int] = Field(
+        (16, 24), description="images of each head identity: a count drawn in [low, high]"
+    )
+    tail_images: tuple[int, int] | None = Field(
+        None,
+        description="images of each tail "
+        "identity drawn in [low, high] instead of "
+        "exactly tail_samples",
+    )
     height: int = Field(64, ge=8)
     width: int = Field(32, ge=4)
     seed: int = Field(0, ge=0, le=MAX_INT32)
@@ -86,16 +95,20 @@ class LongTailSpec(_Spec):
     """How the training split is cut to a long tail (spec §7)."""
 
     kind: Literal["none", "reid", "face", "exponential"] = Field(
-        "none", description="none: train on the split as it is; reid: <H h, S s>; "
-                            "face: <H h, T t>; exponential: CIFAR-LT profile")
+        "none",
+        description="none: train on the split as it is; reid: <H h, S s>; "
+        "face: <H h, T t>; exponential: CIFAR-LT profile",
+    )
     head: int | None = Field(None, ge=0, description="H: head identities (reid, face)")
     tail_samples: int = Field(5, ge=1, description="S: images per tail identity")
     tail_classes: int | None = Field(None, ge=1, description="T: tail identities (face)")
     imbalance_factor: float | None = Field(None, ge=1, description="n_max / n_min (exponential)")
     head_threshold: int = Field(20, ge=0, description="exponential: head = more images")
     head_selection: Literal["count", "random"] = Field(
-        "count", description="rank identities by image count (ties by pid), or at random "
-                             "with the seed (for balanced data such as Omniglot)")
+        "count",
+        description="rank identities by image count (ties by pid), or at random "
+        "with the seed (for balanced data such as Omniglot)",
+    )
     seed: int = Field(0, ge=0, le=MAX_INT32)
 
     @model_validator(mode="after")
@@ -111,18 +124,24 @@ class LongTailSpec(_Spec):
 
 class DatasetSpec(_Spec):
     format: DatasetFormat = "synthetic"
-    root: str | None = Field(None, description="dataset folder (RecordIO: the .rec file or "
-                             "its folder); synthetic: where it is generated, default "
-                             ".leap/data/synthetic-<settings>")
-    synthetic: SyntheticSpec = Field(default_factory=SyntheticSpec,
-                                     description="used when format is synthetic")
+    root: str | None = Field(
+        None,
+        description="dataset folder (RecordIO: the .rec file or "
+        "its folder); synthetic: where it is generated, default "
+        ".leap/data/synthetic-<settings>",
+    )
+    synthetic: SyntheticSpec = Field(
+        default_factory=SyntheticSpec, description="used when format is synthetic"
+    )
     long_tail: LongTailSpec = Field(default_factory=LongTailSpec)
     holdout: int = Field(0, ge=0, description="folders: identities held out for query/gallery")
     skip_bad: bool = Field(False, description="skip (and count) file names that do not parse")
     image_size: tuple[int, int] = Field((256, 128), description="input (height, width)")
     transforms: Literal["auto", "reid", "face"] = Field(
-        "auto", description="reid: flip, pad+crop, erasing, ImageNet normalisation; face: "
-                            "flip, pixels in [-1, 1]; auto: face for recordio, else reid")
+        "auto",
+        description="reid: flip, pad+crop, erasing, ImageNet normalisation; face: "
+        "flip, pixels in [-1, 1]; auto: face for recordio, else reid",
+    )
 
     @model_validator(mode="after")
     def _root(self) -> DatasetSpec:
@@ -140,8 +159,10 @@ class DatasetSpec(_Spec):
 
 class ModelSpec(_Spec):
     backbone: Literal["resnet18", "resnet50", "tiny_cnn"] = "resnet50"
-    pretrained: bool = Field(False, description="ImageNet weights from the local torch cache; "
-                             "never downloaded during a run")
+    pretrained: bool = Field(
+        False,
+        description="ImageNet weights from the local torch cache; never downloaded during a run",
+    )
     last_stride: Literal[1, 2] = 1
     embedding_dim: int = Field(2048, ge=1)
     bn_neck: bool = True
@@ -150,38 +171,54 @@ class ModelSpec(_Spec):
 
 class HeadSpec(_Spec):
     kind: Literal["normface", "cosface", "arcface"] = "cosface"
-    scale: float | None = Field(None, gt=0, description="s; default: the paper's for the "
-                                "evaluation protocol (re-ID or face)")
-    margin: float | None = Field(None, ge=0, description="CosFace: cosine units; ArcFace: "
-                                 "radians; default: the paper's")
+    scale: float | None = Field(
+        None,
+        gt=0,
+        description="s; default: the paper's for the evaluation protocol (re-ID or face)",
+    )
+    margin: float | None = Field(
+        None, ge=0, description="CosFace: cosine units; ArcFace: radians; default: the paper's"
+    )
 
 
 class LeapSpec(_Spec):
     """The feature cloud (spec §3-§6), with the readings the paper leaves open as switches."""
 
     mode: Literal["off", "vanilla", "full", "constant"] = Field(
-        "off", description="off: the plain margin loss; vanilla: eq. 6 (needs threshold); "
-                           "full: eq. 9; constant: the control, every tail class gets offsets "
-                           "of std constant_std and no statistics are used")
-    threshold: float | None = Field(None, ge=0, description="T: head when K_i > T "
-                                    "(required for vanilla); also the run's head/tail split")
+        "off",
+        description="off: the plain margin loss; vanilla: eq. 6 (needs threshold); "
+        "full: eq. 9; constant: the control, every tail class gets offsets "
+        "of std constant_std and no statistics are used",
+    )
+    threshold: float | None = Field(
+        None,
+        ge=0,
+        description="T: head when K_i > T (required for vanilla); also the run's head/tail split",
+    )
     P: float = Field(1.0, gt=0, description="memory length in epochs: S_i = K_i x P")
     gamma: float = Field(0.1, ge=0, le=1, description="gamma of eq. 4 (see center_update)")
     center_update: Literal["center_loss", "literal"] = Field(
-        "center_loss", description="center_loss: c <- gamma*batch_mean + (1-gamma)*c, a slow "
-                                   "average; literal: eq. 4 as printed, c <- (1-gamma)*"
-                                   "batch_mean + gamma*c (P x K sampler only)")
+        "center_loss",
+        description="center_loss: c <- gamma*batch_mean + (1-gamma)*c, a slow "
+        "average; literal: eq. 4 as printed, c <- (1-gamma)*"
+        "batch_mean + gamma*c (P x K sampler only)",
+    )
     offset: Literal["per_logit", "per_sample", "target_only"] = Field(
-        "per_logit", description="per_logit: one draw per class logit; per_sample: one draw "
-                                 "shared by all of a sample's logits; target_only: one draw "
-                                 "on the target logit")
-    constant_std: float | None = Field(None, gt=0, le=3.2, description="constant mode: the "
-                                       "offsets' standard deviation in radians")
+        "per_logit",
+        description="per_logit: one draw per class logit; per_sample: one draw "
+        "shared by all of a sample's logits; target_only: one draw "
+        "on the target logit",
+    )
+    constant_std: float | None = Field(
+        None, gt=0, le=3.2, description="constant mode: the offsets' standard deviation in radians"
+    )
     single_slot: Literal["zero_variance", "no_cloud"] = Field(
-        "zero_variance", description="classes whose memory can never hold two angles "
-                                     "(ceil(K_i*P) = 1): zero_variance counts their own "
-                                     "variance as 0, so they get the whole target variance; "
-                                     "no_cloud leaves them without a cloud")
+        "zero_variance",
+        description="classes whose memory can never hold two angles "
+        "(ceil(K_i*P) = 1): zero_variance counts their own "
+        "variance as 0, so they get the whole target variance; "
+        "no_cloud leaves them without a cloud",
+    )
     cloud_start_epoch: int = Field(20, ge=0, description="first epoch with the cloud")
     update_every: int = Field(1, ge=1, description="statistics refreshed every N steps")
     cloud_samples: int = Field(1, ge=1, description="draws per cloud sample")
@@ -199,8 +236,9 @@ class LeapSpec(_Spec):
         if self.mode == "constant" and self.constant_std is None:
             raise ValueError("constant_std is required when mode is 'constant'")
         if self.mode != "constant" and self.constant_std is not None:
-            raise ValueError(f"constant_std is only used when mode is 'constant' (mode is "
-                             f"{self.mode!r})")
+            raise ValueError(
+                f"constant_std is only used when mode is 'constant' (mode is {self.mode!r})"
+            )
         return self
 
 
@@ -213,8 +251,9 @@ class SamplerSpec(_Spec):
     kind: Literal["pk", "random", "class_aware"] = "pk"
     identities: int = Field(16, ge=1, description="P: identities per batch (pk)")
     instances: int = Field(4, ge=1, description="K: images per identity (pk)")
-    batch_size: int | None = Field(None, ge=1, description="random, class_aware: images per "
-                                   "batch (default P x K)")
+    batch_size: int | None = Field(
+        None, ge=1, description="random, class_aware: images per batch (default P x K)"
+    )
 
     def batch(self) -> int:
         if self.kind == "pk" or self.batch_size is None:
@@ -251,26 +290,39 @@ class TrainSpec(_Spec):
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
     num_workers: int = Field(4, ge=0, description="data-loader processes")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-    steps_per_epoch: int | None = Field(None, ge=1, description="cap on steps per epoch "
-                                        "(quick runs); default: one pass over the sampler")
+    steps_per_epoch: int | None = Field(
+        None,
+        ge=1,
+        description="cap on steps per epoch (quick runs); default: one pass over the sampler",
+    )
 
 
 class EvalSpec(_Spec):
     protocol: Literal["reid", "face", "none"] = Field(
-        "reid", description="reid: query/gallery retrieval (CMC, mAP, mINP); face: LFW-style "
-                            "10-fold verification accuracy on a pairs file")
+        "reid",
+        description="reid: query/gallery retrieval (CMC, mAP, mINP); face: LFW-style "
+        "10-fold verification accuracy on a pairs file",
+    )
     every_epochs: int = Field(10, ge=0, description="0: only after the last epoch")
     rerank: bool = Field(False, description="k-reciprocal re-ranking (k1=20, k2=6, λ=0.3)")
     batch_size: int = Field(128, ge=1)
-    diagnostics: bool = Field(True, description="after training, embed the training set and "
-                              "report head/tail intra-class angular statistics")
-    unseen_per_class: int = Field(5, ge=0, description="diagnostics: at most this many "
-                                  "images per training class that the long-tail cut left out "
-                                  "(seeded draw) are classified, to show the gap between seen "
-                                  "and unseen images; 0: none")
+    diagnostics: bool = Field(
+        True,
+        description="after training, embed the training set and "
+        "report head/tail intra-class angular statistics",
+    )
+    unseen_per_class: int = Field(
+        5,
+        ge=0,
+        description="diagnostics: at most this many "
+        "images per training class that the long-tail cut left out "
+        "(seeded draw) are classified, to show the gap between seen "
+        "and unseen images; 0: none",
+    )
     lfw_root: str | None = Field(None, description="face: folder of <Name>/<Name>_NNNN.jpg")
-    pairs_file: str | None = Field(None, description="face: pairs.txt (10 folds) or "
-                                   "pairsDevTest.txt")
+    pairs_file: str | None = Field(
+        None, description="face: pairs.txt (10 folds) or pairsDevTest.txt"
+    )
 
     @model_validator(mode="after")
     def _face_inputs(self) -> EvalSpec:
@@ -282,10 +334,14 @@ class EvalSpec(_Spec):
 class TrackingSpec(_Spec):
     """What the MLflow run keeps besides params, metrics and the checkpoint."""
 
-    plots: bool = Field(True, description="class-frequency, angular-variance, t-SNE and "
-                        "CMC/ROC figures at the end")
-    log_model: bool = Field(True, description="the embedding network as an MLflow pt2 "
-                            "model at the end (exporting it takes seconds)")
+    plots: bool = Field(
+        True, description="class-frequency, angular-variance, t-SNE and CMC/ROC figures at the end"
+    )
+    log_model: bool = Field(
+        True,
+        description="the embedding network as an MLflow pt2 "
+        "model at the end (exporting it takes seconds)",
+    )
 
 
 class JobSpec(_Spec):
@@ -303,17 +359,19 @@ class JobSpec(_Spec):
     def _consistent(self) -> JobSpec:
         leap = self.method.leap
         if leap.mode != "off" and leap.cloud_start_epoch >= self.train.epochs:
-            raise ValueError(f"method.leap.cloud_start_epoch ({leap.cloud_start_epoch}) must "
-                             f"be below train.epochs ({self.train.epochs}) or the cloud "
-                             f"never applies")
+            raise ValueError(
+                f"method.leap.cloud_start_epoch ({leap.cloud_start_epoch}) must "
+                f"be below train.epochs ({self.train.epochs}) or the cloud "
+                f"never applies"
+            )
         sampler = self.train.sampler.kind
-        if leap.mode in ("vanilla", "full") and leap.center_update == "literal" \
-                and sampler != "pk":
+        if leap.mode in ("vanilla", "full") and leap.center_update == "literal" and sampler != "pk":
             raise ValueError(
                 f"method.leap.center_update 'literal' cannot be used with train.sampler.kind "
                 f"{sampler!r}: most classes have one sample per such batch, so the literal "
                 f"eq. 4 puts the centre almost on the feature and the angle statistics "
-                f"collapse; use method.leap.center_update 'center_loss' or the 'pk' sampler")
+                f"collapse; use method.leap.center_update 'center_loss' or the 'pk' sampler"
+            )
         if self.model.backbone == "tiny_cnn" and self.model.pretrained:
             raise ValueError("model.pretrained must be false for backbone 'tiny_cnn'")
         return self
@@ -323,8 +381,10 @@ class JobSpec(_Spec):
         protocol = "face" if self.dataset.format == "recordio" else "reid"
         scale, margin = PAPER_HEAD_DEFAULTS[protocol][self.method.head.kind]
         head = self.method.head
-        return (head.scale if head.scale is not None else scale,
-                head.margin if head.margin is not None else margin)
+        return (
+            head.scale if head.scale is not None else scale,
+            head.margin if head.margin is not None else margin,
+        )
 
     def method_label(self) -> str:
         """The paper's name for the method: CosFace, LEAP-CV, LEAP-AF, …"""
@@ -362,8 +422,10 @@ class JobSpec(_Spec):
 
     def run_name(self) -> str:
         """What the run is, e.g. ``market1501 <H20,S5> LEAP-CF seed0``."""
-        return (f"{self.dataset_label()} {self.long_tail_label()} {self.method_label()} "
-                f"seed{self.train.seed}")
+        return (
+            f"{self.dataset_label()} {self.long_tail_label()} {self.method_label()} "
+            f"seed{self.train.seed}"
+        )
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -33,25 +33,34 @@ class LEAPLoss(nn.Module):
         cloud_start_epoch: first epoch (0-based) whose steps apply the cloud.
     """
 
-    def __init__(self, head: MarginHead, cloud: FeatureCloud | None = None,
-                 cloud_start_epoch: int = 0) -> None:
+    def __init__(
+        self, head: MarginHead, cloud: FeatureCloud | None = None, cloud_start_epoch: int = 0
+    ) -> None:
         super().__init__()
         if not isinstance(head, MarginHead):
             raise ValueError(f"head must be a MarginHead, got {type(head).__name__}")
         if cloud is not None:
             if not isinstance(cloud, FeatureCloud):
-                raise ValueError(f"cloud must be a FeatureCloud or None, "
-                                 f"got {type(cloud).__name__}")
+                raise ValueError(
+                    f"cloud must be a FeatureCloud or None, got {type(cloud).__name__}"
+                )
             if cloud.num_classes != head.num_classes:
-                raise ValueError(f"cloud has {cloud.num_classes} classes but head has "
-                                 f"{head.num_classes}")
+                raise ValueError(
+                    f"cloud has {cloud.num_classes} classes but head has {head.num_classes}"
+                )
             if cloud.embedding_dim != head.embedding_dim:
-                raise ValueError(f"cloud embedding_dim {cloud.embedding_dim} differs from "
-                                 f"head embedding_dim {head.embedding_dim}")
-        if isinstance(cloud_start_epoch, bool) or not isinstance(cloud_start_epoch, int) \
-                or cloud_start_epoch < 0:
-            raise ValueError(f"cloud_start_epoch must be a non-negative integer, "
-                             f"got {cloud_start_epoch!r}")
+                raise ValueError(
+                    f"cloud embedding_dim {cloud.embedding_dim} differs from "
+                    f"head embedding_dim {head.embedding_dim}"
+                )
+        if (
+            isinstance(cloud_start_epoch, bool)
+            or not isinstance(cloud_start_epoch, int)
+            or cloud_start_epoch < 0
+        ):
+            raise ValueError(
+                f"cloud_start_epoch must be a non-negative integer, got {cloud_start_epoch!r}"
+            )
         self.head = head
         self.cloud = cloud
         self.cloud_start_epoch = cloud_start_epoch
@@ -62,8 +71,7 @@ class LEAPLoss(nn.Module):
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
         checks.features_tensor("features", features, self.head.embedding_dim)
-        labels = checks.labels_tensor("labels", labels, features.shape[0],
-                                      self.head.num_classes)
+        labels = checks.labels_tensor("labels", labels, features.shape[0], self.head.num_classes)
         if self.cloud is not None:
             self.cloud.observe(features, labels)
         if self.cloud is None or epoch < self.cloud_start_epoch:
@@ -75,30 +83,41 @@ class LEAPLoss(nn.Module):
         variance = self.cloud.cloud_variance()
         if self.cloud.cloud_samples == 1:
             rows, row_alpha = self.cloud.draw_rows(labels, variance)
-            logits = self.head.logits(features, labels, rows, row_alpha,
-                                      self.cloud.shifts_other_logits)
+            logits = self.head.logits(
+                features, labels, rows, row_alpha, self.cloud.shifts_other_logits
+            )
             loss = F.cross_entropy(logits, labels)
             self._remember(loss, logits, labels, cloud_std=variance[labels].sqrt())
             return loss
         index, repeats = self.cloud.repeat_index(labels, variance)
         labels_rows = labels[index]
         rows, row_alpha = self.cloud.draw_rows(labels_rows, variance)
-        logits = self.head.logits(features[index], labels_rows, rows, row_alpha,
-                                  self.cloud.shifts_other_logits)
+        logits = self.head.logits(
+            features[index], labels_rows, rows, row_alpha, self.cloud.shifts_other_logits
+        )
         per_row = F.cross_entropy(logits, labels_rows, reduction="none")
         loss = (per_row / repeats[index].to(per_row.dtype)).sum() / labels.numel()
         self._remember(loss, logits, labels_rows, cloud_std=variance[labels].sqrt())
         return loss
 
-    def _remember(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor,
-                  cloud_std: torch.Tensor | None) -> None:
+    def _remember(
+        self,
+        loss: torch.Tensor,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        cloud_std: torch.Tensor | None,
+    ) -> None:
         """Keep what the step's figures are made of, as detached tensors; they are reduced
         and turned into floats only when :meth:`figures` is asked, so a step neither waits on
         the device nor spends time on figures nobody reads (the arg-max over a face-scale
         classifier costs as much as the feature cloud). The logits stay referenced until the
         next step."""
-        self._last = {"loss": loss.detach(), "logits": logits.detach(), "labels": labels,
-                      "cloud_std": cloud_std}
+        self._last = {
+            "loss": loss.detach(),
+            "logits": logits.detach(),
+            "labels": labels,
+            "cloud_std": cloud_std,
+        }
 
     def figures(self) -> dict[str, float]:
         """Figures of the last step, as floats:
@@ -116,10 +135,12 @@ class LEAPLoss(nn.Module):
         last = self._last
         if not last:
             raise RuntimeError("figures() needs a step first: call the criterion")
-        result = {"loss": float(last["loss"]),
-                  "accuracy": float((last["logits"].argmax(dim=1) == last["labels"])
-                                    .float().mean()),
-                  "cloud_fraction": 0.0, "cloud_std_mean": 0.0}
+        result = {
+            "loss": float(last["loss"]),
+            "accuracy": float((last["logits"].argmax(dim=1) == last["labels"]).float().mean()),
+            "cloud_fraction": 0.0,
+            "cloud_std_mean": 0.0,
+        }
         cloud_std = last["cloud_std"]
         if cloud_std is not None:
             with_cloud = cloud_std > 0

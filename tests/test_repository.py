@@ -8,8 +8,16 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN_IN_CORE = {"fastapi", "celery", "sqlalchemy", "alembic", "psycopg", "redis",
-                     "uvicorn", "kombu"}
+FORBIDDEN_IN_CORE = {
+    "fastapi",
+    "celery",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "redis",
+    "uvicorn",
+    "kombu",
+}
 
 
 def test_leap_core_imports_no_service_framework():
@@ -22,15 +30,31 @@ def test_leap_core_imports_no_service_framework():
                 names = [node.module]
             else:
                 continue
-            offenders += [f"{path.relative_to(ROOT)}: {name}" for name in names
-                          if name.split(".")[0] in FORBIDDEN_IN_CORE]
+            offenders += [
+                f"{path.relative_to(ROOT)}: {name}"
+                for name in names
+                if name.split(".")[0] in FORBIDDEN_IN_CORE
+            ]
     assert offenders == []
 
 
 def test_top_level_layout_exists():
-    for name in ["api", "worker", "leap_core", "docker", "migrations", "tests", "benchmarks",
-                 "examples", "docs", "docker-compose.yml", "pyproject.toml", "README.md",
-                 "Makefile", ".ci/run"]:
+    for name in [
+        "api",
+        "worker",
+        "leap_core",
+        "docker",
+        "migrations",
+        "tests",
+        "benchmarks",
+        "examples",
+        "docs",
+        "docker-compose.yml",
+        "pyproject.toml",
+        "README.md",
+        "Makefile",
+        ".ci/run",
+    ]:
         assert (ROOT / name).exists(), name
 
 
@@ -46,5 +70,4 @@ def test_compose_file_is_valid_and_every_service_is_pinned_and_checked():
             source = volume.split(":")[0]
             if not source.startswith((".", "/")):
                 assert source in declared_volumes, f"{name}: undeclared volume {source}"
-    assert "${LEAP_POSTGRES_PASSWORD:?" in services["postgres"]["environment"][
-        "POSTGRES_PASSWORD"]
+    assert "${LEAP_POSTGRES_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]

@@ -20,15 +20,22 @@ from worker.gpu import claim_for_worker, visible_gpus
 
 def main(argv: list[str]) -> None:
     lock_dir = Path(os.environ.get("LEAP_GPU_LOCK_DIR") or tempfile.gettempdir())
-    gpus = claim_for_worker(visible_gpus(), os.environ.get("LEAP_WORKER_GPUS", "all"),
-                            lock_dir)
+    gpus = claim_for_worker(visible_gpus(), os.environ.get("LEAP_WORKER_GPUS", "all"), lock_dir)
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # the children choose among these
-    options = ["worker", f"--queues={settings.queue}", "--pool=prefork",
-               f"--concurrency={max(1, len(gpus))}", "--loglevel=INFO",
-               "--without-gossip", "--without-mingle"]
-    print(f"leap worker: {len(gpus) or 'no'} GPU(s) visible; queue {settings.queue!r}",
-          file=sys.stderr)
+    options = [
+        "worker",
+        f"--queues={settings.queue}",
+        "--pool=prefork",
+        f"--concurrency={max(1, len(gpus))}",
+        "--loglevel=INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    print(
+        f"leap worker: {len(gpus) or 'no'} GPU(s) visible; queue {settings.queue!r}",
+        file=sys.stderr,
+    )
     app.worker_main([*options, *argv])
 
 

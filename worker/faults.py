@@ -16,11 +16,19 @@ from leap_core.data.records import DatasetError
 from leap_core.training.checkpoint import CheckpointWriteError
 from leap_core.training.trainer import NonFiniteLoss
 
-_MEMORY_WORDS = ("out of memory", "not enough memory", "can't allocate memory",
-                 "cannot allocate memory")
-_DISK_ERRNOS = {errno.ENOSPC: "disk full", errno.EROFS: "read-only file system",
-                errno.EACCES: "permission denied", errno.EPERM: "not permitted",
-                errno.EDQUOT: "disk quota exceeded"}
+_MEMORY_WORDS = (
+    "out of memory",
+    "not enough memory",
+    "can't allocate memory",
+    "cannot allocate memory",
+)
+_DISK_ERRNOS = {
+    errno.ENOSPC: "disk full",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted",
+    errno.EDQUOT: "disk quota exceeded",
+}
 LIMIT = 4000
 
 
@@ -37,7 +45,8 @@ def is_out_of_memory(error: BaseException) -> bool:
         return True
     name = type(error).__name__
     return name == "OutOfMemoryError" or (
-        isinstance(error, RuntimeError) and any(w in str(error).lower() for w in _MEMORY_WORDS))
+        isinstance(error, RuntimeError) and any(w in str(error).lower() for w in _MEMORY_WORDS)
+    )
 
 
 def missing_dataset_root(spec: JobSpec) -> Path | None:
@@ -56,13 +65,17 @@ def describe(error: BaseException, spec: JobSpec | None, device: str = "") -> st
         reason = f"training diverged: {detail}"
     elif is_out_of_memory(error):
         where = f" on {device}" if device else ""
-        reason = (f"out of memory{where}: {detail}; lower train.batch_size (the sampler's "
-                  f"identities × instances), dataset.image_size or model.embedding_dim")
+        reason = (
+            f"out of memory{where}: {detail}; lower train.batch_size (the sampler's "
+            f"identities × instances), dataset.image_size or model.embedding_dim"
+        )
     elif isinstance(error, CheckpointWriteError):
         reason = f"checkpoint not saved: {error.strerror or detail}"
     elif spec is not None and (root := missing_dataset_root(spec)) is not None:
-        reason = (f"dataset root {root} no longer exists (it was removed or unmounted "
-                  f"after the job was submitted): {type(error).__name__}: {detail}")
+        reason = (
+            f"dataset root {root} no longer exists (it was removed or unmounted "
+            f"after the job was submitted): {type(error).__name__}: {detail}"
+        )
     elif isinstance(error, DatasetError) or type(error).__name__ == "DatasetError":
         reason = f"unreadable dataset: {detail}"
     elif isinstance(error, OSError) and error.errno in _DISK_ERRNOS:

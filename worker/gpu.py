@@ -27,8 +27,9 @@ def visible_gpus() -> list[str]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
-                                 timeout=20, check=True).stdout
+        listing = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
@@ -63,8 +64,10 @@ def claim_for_worker(gpus: list[str], wanted: str, lock_dir: Path) -> list[str]:
             break
         claimed.append(gpu)
     if not claimed and gpus:
-        raise SystemExit(f"LEAP_WORKER_GPUS={wanted}: every GPU of {gpus} is taken by other "
-                         f"workers (locks in {lock_dir})")
+        raise SystemExit(
+            f"LEAP_WORKER_GPUS={wanted}: every GPU of {gpus} is taken by other "
+            f"workers (locks in {lock_dir})"
+        )
     return claimed
 
 

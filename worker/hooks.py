@@ -41,8 +41,15 @@ def _finite(values: dict[str, float]) -> dict[str, float]:
 
 
 class JobRowHook(Hook):
-    def __init__(self, database_url: str, job_id: str, every: float = 1.0, attempt: int = 1,
-                 worker: str | None = None, db_retry_seconds: float = 600.0) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        job_id: str,
+        every: float = 1.0,
+        attempt: int = 1,
+        worker: str | None = None,
+        db_retry_seconds: float = 600.0,
+    ) -> None:
         self.database_url = database_url
         self.job_id = job_id
         self.every = every
@@ -66,8 +73,9 @@ class JobRowHook(Hook):
 
     def _write_once(self, values: dict) -> None:
         with session_scope(self.database_url) as session:
-            done = session.execute(update(Job).where(*self._owned())
-                                   .values(heartbeat_at=utcnow(), **values))
+            done = session.execute(
+                update(Job).where(*self._owned()).values(heartbeat_at=utcnow(), **values)
+            )
             status = session.scalar(select(Job.status).where(Job.id == self.job_id))
         self._lost = done.rowcount == 0
         self._cancel = status == JobStatus.cancelling
@@ -78,34 +86,49 @@ class JobRowHook(Hook):
         progress is skipped instead, since the next step writes it again."""
         try:
             if required:
-                with_db_retry(lambda: self._write_once(values),
-                              f"job {self.job_id}: progress", self.db_retry_seconds)
+                with_db_retry(
+                    lambda: self._write_once(values),
+                    f"job {self.job_id}: progress",
+                    self.db_retry_seconds,
+                )
             else:
                 self._write_once(values)
         except Exception as error:
             if required or not is_transient(error):
                 raise
             if not self._outage_logged:
-                logger.warning("job %s: progress not recorded, database unavailable (%s); "
-                               "training goes on", self.job_id, type(error).__name__)
+                logger.warning(
+                    "job %s: progress not recorded, database unavailable (%s); training goes on",
+                    self.job_id,
+                    type(error).__name__,
+                )
                 self._outage_logged = True
         else:
             self._outage_logged = False
         self._last_write = time.monotonic()
         if self._lost:
-            raise LeaseLost(f"job {self.job_id} attempt {self.attempt} is no longer held by "
-                            f"{self.worker}; stopping without touching the row")
+            raise LeaseLost(
+                f"job {self.job_id} attempt {self.attempt} is no longer held by "
+                f"{self.worker}; stopping without touching the row"
+            )
 
     def on_start(self, trainer: Trainer) -> None:
         self._started = time.monotonic()
         self._start_step = trainer.global_step
         self._metrics = _finite(trainer.last_metrics)
-        self._write(required=True, total_steps=trainer.total_steps,
-                    epochs=trainer.spec.train.epochs, epoch=trainer.epoch,
-                    global_step=trainer.global_step, mlflow_run_id=trainer.mlflow_run_id)
-        self._log(f"training on {trainer.device}: {trainer.data.manifest.num_classes} classes, "
-                  f"{len(trainer.data.manifest.records)} images, {trainer.total_steps} steps"
-                  + (f", resumed at epoch {trainer.epoch}" if trainer.global_step else ""))
+        self._write(
+            required=True,
+            total_steps=trainer.total_steps,
+            epochs=trainer.spec.train.epochs,
+            epoch=trainer.epoch,
+            global_step=trainer.global_step,
+            mlflow_run_id=trainer.mlflow_run_id,
+        )
+        self._log(
+            f"training on {trainer.device}: {trainer.data.manifest.num_classes} classes, "
+            f"{len(trainer.data.manifest.records)} images, {trainer.total_steps} steps"
+            + (f", resumed at epoch {trainer.epoch}" if trainer.global_step else "")
+        )
 
     def on_step(self, trainer: Trainer, info: StepInfo) -> None:
         first = info.global_step == self._start_step + 1
@@ -115,17 +138,27 @@ class JobRowHook(Hook):
         elapsed = time.monotonic() - self._started
         eta = (info.total_steps - info.global_step) * elapsed / done if done else None
         latest = {**self._metrics, **{f"step_{k}": v for k, v in _finite(info.figures).items()}}
-        self._write(epoch=info.epoch, step=info.step, global_step=info.global_step,
-                    total_steps=info.total_steps, eta_seconds=eta, metrics=latest)
+        self._write(
+            epoch=info.epoch,
+            step=info.step,
+            global_step=info.global_step,
+            total_steps=info.total_steps,
+            eta_seconds=eta,
+            metrics=latest,
+        )
         if first:  # its time stamp measures how long a job waits for its first step
             self._log(f"first step done (global step {info.global_step})")
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         self._metrics = _finite(metrics)
-        self._write(required=True, epoch=epoch + 1, global_step=trainer.global_step,
-                    metrics=self._metrics)
-        shown = ", ".join(f"{k} {v:.4g}" for k, v in self._metrics.items()
-                          if k in ("train_loss", "train_accuracy", "rank1", "mAP"))
+        self._write(
+            required=True, epoch=epoch + 1, global_step=trainer.global_step, metrics=self._metrics
+        )
+        shown = ", ".join(
+            f"{k} {v:.4g}"
+            for k, v in self._metrics.items()
+            if k in ("train_loss", "train_accuracy", "rank1", "mAP")
+        )
         self._log(f"epoch {epoch + 1}/{trainer.spec.train.epochs}: {shown}")
 
     def on_checkpoint(self, trainer: Trainer, path) -> None:
@@ -137,8 +170,9 @@ class JobRowHook(Hook):
         if isinstance(error, LeaseLost):
             return
         try:
-            self._write_once(dict(epoch=trainer.epoch, global_step=trainer.global_step,
-                                  eta_seconds=None))
+            self._write_once(
+                dict(epoch=trainer.epoch, global_step=trainer.global_step, eta_seconds=None)
+            )
         except Exception:
             logger.warning("job %s: final progress not recorded", self.job_id, exc_info=True)
 

@@ -63,27 +63,36 @@ def _lease_once(settings: Settings, job_id: str, worker: str) -> Lease | None:
             # The worker that held it died and its message came back to us: the same
             # decision as the reaper's (requeue as a new attempt, or give up).
             silent = int((utcnow() - heartbeat).total_seconds()) if heartbeat else 0
-            recover(session, job, settings,
-                    f"worker {job.worker} lost: no heartbeat for {silent} s")
+            recover(
+                session, job, settings, f"worker {job.worker} lost: no heartbeat for {silent} s"
+            )
         if job.status != JobStatus.queued:
             logger.info("job %s is %s; nothing to do", job_id, job.status)
             return None
         run_dir = job.run_dir or str(settings.runs_dir.resolve() / job.id)
-        transition(session, job, JobStatus.running, f"started on {worker}",
-                   worker=worker, run_dir=run_dir)
+        transition(
+            session, job, JobStatus.running, f"started on {worker}", worker=worker, run_dir=run_dir
+        )
         return Lease(job.id, job.attempt, worker, dict(job.spec), run_dir)
 
 
 def lease(settings: Settings, job_id: str, worker: str) -> Lease | None:
     """Move the job to running for this worker, or return None when there is nothing to do
     (finished, cancelled, or running with a live heartbeat elsewhere)."""
-    return with_db_retry(lambda: _lease_once(settings, job_id, worker),
-                         f"job {job_id}: lease", settings.db_retry_seconds)
+    return with_db_retry(
+        lambda: _lease_once(settings, job_id, worker),
+        f"job {job_id}: lease",
+        settings.db_retry_seconds,
+    )
 
 
 def _owned(held: Lease):
-    return [Job.id == held.job_id, Job.attempt == held.attempt, Job.worker == held.worker,
-            Job.status.in_(LIVE)]
+    return [
+        Job.id == held.job_id,
+        Job.attempt == held.attempt,
+        Job.worker == held.worker,
+        Job.status.in_(LIVE),
+    ]
 
 
 class _Heartbeat(threading.Thread):
@@ -98,14 +107,21 @@ class _Heartbeat(threading.Thread):
         while not self.stopped.wait(self.every):
             try:
                 with session_scope(self.database_url) as session:
-                    session.execute(update(Job).where(*_owned(self.held))
-                                    .values(heartbeat_at=utcnow()))
+                    session.execute(
+                        update(Job).where(*_owned(self.held)).values(heartbeat_at=utcnow())
+                    )
             except Exception:  # a missed beat is not fatal; the next one retries
                 logger.warning("heartbeat of job %s failed", self.held.job_id, exc_info=True)
 
 
-def _finish_once(settings: Settings, held: Lease, target: JobStatus, message: str,
-                 events: list[str], fields: dict) -> bool:
+def _finish_once(
+    settings: Settings,
+    held: Lease,
+    target: JobStatus,
+    message: str,
+    events: list[str],
+    fields: dict,
+) -> bool:
     with session_scope(settings.database_url) as session:
         job = session.scalar(select(Job).where(*_owned(held)).with_for_update())
         if job is None:
@@ -118,17 +134,29 @@ def _finish_once(settings: Settings, held: Lease, target: JobStatus, message: st
         return True
 
 
-def finish(settings: Settings, held: Lease, target: JobStatus, message: str,
-           events: list[str] | None = None, **fields) -> bool:
+def finish(
+    settings: Settings,
+    held: Lease,
+    target: JobStatus,
+    message: str,
+    events: list[str] | None = None,
+    **fields,
+) -> bool:
     """Record the run's outcome (with ``events`` log lines before it) in one transaction,
     waiting out a database outage. Returns False, touching nothing, when the lease was lost
     meanwhile (the reaper requeued the job: its new attempt owns the row)."""
     done = with_db_retry(
         lambda: _finish_once(settings, held, target, message, events or [], fields),
-        f"job {held.job_id}: recording {target.value}", settings.db_retry_seconds)
+        f"job {held.job_id}: recording {target.value}",
+        settings.db_retry_seconds,
+    )
     if not done:
-        logger.warning("job %s attempt %d: lease lost; %s not recorded", held.job_id,
-                       held.attempt, target.value)
+        logger.warning(
+            "job %s attempt %d: lease lost; %s not recorded",
+            held.job_id,
+            held.attempt,
+            target.value,
+        )
     return done
 
 
@@ -158,8 +186,10 @@ def _refusal(spec: JobSpec, settings: Settings) -> str | None:
         return "; ".join(f"{escape.field} {escape.message(roots)}" for escape in found)
     root = missing_dataset_root(spec)
     if root is not None:
-        return (f"dataset root {root} does not exist on this worker (removed or unmounted "
-                f"after the job was submitted)")
+        return (
+            f"dataset root {root} does not exist on this worker (removed or unmounted "
+            f"after the job was submitted)"
+        )
     return None
 
 
@@ -184,11 +214,20 @@ def _train(settings: Settings, held: Lease) -> str:
         if refused is not None:
             finish(settings, held, JobStatus.failed, refused, error=refused)
             return JobStatus.failed.value
-        hooks = [MLflowHook(tracking_uri=settings.mlflow_tracking_uri,
-                            tags={"job_id": held.job_id, "attempt": str(held.attempt)}),
-                 JobRowHook(settings.database_url, held.job_id, every=settings.heartbeat_seconds,
-                            attempt=held.attempt, worker=held.worker,
-                            db_retry_seconds=settings.db_retry_seconds)]
+        hooks = [
+            MLflowHook(
+                tracking_uri=settings.mlflow_tracking_uri,
+                tags={"job_id": held.job_id, "attempt": str(held.attempt)},
+            ),
+            JobRowHook(
+                settings.database_url,
+                held.job_id,
+                every=settings.heartbeat_seconds,
+                attempt=held.attempt,
+                worker=held.worker,
+                db_retry_seconds=settings.db_retry_seconds,
+            ),
+        ]
         trainer = Trainer(spec, run_dir, hooks)
         metrics = trainer.fit(resume if resume.is_file() else None)
     except LeaseLost as error:
@@ -207,7 +246,16 @@ def _train(settings: Settings, held: Lease) -> str:
     shown = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("rank1", "mAP", "mINP"))
     # total_steps was the plan (epochs × steps per epoch); a short last batch can end an
     # epoch early, so the finished job reports the steps it actually made.
-    finish(settings, held, JobStatus.succeeded, "succeeded", events=[f"finished: {shown}"],
-           metrics=final, mlflow_run_id=trainer.mlflow_run_id, global_step=trainer.global_step,
-           total_steps=trainer.global_step, epoch=trainer.epoch)
+    finish(
+        settings,
+        held,
+        JobStatus.succeeded,
+        "succeeded",
+        events=[f"finished: {shown}"],
+        metrics=final,
+        mlflow_run_id=trainer.mlflow_run_id,
+        global_step=trainer.global_step,
+        total_steps=trainer.global_step,
+        epoch=trainer.epoch,
+    )
     return JobStatus.succeeded.value

@@ -38,17 +38,29 @@ def _not_found(job_id: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[SubmitRate],
-             response_model=JobDetail,
-             responses=SUBMIT_ERRORS | {
-                 200: {"model": JobDetail, "description": "the job an earlier request with "
-                                                          "this Idempotency-Key created"},
-                 422: {"description": "invalid spec"},
-                 503: {"model": Problem, "description": "stored, but the broker did not "
-                                                        "take it"}})
-def submit(body: JobCreate, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
-           response: Response,
-           idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> JobDetail:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[SubmitRate],
+    response_model=JobDetail,
+    responses=SUBMIT_ERRORS
+    | {
+        200: {
+            "model": JobDetail,
+            "description": "the job an earlier request with this Idempotency-Key created",
+        },
+        422: {"description": "invalid spec"},
+        503: {"model": Problem, "description": "stored, but the broker did not take it"},
+    },
+)
+def submit(
+    body: JobCreate,
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobDetail:
     """Store a queued job and hand its id to the workers. With ``Idempotency-Key``, a
     retried request returns the job the first one created (200) instead of a second job."""
     check_body(body.model_dump())
@@ -57,10 +69,15 @@ def submit(body: JobCreate, session: SessionDep, owner: CurrentOwner, settings: 
     payload = body.model_dump(mode="json")
     try:
         created = service.create_job(
-            session, owner, name=(body.name or job_spec.run_name())[:NAME_LENGTH],
+            session,
+            owner,
+            name=(body.name or job_spec.run_name())[:NAME_LENGTH],
             spec=resolved_spec(job_spec, settings),
-            tags=body.tags, priority=body.priority, idempotency_key=idempotency_key,
-            body_hash=service.request_hash(payload) if idempotency_key else None)
+            tags=body.tags,
+            priority=body.priority,
+            idempotency_key=idempotency_key,
+            body_hash=service.request_hash(payload) if idempotency_key else None,
+        )
     except service.IdempotencyConflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     job = created.job
@@ -70,7 +87,8 @@ def submit(body: JobCreate, session: SessionDep, owner: CurrentOwner, settings: 
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"job {job.id} is stored but the broker did not take it; repeat the request "
-            f"with the same Idempotency-Key to send it") from None
+            f"with the same Idempotency-Key to send it",
+        ) from None
     if not created.created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/jobs/{job.id}"
@@ -78,10 +96,15 @@ def submit(body: JobCreate, session: SessionDep, owner: CurrentOwner, settings: 
 
 
 @router.get("", response_model=JobPage)
-def list_jobs(session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
-              status_: Annotated[JobStatus | None, Query(alias="status")] = None,
-              tag: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              cursor: str | None = None) -> JobPage:
+def list_jobs(
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    tag: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
     """The caller's jobs, newest first; follow ``next_cursor`` for older ones."""
     try:
         rows, next_cursor = service.list_jobs(session, owner, status_, tag, limit, cursor)
@@ -91,8 +114,9 @@ def list_jobs(session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND)
-def get_job(job_id: JobId, session: SessionDep, owner: CurrentOwner,
-            settings: SettingsDep) -> JobDetail:
+def get_job(
+    job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
+) -> JobDetail:
     """Status, timestamps, attempt, progress with ETA, latest metrics, MLflow run link."""
     try:
         return job_public(service.get_job(session, owner, job_id), settings, detail=True)
@@ -100,10 +124,12 @@ def get_job(job_id: JobId, session: SessionDep, owner: CurrentOwner,
         raise _not_found(job_id) from None
 
 
-@router.post("/{job_id}/cancel", response_model=JobDetail, responses=NOT_FOUND | {
-    409: {"model": Problem}})
-def cancel(job_id: JobId, session: SessionDep, owner: CurrentOwner,
-           settings: SettingsDep) -> JobDetail:
+@router.post(
+    "/{job_id}/cancel", response_model=JobDetail, responses=NOT_FOUND | {409: {"model": Problem}}
+)
+def cancel(
+    job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
+) -> JobDetail:
     """A queued job is cancelled at once; a running one becomes ``cancelling`` and its
     worker stops it between steps, keeping the last checkpoint."""
     try:
@@ -115,10 +141,12 @@ def cancel(job_id: JobId, session: SessionDep, owner: CurrentOwner,
     return job_public(job, settings, detail=True)
 
 
-@router.post("/{job_id}/retry", response_model=JobDetail, responses=NOT_FOUND | {
-    409: {"model": Problem}})
-def retry(job_id: JobId, session: SessionDep, owner: CurrentOwner,
-          settings: SettingsDep) -> JobDetail:
+@router.post(
+    "/{job_id}/retry", response_model=JobDetail, responses=NOT_FOUND | {409: {"model": Problem}}
+)
+def retry(
+    job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
+) -> JobDetail:
     """A failed or cancelled job runs again as a new attempt, resuming from its last
     checkpoint."""
     try:
@@ -131,14 +159,24 @@ def retry(job_id: JobId, session: SessionDep, owner: CurrentOwner,
     return job_public(job, settings, detail=True)
 
 
-@router.get("/{job_id}/events", response_model=EventPage, responses=NOT_FOUND | {
-    200: {"content": {"text/event-stream": {}}}})
-def events(job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
-           after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID,
-                                       description="last event id already read")] = 0,
-           limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-           follow: Annotated[bool, Query(description="stream server-sent events until the "
-                                                     "job finishes")] = False):
+@router.get(
+    "/{job_id}/events",
+    response_model=EventPage,
+    responses=NOT_FOUND | {200: {"content": {"text/event-stream": {}}}},
+)
+def events(
+    job_id: JobId,
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_EVENT_ID, description="last event id already read")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    follow: Annotated[
+        bool, Query(description="stream server-sent events until the job finishes")
+    ] = False,
+):
     """State changes and log lines in order; ``follow=true`` streams them live (SSE)."""
     try:
         job = service.get_job(session, owner, job_id)
@@ -148,12 +186,14 @@ def events(job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: Se
         # The stream reads with short sessions of its own; this one (and its pooled
         # connection) is let go now, not when the stream ends minutes later.
         session.close()
-        return StreamingResponse(_stream(session_factory(settings.database_url), owner,
-                                         job_id, after),
-                                 media_type="text/event-stream")
+        return StreamingResponse(
+            _stream(session_factory(settings.database_url), owner, job_id, after),
+            media_type="text/event-stream",
+        )
     rows = service.list_events(session, job, after, limit)
-    return EventPage(items=[event_public(row) for row in rows],
-                     next_after=rows[-1].id if rows else after)
+    return EventPage(
+        items=[event_public(row) for row in rows], next_after=rows[-1].id if rows else after
+    )
 
 
 async def _stream(factory, owner: str, job_id: str, after: int) -> AsyncIterator[str]:

@@ -20,17 +20,29 @@ router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], responses=UNAUTHORIZED)
 NOT_FOUND = {404: {"model": Problem, "description": "no such sweep for this key"}}
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, dependencies=[SubmitRate],
-             response_model=SweepDetail,
-             responses=SUBMIT_ERRORS | {
-                 200: {"model": SweepDetail, "description": "the sweep an earlier request "
-                                                            "with this Idempotency-Key created"},
-                 422: {"description": "invalid sweep or cell"},
-                 503: {"model": Problem, "description": "stored, but the broker did not "
-                                                        "take every job"}})
-def submit(body: SweepCreate, session: SessionDep, owner: CurrentOwner, settings: SettingsDep,
-           response: Response,
-           idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> SweepDetail:
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[SubmitRate],
+    response_model=SweepDetail,
+    responses=SUBMIT_ERRORS
+    | {
+        200: {
+            "model": SweepDetail,
+            "description": "the sweep an earlier request with this Idempotency-Key created",
+        },
+        422: {"description": "invalid sweep or cell"},
+        503: {"model": Problem, "description": "stored, but the broker did not take every job"},
+    },
+)
+def submit(
+    body: SweepCreate,
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> SweepDetail:
     """Expand the sweep into one job per cell (every cell validated first: one invalid cell
     is a 422 naming it, and nothing is stored or queued), store the sweep, its jobs and
     cells in one transaction, then hand the jobs to the workers as ``POST /v1/jobs`` does.
@@ -40,9 +52,16 @@ def submit(body: SweepCreate, session: SessionDep, owner: CurrentOwner, settings
     definition = body.model_dump(mode="json", exclude_unset=True)
     try:
         created = sweeps.create_sweep(
-            session, owner, name=body.name, definition=definition, cells=planned,
-            tags=body.tags, priority=body.priority, idempotency_key=idempotency_key,
-            body_hash=service.request_hash(definition) if idempotency_key else None)
+            session,
+            owner,
+            name=body.name,
+            definition=definition,
+            cells=planned,
+            tags=body.tags,
+            priority=body.priority,
+            idempotency_key=idempotency_key,
+            body_hash=service.request_hash(definition) if idempotency_key else None,
+        )
     except service.IdempotencyConflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     sweep = created.sweep
@@ -52,7 +71,8 @@ def submit(body: SweepCreate, session: SessionDep, owner: CurrentOwner, settings
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             f"sweep {sweep.id} is stored but the broker did not take job {error.job_id}; "
-            f"repeat the request with the same Idempotency-Key to send the rest") from None
+            f"repeat the request with the same Idempotency-Key to send the rest",
+        ) from None
     if not created.created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/sweeps/{sweep.id}"
@@ -60,17 +80,21 @@ def submit(body: SweepCreate, session: SessionDep, owner: CurrentOwner, settings
 
 
 @router.get("", response_model=SweepPage)
-def list_sweeps(session: SessionDep, owner: CurrentOwner,
-                limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                cursor: str | None = None) -> SweepPage:
+def list_sweeps(
+    session: SessionDep,
+    owner: CurrentOwner,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> SweepPage:
     """The caller's sweeps, newest first, with their jobs' counts by state; follow
     ``next_cursor`` for older ones."""
     try:
         page, next_cursor = sweeps.list_sweeps(session, owner, limit, cursor)
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-    return SweepPage(items=[sweep_summary(sweep, counts) for sweep, counts in page],
-                     next_cursor=next_cursor)
+    return SweepPage(
+        items=[sweep_summary(sweep, counts) for sweep, counts in page], next_cursor=next_cursor
+    )
 
 
 @router.get("/{sweep_id}", response_model=SweepDetail, responses=NOT_FOUND)

@@ -32,8 +32,9 @@ def create_key(
 
 @app.command("revoke-key")
 def revoke_key(
-    key: Annotated[str, typer.Argument(help="the key's token, or its 12-character prefix "
-                                            "(leap_…) as stored")],
+    key: Annotated[
+        str, typer.Argument(help="the key's token, or its 12-character prefix (leap_…) as stored")
+    ],
 ) -> None:
     """Revoke an API key: a 401 from then on (after at most the API's 30 s key cache)."""
     admin = importlib.import_module("jobs.admin")

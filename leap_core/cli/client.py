@@ -55,8 +55,10 @@ def client_settings() -> tuple[str, str]:
     if not url:
         _fail("no service address: set LEAP_URL or put url: in " + str(config_files()[-1]))
     if not key:
-        _fail("no API key: set LEAP_API_KEY (from `leap admin create-key`) or key: in "
-              + str(config_files()[-1]))
+        _fail(
+            "no API key: set LEAP_API_KEY (from `leap admin create-key`) or key: in "
+            + str(config_files()[-1])
+        )
     return url.rstrip("/"), key
 
 
@@ -64,8 +66,9 @@ class Client:
     """A thin wrapper over the REST API that turns HTTP errors into one-line messages."""
 
     def __init__(self, url: str, key: str, timeout: float = 30.0) -> None:
-        self.http = httpx.Client(base_url=url, timeout=timeout,
-                                 headers={"Authorization": f"Bearer {key}"})
+        self.http = httpx.Client(
+            base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {key}"}
+        )
 
     @classmethod
     def from_environment(cls) -> Client:
@@ -81,8 +84,7 @@ class Client:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            _fail(f"{response.status_code}: {detail}", code=1 if response.status_code >= 500
-                  else 2)
+            _fail(f"{response.status_code}: {detail}", code=1 if response.status_code >= 500 else 2)
         return response.json()
 
     def submit(self, body: dict, idempotency_key: str | None = None) -> dict:
@@ -93,8 +95,9 @@ class Client:
         return self.request("GET", f"/v1/jobs/{job_id}")
 
     def events(self, job_id: str, after: int = 0) -> dict:
-        return self.request("GET", f"/v1/jobs/{job_id}/events", params={"after": after,
-                                                                          "limit": 500})
+        return self.request(
+            "GET", f"/v1/jobs/{job_id}/events", params={"after": after, "limit": 500}
+        )
 
     def submit_sweep(self, body: dict, idempotency_key: str | None = None) -> dict:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
@@ -109,8 +112,10 @@ def describe(job: dict) -> str:
     progress = job["progress"]
     parts = [f"{job['id']} {job['name']}: {job['status']}"]
     if progress.get("total_steps"):
-        parts.append(f"step {progress.get('global_step') or 0}/{progress['total_steps']} "
-                     f"(epoch {progress.get('epoch') or 0}/{progress.get('epochs')})")
+        parts.append(
+            f"step {progress.get('global_step') or 0}/{progress['total_steps']} "
+            f"(epoch {progress.get('epoch') or 0}/{progress.get('epochs')})"
+        )
     if progress.get("eta_seconds") is not None and job["status"] == "running":
         parts.append(f"ETA {progress['eta_seconds']:.0f}s")
     metrics = job.get("metrics") or {}
@@ -140,13 +145,16 @@ def watch(client: Client, job_ids: list[str], interval: float = 2.0) -> list[dic
 
 def submit(
     spec_file: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)")],
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="override a spec field: path.to.field=value (repeatable)")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a spec field: path.to.field=value (repeatable)"),
+    ] = None,
     name: Annotated[str | None, typer.Option(help="job name (default: the spec's)")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="tag the job (repeatable)")] = None,
     priority: Annotated[int, typer.Option(min=0, max=9, help="0-9, higher first")] = 5,
-    idempotency_key: Annotated[str | None, typer.Option(
-        help="makes a retried submission return the same job")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="makes a retried submission return the same job")
+    ] = None,
     watch_: Annotated[bool, typer.Option("--watch", help="follow until it ends")] = False,
 ) -> None:
     """Submit a job spec to the training service; prints the job id."""
@@ -194,8 +202,11 @@ def list_jobs(
     as_json: Annotated[bool, typer.Option("--json", help="the page as JSON")] = False,
 ) -> None:
     """List your jobs, newest first: id, status, progress, created, name."""
-    params = {"limit": limit, **({"status": status_} if status_ else {}),
-              **({"tag": tag} if tag else {})}
+    params = {
+        "limit": limit,
+        **({"status": status_} if status_ else {}),
+        **({"tag": tag} if tag else {}),
+    }
     page = Client.from_environment().request("GET", "/v1/jobs", params=params)
     if as_json:
         typer.echo(json.dumps(page, indent=2))
@@ -203,8 +214,9 @@ def list_jobs(
     for job in page["items"]:
         fraction = job["progress"].get("fraction")
         shown = f"{fraction:.0%}" if fraction is not None else "-"
-        typer.echo(f"{job['id']}  {job['status']:<10} {shown:>5}  {job['created_at'][:19]}  "
-                   f"{job['name']}")
+        typer.echo(
+            f"{job['id']}  {job['status']:<10} {shown:>5}  {job['created_at'][:19]}  {job['name']}"
+        )
 
 
 def cancel(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
@@ -221,8 +233,9 @@ def retry(job_id: Annotated[str, typer.Argument(help="job id")]) -> None:
 
 def logs(
     job_id: Annotated[str, typer.Argument(help="job id")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep printing until the "
-                                                              "job ends")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="keep printing until the job ends")
+    ] = False,
 ) -> None:
     """Print a job's state changes and log lines."""
     client = Client.from_environment()
@@ -260,8 +273,7 @@ def sweep_body(sweep_file: Path, overrides: dict[str, Any] | None = None) -> dic
 def describe_cell(cell: dict) -> str:
     """One line per cell: id, job, status and, once known, rank-1 and mAP."""
     metrics = cell.get("metrics") or {}
-    shown = "  ".join(f"{name} {metrics[name]:.1%}" for name in ("rank1", "mAP")
-                      if name in metrics)
+    shown = "  ".join(f"{name} {metrics[name]:.1%}" for name in ("rank1", "mAP") if name in metrics)
     return f"{cell['cell']}  {cell['job_id']}  {cell['status']}  {shown}".rstrip()
 
 
@@ -279,8 +291,7 @@ def print_sweep_table(sweep: dict) -> None:
         console.print(Markdown(table["markdown"]))
 
 
-def watch_sweep(client: Client, sweep_id: str, interval: float = 5.0,
-                echo: bool = True) -> dict:
+def watch_sweep(client: Client, sweep_id: str, interval: float = 5.0, echo: bool = True) -> dict:
     """Poll until every job has finished, printing each cell's line when it changes (unless
     ``echo`` is off, e.g. for JSON output); returns the final sweep."""
     shown: dict[str, str] = {}
@@ -296,9 +307,15 @@ def watch_sweep(client: Client, sweep_id: str, interval: float = 5.0,
         time.sleep(interval)
 
 
-def submit_sweep(sweep_file: Path, overrides: dict[str, Any] | None = None, *,
-                 tags: list[str] | None = None, priority: int = 5,
-                 idempotency_key: str | None = None, follow: bool = False) -> str:
+def submit_sweep(
+    sweep_file: Path,
+    overrides: dict[str, Any] | None = None,
+    *,
+    tags: list[str] | None = None,
+    priority: int = 5,
+    idempotency_key: str | None = None,
+    follow: bool = False,
+) -> str:
     """Submit a sweep file to the service (``POST /v1/sweeps``: one job per cell) and print
     the sweep id; ``overrides`` (dotted field: value, as ``leap sweep --set`` parses them)
     apply to every cell over the axes. With ``follow``, watch the cells to the end, print
@@ -308,8 +325,7 @@ def submit_sweep(sweep_file: Path, overrides: dict[str, Any] | None = None, *,
     except SweepError as error:
         _fail(str(error))
     client = Client.from_environment()
-    sweep = client.submit_sweep({**body, "tags": tags or [], "priority": priority},
-                                idempotency_key)
+    sweep = client.submit_sweep({**body, "tags": tags or [], "priority": priority}, idempotency_key)
     typer.echo(sweep["id"])
     if follow:
         final = watch_sweep(client, sweep["id"])
@@ -348,8 +364,14 @@ def register(app: typer.Typer) -> None:
     """Add the service commands (and ``leap admin``) to the ``leap`` app."""
     from leap_core.cli.admin import app as admin_app
 
-    for name, command in [("submit", submit), ("status", status), ("list", list_jobs),
-                          ("cancel", cancel), ("retry", retry), ("logs", logs),
-                          ("sweep-status", sweep_status)]:
+    for name, command in [
+        ("submit", submit),
+        ("status", status),
+        ("list", list_jobs),
+        ("cancel", cancel),
+        ("retry", retry),
+        ("logs", logs),
+        ("sweep-status", sweep_status),
+    ]:
         app.command(name)(command)
     app.add_typer(admin_app, name="admin")

@@ -184,7 +184,9 @@ def _print_tables(summary: dict[str, dict[str, object]]) -> None:
             f"{single} of {summary['train']['num_ids']} identities have one image: at "
             f"method.leap.P = 1 their angle memory holds one angle, so the feature cloud cannot "
             f"measure their spread; method.leap.single_slot says what they get "
-            f"(default zero_variance: the whole target variance)", soft_wrap=True)
+            f"(default zero_variance: the whole target variance)",
+            soft_wrap=True,
+        )
 
 
 @app.command()

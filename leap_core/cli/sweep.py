@@ -38,13 +38,15 @@ class _StepHook(Hook):
         self.progress, self.task = progress, task
 
     def on_start(self, trainer: Trainer) -> None:
-        self.progress.update(self.task, total=trainer.total_steps,
-                             completed=trainer.global_step)
+        self.progress.update(self.task, total=trainer.total_steps, completed=trainer.global_step)
 
     def on_step(self, trainer: Trainer, info: StepInfo) -> None:
-        self.progress.update(self.task, completed=info.global_step,
-                             description=f"  epoch {info.epoch + 1}/{trainer.spec.train.epochs}"
-                                         f"  loss {info.figures.get('loss', float('nan')):.3f}")
+        self.progress.update(
+            self.task,
+            completed=info.global_step,
+            description=f"  epoch {info.epoch + 1}/{trainer.spec.train.epochs}"
+            f"  loss {info.figures.get('loss', float('nan')):.3f}",
+        )
 
 
 class _Bars(CellEvents):
@@ -70,7 +72,8 @@ class _Bars(CellEvents):
         self.progress.console.print(
             f"{cell.title()}: rank-1 {metrics.get('rank1', float('nan')):.1%}  "
             f"mAP {metrics.get('mAP', float('nan')):.1%}  ({result.wall_s:.0f} s)",
-            highlight=False)
+            highlight=False,
+        )
 
     def hooks(self) -> list[Hook]:
         return [_StepHook(self.progress, self.steps)]
@@ -103,10 +106,12 @@ def select(grid: list[Cell], only: list[str]) -> list[Cell]:
             raise SweepError(f"--only: no axis named {axis!r} (axes: {list(axes)})")
         known = {cell.label(axis) for cell in grid}
         if labels - known:
-            raise SweepError(f"--only {axis}: no value {sorted(labels - known)[0]!r} "
-                             f"(values: {sorted(known)})")
-    return [cell for cell in grid
-            if all(cell.label(axis) in labels for axis, labels in wanted.items())]
+            raise SweepError(
+                f"--only {axis}: no value {sorted(labels - known)[0]!r} (values: {sorted(known)})"
+            )
+    return [
+        cell for cell in grid if all(cell.label(axis) in labels for axis, labels in wanted.items())
+    ]
 
 
 def _rich_table(rows: list[Row], title: str) -> Table:
@@ -120,29 +125,59 @@ def _rich_table(rows: list[Row], title: str) -> Table:
 
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="sweep file (YAML)")],
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="override a field in every cell: path.to.field=value (repeatable)")] = None,
-    output: Annotated[Path | None, typer.Option(
-        help="results folder (default: the file's output, else $LEAP_HOME/sweeps/<name>)")] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="override a field in every cell: path.to.field=value (repeatable)"
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="results folder (default: the file's output, else $LEAP_HOME/sweeps/<name>)"
+        ),
+    ] = None,
     mlflow: Annotated[bool, typer.Option(help="log a parent run and one child per cell")] = True,
     log_model: Annotated[bool, typer.Option(help="also log each cell's model to MLflow")] = False,
-    dry_run: Annotated[bool, typer.Option(
-        "--dry-run", help="list the cells and whether they are done; run nothing")] = False,
-    table_only: Annotated[bool, typer.Option(
-        "--table-only", help="write the table from the finished cells; run nothing")] = False,
-    only: Annotated[list[str] | None, typer.Option(
-        "--only", help="run only cells with this axis label: axis=label (repeatable; several "
-                       "labels of one axis are alternatives), e.g. to split a grid over two "
-                       "processes")] = None,
-    threads: Annotated[int | None, typer.Option(
-        min=1, help="torch CPU threads (1 is fastest on a small CPU machine shared with other "
-                    "work; default: torch's choice)")] = None,
-    remote: Annotated[bool, typer.Option(
-        "--remote", help="submit the grid to the training service (one job per cell) "
-                         "instead of running it here; LEAP_URL and LEAP_API_KEY as for "
-                         "leap submit")] = False,
-    watch: Annotated[bool, typer.Option(
-        "--watch", help="with --remote: follow the cells and print the table at the end")
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="list the cells and whether they are done; run nothing"),
+    ] = False,
+    table_only: Annotated[
+        bool,
+        typer.Option("--table-only", help="write the table from the finished cells; run nothing"),
+    ] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            help="run only cells with this axis label: axis=label (repeatable; several "
+            "labels of one axis are alternatives), e.g. to split a grid over two "
+            "processes",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="torch CPU threads (1 is fastest on a small CPU machine shared with other "
+            "work; default: torch's choice)",
+        ),
+    ] = None,
+    remote: Annotated[
+        bool,
+        typer.Option(
+            "--remote",
+            help="submit the grid to the training service (one job per cell) "
+            "instead of running it here; LEAP_URL and LEAP_API_KEY as for "
+            "leap submit",
+        ),
+    ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="with --remote: follow the cells and print the table at the end"
+        ),
     ] = False,
 ) -> None:
     """Run a grid of settings × methods × seeds; finished cells are skipped on a rerun."""
@@ -176,21 +211,39 @@ def sweep(
 
             tracker = SweepTracker(spec, out, log_model=log_model)
         split = "validation split" if spec.validation else "test split"
-        console.print(f"[bold]sweep {spec.name}[/]: {len(grid)} cells ({split}); results in "
-                      f"{out}", highlight=False)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                      console=console) as progress:
-            outcome = run_sweep(spec, grid, out, tracker, _Bars(progress, len(grid)),
-                                table_only=table_only, echo=console.print)
+        console.print(
+            f"[bold]sweep {spec.name}[/]: {len(grid)} cells ({split}); results in {out}",
+            highlight=False,
+        )
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            outcome = run_sweep(
+                spec,
+                grid,
+                out,
+                tracker,
+                _Bars(progress, len(grid)),
+                table_only=table_only,
+                echo=console.print,
+            )
     except KeyboardInterrupt:
         _fail("interrupted; run the same command again to continue", code=130)
     except (SweepError, *USAGE_ERRORS) as error:
         _fail(str(error))
     if outcome.rows:
         console.print(_rich_table(outcome.rows, f"{spec.name}: mean ± std over seeds (%)"))
-    console.print(f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, "
-                  f"failed {len(outcome.failed)} in {outcome.wall_s:.0f} s; "
-                  + ", ".join(str(path) for path in outcome.files[:2]), highlight=False)
+    console.print(
+        f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, "
+        f"failed {len(outcome.failed)} in {outcome.wall_s:.0f} s; "
+        + ", ".join(str(path) for path in outcome.files[:2]),
+        highlight=False,
+    )
     if outcome.failed:
         raise typer.Exit(1)

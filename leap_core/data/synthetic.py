@@ -116,8 +116,9 @@ class SynthConfig:
         if self.tail_images is not None:
             low, high = self.tail_images
             if not 1 <= low <= high:
-                raise DatasetError(f"tail_images must be (low, high) with 1 <= low <= high, "
-                                   f"got {self.tail_images}")
+                raise DatasetError(
+                    f"tail_images must be (low, high) with 1 <= low <= high, got {self.tail_images}"
+                )
         if self.layout not in ("market1501", "folders"):
             raise DatasetError(f"layout must be 'market1501' or 'folders', got {self.layout!r}")
 

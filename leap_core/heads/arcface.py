@@ -23,8 +23,9 @@ class ArcFaceHead(MarginHead):
             re-ID and 0.5 for faces.
     """
 
-    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 16.0,
-                 margin: float = 0.2) -> None:
+    def __init__(
+        self, embedding_dim: int, num_classes: int, scale: float = 16.0, margin: float = 0.2
+    ) -> None:
         super().__init__(embedding_dim, num_classes, scale=scale, margin=margin)
         if self.margin > math.pi:
             raise ValueError(f"margin must be at most π radians, got {margin!r}")

@@ -37,8 +37,7 @@ class _AngularShift(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, cos: torch.Tensor, offset: torch.Tensor,
-                keep_zero: bool) -> torch.Tensor:
+    def forward(ctx, cos: torch.Tensor, offset: torch.Tensor, keep_zero: bool) -> torch.Tensor:
         clamped = cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS)
         clipped = torch.acos(clamped).add_(offset).clamp_(0.0, math.pi)
         moved = torch.cos(clipped)
@@ -87,8 +86,9 @@ class MarginHead(nn.Module):
             radians for ArcFace), never degrees.
     """
 
-    def __init__(self, embedding_dim: int, num_classes: int, scale: float,
-                 margin: float = 0.0) -> None:
+    def __init__(
+        self, embedding_dim: int, num_classes: int, scale: float, margin: float = 0.0
+    ) -> None:
         super().__init__()
         self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
         self.num_classes = checks.positive_int("num_classes", num_classes)
@@ -98,8 +98,10 @@ class MarginHead(nn.Module):
         nn.init.normal_(self.weight, std=0.01)
 
     def extra_repr(self) -> str:
-        return (f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}, "
-                f"scale={self.scale}, margin={self.margin}")
+        return (
+            f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}, "
+            f"scale={self.scale}, margin={self.margin}"
+        )
 
     def cosine(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, C)`` cosines between L2-normalised features and class weights, in float32
@@ -119,8 +121,9 @@ class MarginHead(nn.Module):
             return cos_y
         return shifted_cosine(cos_y, alpha_y)
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor,
-                alpha: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, labels: torch.Tensor, alpha: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Scaled logits ``(B, C)``.
 
         Args:
@@ -138,10 +141,14 @@ class MarginHead(nn.Module):
         rows = (alpha != 0).any(dim=1).nonzero().squeeze(1)
         return self.logits(features, labels, rows, alpha.index_select(0, rows))
 
-    def logits(self, features: torch.Tensor, labels: torch.Tensor,
-               rows: torch.Tensor | None = None,
-               row_alpha: torch.Tensor | None = None,
-               shift_others: bool = True) -> torch.Tensor:
+    def logits(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        row_alpha: torch.Tensor | None = None,
+        shift_others: bool = True,
+    ) -> torch.Tensor:
         """:meth:`forward` with the offsets given only for the samples that have them, and
         without argument checks (for a criterion that already checked its inputs).
 
@@ -160,8 +167,11 @@ class MarginHead(nn.Module):
         alpha_y = None
         if rows is not None and row_alpha is not None and rows.numel() > 0:
             row_alpha = row_alpha.detach().to(cos.dtype)
-            row_target = (row_alpha if row_alpha.shape[1] == 1
-                          else row_alpha.gather(1, index.index_select(0, rows)))
+            row_target = (
+                row_alpha
+                if row_alpha.shape[1] == 1
+                else row_alpha.gather(1, index.index_select(0, rows))
+            )
             alpha_y = torch.zeros_like(cos_y).index_copy(0, rows, row_target)
             if shift_others:
                 # Cloud draws are continuous, never exactly 0: no need for the zero check.
@@ -175,5 +185,6 @@ class MarginHead(nn.Module):
             raise ValueError(f"alpha must be a floating-point tensor, got {alpha!r:.80}")
         if tuple(alpha.shape) != (batch, self.num_classes):
             raise ValueError(
-                f"alpha must have shape ({batch}, {self.num_classes}), got {tuple(alpha.shape)}")
+                f"alpha must have shape ({batch}, {self.num_classes}), got {tuple(alpha.shape)}"
+            )
         return alpha.detach()

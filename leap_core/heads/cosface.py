@@ -18,8 +18,9 @@ class CosFaceHead(MarginHead):
             0.2 for re-ID and 0.35 for faces.
     """
 
-    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 24.0,
-                 margin: float = 0.2) -> None:
+    def __init__(
+        self, embedding_dim: int, num_classes: int, scale: float = 24.0, margin: float = 0.2
+    ) -> None:
         super().__init__(embedding_dim, num_classes, scale=scale, margin=margin)
 
     def target_cosine(self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None) -> torch.Tensor:

@@ -15,8 +15,9 @@ class NormFaceHead(MarginHead):
         margin: must be 0; accepted so every head shares one constructor.
     """
 
-    def __init__(self, embedding_dim: int, num_classes: int, scale: float = 16.0,
-                 margin: float = 0.0) -> None:
+    def __init__(
+        self, embedding_dim: int, num_classes: int, scale: float = 16.0, margin: float = 0.0
+    ) -> None:
         if margin != 0:
             raise ValueError(f"margin must be 0 for NormFaceHead, got {margin!r}")
         super().__init__(embedding_dim, num_classes, scale=scale, margin=0.0)

@@ -45,8 +45,7 @@ def segment_positions(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     """For segments of the given lengths laid end to end, each element's segment index and
     its position inside the segment, e.g. lengths ``[2, 3]`` give ``[0, 0, 1, 1, 1]`` and
     ``[0, 1, 0, 1, 2]``."""
-    segment = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device),
-                                      lengths)
+    segment = torch.repeat_interleave(torch.arange(lengths.numel(), device=lengths.device), lengths)
     starts = torch.cumsum(lengths, 0) - lengths
     position = torch.arange(segment.numel(), device=lengths.device) - starts[segment]
     return segment, position

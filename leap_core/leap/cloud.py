@@ -69,24 +69,30 @@ def _class_counts_tensor(class_counts: object) -> torch.Tensor:
     elif isinstance(class_counts, np.ndarray | Sequence):
         array = np.asarray(class_counts)
     else:
-        raise ValueError(f"class_counts must be a sequence of positive integers, "
-                         f"got {type(class_counts).__name__}")
+        raise ValueError(
+            f"class_counts must be a sequence of positive integers, "
+            f"got {type(class_counts).__name__}"
+        )
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"class_counts must be a non-empty 1-D sequence, got shape {array.shape}")
-    if array.dtype.kind not in "iuf" or (array.dtype.kind == "f"
-                                         and not np.all(np.mod(array, 1) == 0)):
+    if array.dtype.kind not in "iuf" or (
+        array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0)
+    ):
         raise ValueError(f"class_counts must hold integers, got dtype {array.dtype}")
     bad = np.flatnonzero(array < 1)
     if bad.size:
-        raise ValueError(f"class_counts must all be >= 1, got {array[bad[0]].item()!r} at index "
-                         f"{int(bad[0])} ({bad.size} class(es) below 1)")
+        raise ValueError(
+            f"class_counts must all be >= 1, got {array[bad[0]].item()!r} at index "
+            f"{int(bad[0])} ({bad.size} class(es) below 1)"
+        )
     return torch.as_tensor(array.astype(np.int64))
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(repr(a) for a in allowed)}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}"
+        )
     return str(value)
 
 
@@ -96,11 +102,14 @@ def _head_mask(counts: torch.Tensor, head: object, threshold: float | None) -> t
     if head is None:
         split = threshold if threshold is not None else float(counts.median())
         return counts > split
-    mask = torch.as_tensor(np.asarray(head.detach().cpu() if isinstance(head, torch.Tensor)
-                                      else head))
+    mask = torch.as_tensor(
+        np.asarray(head.detach().cpu() if isinstance(head, torch.Tensor) else head)
+    )
     if mask.dtype != torch.bool or tuple(mask.shape) != tuple(counts.shape):
-        raise ValueError(f"head must be {counts.numel()} booleans, got dtype {mask.dtype} and "
-                         f"shape {tuple(mask.shape)}")
+        raise ValueError(
+            f"head must be {counts.numel()} booleans, got dtype {mask.dtype} and "
+            f"shape {tuple(mask.shape)}"
+        )
     return mask
 
 
@@ -132,31 +141,45 @@ class FeatureCloud(nn.Module):
             :meth:`state_dict` so a resumed run draws the same offsets.
     """
 
-    def __init__(self, class_counts: Sequence[int] | np.ndarray | torch.Tensor,
-                 embedding_dim: int, mode: Mode = "full", threshold: float | None = None,
-                 P: float = 1, gamma: float = 0.1, update_every: int = 1,
-                 cloud_samples: int = 1, seed: int = 0,
-                 center_update: CenterUpdate = "center_loss", offset: Offset = "per_logit",
-                 constant_std: float | None = None, single_slot: SingleSlot = "zero_variance",
-                 head: Sequence[bool] | np.ndarray | torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        class_counts: Sequence[int] | np.ndarray | torch.Tensor,
+        embedding_dim: int,
+        mode: Mode = "full",
+        threshold: float | None = None,
+        P: float = 1,
+        gamma: float = 0.1,
+        update_every: int = 1,
+        cloud_samples: int = 1,
+        seed: int = 0,
+        center_update: CenterUpdate = "center_loss",
+        offset: Offset = "per_logit",
+        constant_std: float | None = None,
+        single_slot: SingleSlot = "zero_variance",
+        head: Sequence[bool] | np.ndarray | torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         counts = _class_counts_tensor(class_counts)
         self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
         self.mode: Mode = _choice("mode", mode, MODES)  # type: ignore[assignment]
         self.center_update: CenterUpdate = _choice(  # type: ignore[assignment]
-            "center_update", center_update, CENTER_UPDATES)
+            "center_update", center_update, CENTER_UPDATES
+        )
         self.offset: Offset = _choice("offset", offset, OFFSETS)  # type: ignore[assignment]
         self.single_slot: SingleSlot = _choice(  # type: ignore[assignment]
-            "single_slot", single_slot, SINGLE_SLOT_POLICIES)
+            "single_slot", single_slot, SINGLE_SLOT_POLICIES
+        )
         if threshold is None and head is None and mode == "vanilla":
             raise ValueError("threshold (or head) must be given when mode='vanilla', got None")
-        self.threshold = (None if threshold is None
-                          else checks.finite_float("threshold", threshold, minimum=0.0))
+        self.threshold = (
+            None if threshold is None else checks.finite_float("threshold", threshold, minimum=0.0)
+        )
         if mode == "constant":
             if constant_std is None:
                 raise ValueError("constant_std must be given when mode='constant', got None")
-            constant_std = checks.finite_float("constant_std", constant_std, minimum=0.0,
-                                               strict_minimum=True)
+            constant_std = checks.finite_float(
+                "constant_std", constant_std, minimum=0.0, strict_minimum=True
+            )
         self.constant_std = constant_std
         self.P = checks.finite_float("P", P, minimum=0.0, strict_minimum=True)
         self.gamma = checks.finite_float("gamma", gamma, minimum=0.0, maximum=1.0)
@@ -169,11 +192,13 @@ class FeatureCloud(nn.Module):
         is_head = _head_mask(counts, head, self.threshold)
         described = "head" if head is not None else f"threshold={threshold!r}"
         if mode in ("vanilla", "constant") and not bool(is_head.any()):
-            raise ValueError(f"{described} leaves no head class "
-                             f"(largest class count is {int(counts.max())})")
+            raise ValueError(
+                f"{described} leaves no head class (largest class count is {int(counts.max())})"
+            )
         if mode in ("vanilla", "constant") and bool(is_head.all()):
-            raise ValueError(f"{described} leaves no tail class "
-                             f"(smallest class count is {int(counts.min())})")
+            raise ValueError(
+                f"{described} leaves no tail class (smallest class count is {int(counts.min())})"
+            )
         capacity = torch.ceil(counts.to(torch.float64) * self.P - 1e-9).clamp(min=1).long()
 
         self.register_buffer("class_counts", counts)
@@ -209,12 +234,14 @@ class FeatureCloud(nn.Module):
         return self.offset != "target_only"
 
     def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
-                f"mode={self.mode!r}, threshold={self.threshold}, P={self.P}, "
-                f"gamma={self.gamma}, center_update={self.center_update!r}, "
-                f"offset={self.offset!r}, update_every={self.update_every}, "
-                f"cloud_samples={self.cloud_samples}, constant_std={self.constant_std}, "
-                f"single_slot={self.single_slot!r}")
+        return (
+            f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
+            f"mode={self.mode!r}, threshold={self.threshold}, P={self.P}, "
+            f"gamma={self.gamma}, center_update={self.center_update!r}, "
+            f"offset={self.offset!r}, update_every={self.update_every}, "
+            f"cloud_samples={self.cloud_samples}, constant_std={self.constant_std}, "
+            f"single_slot={self.single_slot!r}"
+        )
 
     # ---------------------------------------------------------------- statistics (eqs. 3-5)
     @torch.no_grad()
@@ -236,8 +263,9 @@ class FeatureCloud(nn.Module):
             return False
         unit = F.normalize(features.detach().to(self.centres.dtype), dim=1)
         groups = group_by_class(labels)
-        batch_mean = torch.zeros(groups.classes.numel(), self.embedding_dim,
-                                 dtype=unit.dtype, device=unit.device)
+        batch_mean = torch.zeros(
+            groups.classes.numel(), self.embedding_dim, dtype=unit.dtype, device=unit.device
+        )
         batch_mean.index_add_(0, groups.group, unit)
         batch_mean /= groups.sizes.unsqueeze(1).to(unit.dtype)
         previous = self.centres[groups.classes]
@@ -255,8 +283,7 @@ class FeatureCloud(nn.Module):
 
     def class_stats(self) -> ClassStats:
         """Mean, unbiased variance and count of each class's stored angles."""
-        return ClassStats(self.memory.mean.clone(), self.memory.variance.clone(),
-                          self.memory.count)
+        return ClassStats(self.memory.mean.clone(), self.memory.variance.clone(), self.memory.count)
 
     def head_statistics(self) -> tuple[float, float]:
         """``(μ_h, σ_h²)`` of eq. 6: mean angle and mean variance over head classes that have
@@ -273,8 +300,9 @@ class FeatureCloud(nn.Module):
         results = []
         for group in (self.is_head, ~self.is_head):
             chosen = group & has
-            results.append(float(self.memory.variance[chosen].mean()) if bool(chosen.any())
-                           else math.nan)
+            results.append(
+                float(self.memory.variance[chosen].mean()) if bool(chosen.any()) else math.nan
+            )
         return results[0], results[1]
 
     # ------------------------------------------------------------ cloud variance (eqs. 6, 9)
@@ -283,12 +311,11 @@ class FeatureCloud(nn.Module):
         variance = self.memory.variance
         zero = torch.zeros_like(variance)
         if self.mode == "constant":
-            return torch.where(self.is_head, zero, zero + self.constant_std ** 2)
+            return torch.where(self.is_head, zero, zero + self.constant_std**2)
         has = self.memory.count >= 2
         known = torch.where(has, variance, zero)
         # Single-slot classes take the target with their own variance counted as 0.
-        eligible = has | (self.memory.capacity < 2) if self.single_slot == "zero_variance" \
-            else has
+        eligible = has | (self.memory.capacity < 2) if self.single_slot == "zero_variance" else has
         if self.mode == "vanilla":
             head = self.is_head & has
             heads = head.sum()
@@ -305,8 +332,9 @@ class FeatureCloud(nn.Module):
 
     # -------------------------------------------------------------- offsets (eqs. 7, 8)
     @torch.no_grad()
-    def sample_alpha(self, labels: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_alpha(
+        self, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """``(B, C)`` float32 offsets ``α_{n,j} ~ N(0, v_{y_n})``; zero rows where ``v = 0``.
 
         With one offset per sample a row repeats one draw; with ``target_only`` the draw sits
@@ -318,8 +346,9 @@ class FeatureCloud(nn.Module):
         return self.draw(labels, self.cloud_variance(), generator)
 
     @torch.no_grad()
-    def draw(self, labels: torch.Tensor, variance: torch.Tensor,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+    def draw(
+        self, labels: torch.Tensor, variance: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """:meth:`sample_alpha` for already-checked labels and a precomputed
         :meth:`cloud_variance`, so a training step computes the variance once."""
         rows, row_alpha = self.draw_rows(labels, variance, generator)
@@ -329,9 +358,9 @@ class FeatureCloud(nn.Module):
         return alpha.index_copy_(0, rows, row_alpha.expand(-1, self.num_classes))
 
     @torch.no_grad()
-    def draw_rows(self, labels: torch.Tensor, variance: torch.Tensor,
-                  generator: torch.Generator | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    def draw_rows(
+        self, labels: torch.Tensor, variance: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The non-zero rows of :meth:`draw`: ``(rows, offsets)`` with ``rows`` the indices of
         the samples whose class has a cloud and ``offsets`` their draws, ``(n, C)`` per logit
         or ``(n, 1)`` per sample. The same generator calls as :meth:`draw`, so both give the
@@ -339,12 +368,14 @@ class FeatureCloud(nn.Module):
         std = variance[labels].sqrt().to(torch.float32)
         rows = (std > 0).nonzero().squeeze(1)
         width = self.num_classes if self.offset == "per_logit" else 1
-        noise = torch.randn(rows.numel(), width, device=std.device,
-                            generator=generator or self._rng())
+        noise = torch.randn(
+            rows.numel(), width, device=std.device, generator=generator or self._rng()
+        )
         return rows, noise.mul_(std.index_select(0, rows).unsqueeze(1))
 
-    def repeat_index(self, labels: torch.Tensor, variance: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    def repeat_index(
+        self, labels: torch.Tensor, variance: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows to feed the head when each cloud sample is drawn ``cloud_samples`` times.
 
         Returns ``(index, repeats)``: ``index`` selects batch rows (each sample once, cloud
@@ -353,8 +384,7 @@ class FeatureCloud(nn.Module):
         """
         ones = torch.ones_like(labels)
         repeats = torch.where(variance[labels] > 0, ones * self.cloud_samples, ones)
-        index = torch.repeat_interleave(torch.arange(labels.numel(), device=labels.device),
-                                        repeats)
+        index = torch.repeat_interleave(torch.arange(labels.numel(), device=labels.device), repeats)
         return index, repeats
 
     def _checked_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -378,10 +408,16 @@ class FeatureCloud(nn.Module):
     def get_extra_state(self) -> dict[str, Any]:
         state = self._pending_generator_state
         if self._generator is not None:
-            state = {"device_type": self._generator.device.type,
-                     "state": self._generator.get_state()}
-        return {"seed": self.seed, "generator": state, "calls": self._calls,
-                "readings": self._readings()}
+            state = {
+                "device_type": self._generator.device.type,
+                "state": self._generator.get_state(),
+            }
+        return {
+            "seed": self.seed,
+            "generator": state,
+            "calls": self._calls,
+            "readings": self._readings(),
+        }
 
     def _readings(self) -> dict[str, str]:
         return {"mode": self.mode, "center_update": self.center_update, "offset": self.offset}
@@ -391,13 +427,20 @@ class FeatureCloud(nn.Module):
         # one offset per logit; resuming it with another reading would change the method
         # mid-run without a word.
         saved = state.get("readings", {"center_update": "literal", "offset": "per_logit"})
-        changed = {name: (value, getattr(self, name)) for name, value in saved.items()
-                   if getattr(self, name) != value}
+        changed = {
+            name: (value, getattr(self, name))
+            for name, value in saved.items()
+            if getattr(self, name) != value
+        }
         if changed:
-            described = "; ".join(f"method.leap.{name} was {old!r}, the spec says {new!r}"
-                                  for name, (old, new) in changed.items())
-            raise ValueError(f"the checkpoint's feature cloud was trained with other readings "
-                             f"({described}); resume with the checkpoint's values")
+            described = "; ".join(
+                f"method.leap.{name} was {old!r}, the spec says {new!r}"
+                for name, (old, new) in changed.items()
+            )
+            raise ValueError(
+                f"the checkpoint's feature cloud was trained with other readings "
+                f"({described}); resume with the checkpoint's values"
+            )
         self.seed = int(state["seed"])
         self._calls = int(state["calls"])
         self._generator = None

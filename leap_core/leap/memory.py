@@ -30,17 +30,15 @@ class AngleMemory(nn.Module):
         super().__init__()
         capacities = capacities.to(torch.long)
         self.register_buffer("capacity", capacities, persistent=False)
-        self.register_buffer("offset", torch.cumsum(capacities, 0) - capacities,
-                             persistent=False)
+        self.register_buffer("offset", torch.cumsum(capacities, 0) - capacities, persistent=False)
         num_classes = capacities.numel()
         # One spare slot at the end absorbs writes that a batch overwrites itself.
-        self.register_buffer("angles", torch.zeros(int(capacities.sum()) + 1,
-                                                   dtype=torch.float32))
+        self.register_buffer("angles", torch.zeros(int(capacities.sum()) + 1, dtype=torch.float32))
         self.register_buffer("written", torch.zeros(num_classes, dtype=torch.long))
-        self.register_buffer("mean", torch.full((num_classes,), float("nan"),
-                                                dtype=torch.float64))
-        self.register_buffer("variance", torch.full((num_classes,), float("nan"),
-                                                    dtype=torch.float64))
+        self.register_buffer("mean", torch.full((num_classes,), float("nan"), dtype=torch.float64))
+        self.register_buffer(
+            "variance", torch.full((num_classes,), float("nan"), dtype=torch.float64)
+        )
 
     @property
     def count(self) -> torch.Tensor:
@@ -49,8 +47,7 @@ class AngleMemory(nn.Module):
 
     def nbytes(self) -> int:
         """Bytes held by the memory and its per-class bookkeeping."""
-        tensors = [self.angles, self.written, self.mean, self.variance, self.capacity,
-                   self.offset]
+        tensors = [self.angles, self.written, self.mean, self.variance, self.capacity, self.offset]
         return sum(t.numel() * t.element_size() for t in tensors)
 
     def write(self, angles: torch.Tensor, labels: torch.Tensor, groups: BatchGroups) -> None:
@@ -77,8 +74,9 @@ class AngleMemory(nn.Module):
         totals = torch.zeros(classes.numel(), dtype=torch.float64, device=values.device)
         mean = totals.index_add(0, segment, values) / counts
         squares = totals.index_add(0, segment, (values - mean[segment]) ** 2)
-        variance = torch.where(counts >= 2, squares / (counts - 1).clamp(min=1),
-                               torch.full_like(squares, float("nan")))
+        variance = torch.where(
+            counts >= 2, squares / (counts - 1).clamp(min=1), torch.full_like(squares, float("nan"))
+        )
         self.mean[classes] = mean
         self.variance[classes] = variance
 
@@ -87,5 +85,5 @@ class AngleMemory(nn.Module):
         count = int(self.count[class_index])
         capacity = int(self.capacity[class_index])
         start = int(self.written[class_index]) - count
-        slots = (torch.arange(start, start + count, device=self.angles.device) % capacity)
+        slots = torch.arange(start, start + count, device=self.angles.device) % capacity
         return self.angles[int(self.offset[class_index]) + slots]

@@ -69,8 +69,7 @@ def base_mapping(sweep: SweepFile, folder: Path) -> dict[str, Any]:
         first = str(error).splitlines()[0]
         raise SweepError(f"base: {sweep.base}: not valid YAML ({first})") from None
     if not isinstance(data, dict):
-        raise SweepError(f"base: {sweep.base} must hold a spec mapping, got "
-                         f"{type(data).__name__}")
+        raise SweepError(f"base: {sweep.base} must hold a spec mapping, got {type(data).__name__}")
     return data
 
 
@@ -85,8 +84,9 @@ def expand(sweep: SweepFile, folder: Path, overrides: dict[str, Any] | None = No
     if "method_axis" in sweep.model_fields_set and sweep.method_axis not in sweep.axes:
         # Without a method axis the table simply has no deltas, but a misspelt one would
         # drop them silently.
-        raise SweepError(f"method_axis: no axis named {sweep.method_axis!r} (axes: "
-                         f"{list(sweep.axes)})")
+        raise SweepError(
+            f"method_axis: no axis named {sweep.method_axis!r} (axes: {list(sweep.axes)})"
+        )
     base = base_mapping(sweep, folder)
     for dotted, value in sweep.set.items():
         set_field(base, dotted, value, "set")
@@ -111,11 +111,14 @@ def expand(sweep: SweepFile, folder: Path, overrides: dict[str, Any] | None = No
                 spec = parse_spec(seeded)
             except SpecError as error:
                 where = "axes." + ", ".join(f"{name}.{label}" for name, label in labels)
-                raise SweepError(f"{where} seed {seed}: "
-                                 f"{str(error).replace(chr(10), '; ')}") from None
+                raise SweepError(
+                    f"{where} seed {seed}: {str(error).replace(chr(10), '; ')}"
+                ) from None
             cells.append(Cell(labels, seed, spec))
     ids = [cell.id for cell in cells]
     if len(set(ids)) != len(ids):
-        raise SweepError("axes: two value labels reduce to the same file name; make them "
-                         "differ in letters or digits")
+        raise SweepError(
+            "axes: two value labels reduce to the same file name; make them "
+            "differ in letters or digits"
+        )
     return cells

@@ -31,11 +31,15 @@ class PairedDifference:
         return self.n >= 2 and self.low > 0
 
 
-def paired_difference(values: dict[int, float], reference: dict[int, float],
-                      confidence: float = 0.95) -> PairedDifference:
+def paired_difference(
+    values: dict[int, float], reference: dict[int, float], confidence: float = 0.95
+) -> PairedDifference:
     """``values − reference`` over the seeds both have (finite values only)."""
-    seeds = sorted(seed for seed in values.keys() & reference.keys()
-                   if math.isfinite(values[seed]) and math.isfinite(reference[seed]))
+    seeds = sorted(
+        seed
+        for seed in values.keys() & reference.keys()
+        if math.isfinite(values[seed]) and math.isfinite(reference[seed])
+    )
     differences = np.asarray([values[s] - reference[s] for s in seeds], dtype=float)
     if differences.size == 0:
         return PairedDifference(math.nan, math.nan, math.nan, 0, confidence)

@@ -36,12 +36,13 @@ def variance_by_size(results: list[CellResult]) -> dict[int, tuple[float, float]
             pick = (counts == size) & ~np.isnan(variance)
             if pick.any():
                 per_seed.setdefault(int(size), []).append(float(variance[pick].mean()))
-    return {size: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
-            for size, v in sorted(per_seed.items())}
+    return {
+        size: (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+        for size, v in sorted(per_seed.items())
+    }
 
 
-def plot_variance_by_method(groups: dict[str, list[CellResult]], path: Path,
-                            title: str) -> Path:
+def plot_variance_by_method(groups: dict[str, list[CellResult]], path: Path, title: str) -> Path:
     """One line per method: mean class variance against class size (log x)."""
     figure = Figure(figsize=(6.4, 4.8), dpi=120)
     FigureCanvasAgg(figure)
@@ -79,8 +80,11 @@ def plot_cell_scatter(result: CellResult, path: Path) -> Path:
     counts = np.asarray(result.class_counts)
     stats = AngularStats(counts, np.full(counts.shape, np.nan), result.variance_array())
     return eval_plots.plot_angular_variance(
-        stats, np.asarray(result.head, dtype=bool), path,
-        title=f"Angular variance vs class size ({result.method}, seed {result.seed})")
+        stats,
+        np.asarray(result.head, dtype=bool),
+        path,
+        title=f"Angular variance vs class size ({result.method}, seed {result.seed})",
+    )
 
 
 def draw_sweep_plots(results: list[CellResult], method_axis: str, folder: Path) -> list[Path]:
@@ -94,11 +98,18 @@ def draw_sweep_plots(results: list[CellResult], method_axis: str, folder: Path) 
         settings.setdefault(setting, {}).setdefault(method, []).append(result)
     drawn = []
     for setting, groups in settings.items():
-        drawn.append(plot_variance_by_method(
-            groups, folder / f"angular_variance_{_slug(setting)}.png",
-            title=f"Intra-class angular variance at the end of training {setting}".strip()))
+        drawn.append(
+            plot_variance_by_method(
+                groups,
+                folder / f"angular_variance_{_slug(setting)}.png",
+                title=f"Intra-class angular variance at the end of training {setting}".strip(),
+            )
+        )
         for method, members in groups.items():
             first = min(members, key=lambda r: r.seed)
-            drawn.append(plot_cell_scatter(
-                first, folder / "scatter" / f"{_slug(setting)}_{_slug(method)}.png"))
+            drawn.append(
+                plot_cell_scatter(
+                    first, folder / "scatter" / f"{_slug(setting)}_{_slug(method)}.png"
+                )
+            )
     return drawn

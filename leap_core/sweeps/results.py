@@ -29,13 +29,13 @@ class CellResult:
     cell: str
     labels: dict[str, str]
     seed: int
-    method: str                      # the paper's label from the spec: CosFace, LEAP-CF, ...
-    split: str                       # "test" or "validation"
+    method: str  # the paper's label from the spec: CosFace, LEAP-CF, ...
+    split: str  # "test" or "validation"
     spec: dict[str, Any]
     metrics: dict[str, float]
     wall_s: float
     class_counts: list[int] = field(default_factory=list)
-    class_variance: list[float | None] = field(default_factory=list)   # rad², None: no stats
+    class_variance: list[float | None] = field(default_factory=list)  # rad², None: no stats
     head: list[bool] = field(default_factory=list)
     mlflow_run_id: str | None = None
 
@@ -75,12 +75,15 @@ def write_result(path: Path, result: CellResult) -> Path:
 def read_result(path: Path) -> CellResult:
     try:
         data = json.loads(path.read_text())
-        metrics = {key: (math.nan if value is None else float(value))
-                   for key, value in data.pop("metrics").items()}
+        metrics = {
+            key: (math.nan if value is None else float(value))
+            for key, value in data.pop("metrics").items()
+        }
         return CellResult(metrics=metrics, **data)
     except (OSError, ValueError, TypeError, KeyError) as error:
-        raise SweepError(f"{path}: not a readable cell result ({error}); delete it to rerun "
-                         f"the cell") from None
+        raise SweepError(
+            f"{path}: not a readable cell result ({error}); delete it to rerun the cell"
+        ) from None
 
 
 def finished_result(output: Path, cell: Cell) -> CellResult | None:
@@ -91,6 +94,8 @@ def finished_result(output: Path, cell: Cell) -> CellResult | None:
         return None
     result = read_result(path)
     if result.spec != cell.spec.model_dump(mode="json"):
-        raise SweepError(f"{path}: this cell was run with a different spec; delete the file "
-                         f"to rerun it, or give the sweep another output folder")
+        raise SweepError(
+            f"{path}: this cell was run with a different spec; delete the file "
+            f"to rerun it, or give the sweep another output folder"
+        )
     return result

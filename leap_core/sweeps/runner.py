@@ -80,7 +80,9 @@ def run_cell(cell: Cell, sweep: SweepFile, output: Path, hooks: list[Hook]) -> C
     metrics = trainer.fit(_resume_point(run_dir, cell))
     diagnostics = trainer.diagnostics
     result = CellResult(
-        cell=cell.id, labels=dict(cell.labels), seed=cell.seed,
+        cell=cell.id,
+        labels=dict(cell.labels),
+        seed=cell.seed,
         method=cell.spec.method_label(),
         split="validation" if sweep.validation is not None else "test",
         spec=cell.spec.model_dump(mode="json"),
@@ -89,15 +91,21 @@ def run_cell(cell: Cell, sweep: SweepFile, output: Path, hooks: list[Hook]) -> C
         class_counts=[int(c) for c in data.manifest.class_counts],
         class_variance=[float(v) for v in diagnostics.stats.variance] if diagnostics else [],
         head=[bool(h) for h in trainer.split.head],
-        mlflow_run_id=trainer.mlflow_run_id)
+        mlflow_run_id=trainer.mlflow_run_id,
+    )
     write_result(result_path(output, cell), result)
     return result
 
 
-def run_sweep(sweep: SweepFile, cells: list[Cell], output: Path,
-              tracker: SweepTracker | None = None, events: CellEvents | None = None,
-              table_only: bool = False,
-              echo: Callable[[str], None] = lambda _line: None) -> SweepOutcome:
+def run_sweep(
+    sweep: SweepFile,
+    cells: list[Cell],
+    output: Path,
+    tracker: SweepTracker | None = None,
+    events: CellEvents | None = None,
+    table_only: bool = False,
+    echo: Callable[[str], None] = lambda _line: None,
+) -> SweepOutcome:
     """Run every unfinished cell in order, then write the table and plots into ``output``.
 
     ``table_only`` runs nothing: the table is built from the cells already finished.
@@ -128,15 +136,19 @@ def run_sweep(sweep: SweepFile, cells: list[Cell], output: Path,
         outcome.results.append(result)
         outcome.ran.append(cell.id)
         events.cell_finished(cell, result, skipped=False)
-    outcome.rows = build_rows(outcome.results, sweep.method_axis, sweep.baselines,
-                              tuple(sweep.metrics))
+    outcome.rows = build_rows(
+        outcome.results, sweep.method_axis, sweep.baselines, tuple(sweep.metrics)
+    )
     if outcome.rows:
         markdown = output / "results.md"
         markdown.write_text(to_markdown(outcome.rows))
         table = output / "results.csv"
         table.write_text(to_csv(outcome.rows))
-        outcome.files = [markdown, table,
-                         *draw_sweep_plots(outcome.results, sweep.method_axis, output / "plots")]
+        outcome.files = [
+            markdown,
+            table,
+            *draw_sweep_plots(outcome.results, sweep.method_axis, output / "plots"),
+        ]
     if tracker is not None and not table_only:
         tracker.finish(outcome.files, failed=len(outcome.failed))
     outcome.wall_s = time.perf_counter() - started

@@ -31,10 +31,15 @@ from leap_core.config import MAX_INT32, format_validation_error
 
 #: A LEAP method's baseline (paper Tables 4-5): the margin loss it is built on.
 PAPER_BASELINES: dict[str, str] = {
-    "LEAP-CV": "CosFace", "LEAP-CF": "CosFace",
-    "LEAP-AV": "ArcFace", "LEAP-AF": "ArcFace",
-    "LEAP-NV": "NormFace", "LEAP-NF": "NormFace",
-    "CosFace+noise": "CosFace", "ArcFace+noise": "ArcFace", "NormFace+noise": "NormFace",
+    "LEAP-CV": "CosFace",
+    "LEAP-CF": "CosFace",
+    "LEAP-AV": "ArcFace",
+    "LEAP-AF": "ArcFace",
+    "LEAP-NV": "NormFace",
+    "LEAP-NF": "NormFace",
+    "CosFace+noise": "CosFace",
+    "ArcFace+noise": "ArcFace",
+    "NormFace+noise": "NormFace",
 }
 
 
@@ -52,37 +57,61 @@ class ValidationSplit(_Model):
     set and become the query/gallery split."""
 
     identities: int = Field(..., ge=2, description="training identities held out")
-    seed: int = Field(0, ge=0, le=MAX_INT32,
-                      description="which identities (fixed across the sweep's seeds)")
-    queries_per_identity: int = Field(1, ge=1, description="images of each held-out "
-                                      "identity used as queries; the rest form the gallery")
+    seed: int = Field(
+        0, ge=0, le=MAX_INT32, description="which identities (fixed across the sweep's seeds)"
+    )
+    queries_per_identity: int = Field(
+        1,
+        ge=1,
+        description="images of each held-out identity used as queries; the rest form the gallery",
+    )
 
 
 class SweepFile(_Model):
-    name: str = Field(..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$",
-                      description="the sweep's name: MLflow parent run, default output folder")
-    base: str | dict[str, Any] = Field(..., description="job spec file (relative to the sweep "
-                                       "file) or an inline spec mapping")
-    set: dict[str, Any] = Field(default_factory=dict, description="dotted field: value, "
-                                "applied to every cell before the axes")
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="the sweep's name: MLflow parent run, default output folder",
+    )
+    base: str | dict[str, Any] = Field(
+        ..., description="job spec file (relative to the sweep file) or an inline spec mapping"
+    )
+    set: dict[str, Any] = Field(
+        default_factory=dict,
+        description="dotted field: value, applied to every cell before the axes",
+    )
     axes: dict[str, dict[str, dict[str, Any]]] = Field(
-        ..., description="axis name -> value label -> {dotted field: value}; the grid is "
-                         "their product, in file order")
+        ...,
+        description="axis name -> value label -> {dotted field: value}; the grid is "
+        "their product, in file order",
+    )
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    seed_fields: list[str] = Field(default_factory=lambda: ["train.seed",
-                                                            "dataset.long_tail.seed"],
-                                   description="spec fields set to the cell's seed")
-    method_axis: str = Field("method", description="the axis whose values are compared with "
-                             "their baseline in the results table")
-    baselines: dict[str, str] = Field(default_factory=lambda: dict(PAPER_BASELINES),
-                                      description="method (paper label) -> its baseline")
-    metrics: list[str] = Field(default_factory=lambda: ["mAP", "rank1"], min_length=1,
-                               description="table columns (final metrics, shown in percent); "
-                                           "face sweeps: [lfw_accuracy]")
+    seed_fields: list[str] = Field(
+        default_factory=lambda: ["train.seed", "dataset.long_tail.seed"],
+        description="spec fields set to the cell's seed",
+    )
+    method_axis: str = Field(
+        "method",
+        description="the axis whose values are compared with their baseline in the results table",
+    )
+    baselines: dict[str, str] = Field(
+        default_factory=lambda: dict(PAPER_BASELINES),
+        description="method (paper label) -> its baseline",
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: ["mAP", "rank1"],
+        min_length=1,
+        description="table columns (final metrics, shown in percent); face sweeps: [lfw_accuracy]",
+    )
     validation: ValidationSplit | None = None
-    output: str | None = Field(None, description="results folder (default "
-                               "$LEAP_HOME/sweeps/<name>; relative paths from the working "
-                               "directory)")
+    output: str | None = Field(
+        None,
+        description="results folder (default "
+        "$LEAP_HOME/sweeps/<name>; relative paths from the working "
+        "directory)",
+    )
     experiment: str = Field("leap-sweeps", min_length=1, description="MLflow experiment")
 
     @field_validator("axes")

@@ -28,11 +28,19 @@ from leap_core.sweeps.results import CellResult
 #: Default metric columns (the re-ID tables); a sweep file may list others.
 METRICS: tuple[str, ...] = ("mAP", "rank1")
 #: Headers of metrics the paper reports; others are shown by their key.
-HEADERS: dict[str, str] = {"mAP": "mAP", "rank1": "Rank-1", "rank5": "Rank-5",
-                           "rank10": "Rank-10", "mINP": "mINP", "lfw_accuracy": "LFW"}
+HEADERS: dict[str, str] = {
+    "mAP": "mAP",
+    "rank1": "Rank-1",
+    "rank5": "Rank-5",
+    "rank10": "Rank-10",
+    "mINP": "mINP",
+    "lfw_accuracy": "LFW",
+}
 #: Angular-variance columns (rad², not percent).
-VARIANCES: tuple[tuple[str, str], ...] = (("final_head_angle_variance", "head var"),
-                                          ("final_tail_angle_variance", "tail var"))
+VARIANCES: tuple[tuple[str, str], ...] = (
+    ("final_head_angle_variance", "head var"),
+    ("final_tail_angle_variance", "tail var"),
+)
 
 
 @dataclass(frozen=True)
@@ -62,24 +70,29 @@ class Spread:
 
 @dataclass
 class Row:
-    setting: tuple[tuple[str, str], ...]    # (axis, label) of every axis but the method axis
-    method: str                              # the method axis label (or the spec's label)
-    paper_method: str                        # the spec's label: CosFace, LEAP-CF, ...
+    setting: tuple[tuple[str, str], ...]  # (axis, label) of every axis but the method axis
+    method: str  # the method axis label (or the spec's label)
+    paper_method: str  # the spec's label: CosFace, LEAP-CF, ...
     seeds: list[int]
-    values: dict[str, dict[int, float]]      # metric -> seed -> value
-    metrics: tuple[str, ...] = METRICS             # percent columns, in order
+    values: dict[str, dict[int, float]]  # metric -> seed -> value
+    metrics: tuple[str, ...] = METRICS  # percent columns, in order
     stats: dict[str, Spread] = field(default_factory=dict)
     baseline: str | None = None
     delta: dict[str, Spread] = field(default_factory=dict)
 
 
-def build_rows(results: list[CellResult], method_axis: str, baselines: dict[str, str],
-               metrics: tuple[str, ...] = METRICS) -> list[Row]:
+def build_rows(
+    results: list[CellResult],
+    method_axis: str,
+    baselines: dict[str, str],
+    metrics: tuple[str, ...] = METRICS,
+) -> list[Row]:
     """Group cell results by setting × method (in first-seen order) and compute the table."""
     rows: dict[tuple, Row] = {}
     for result in results:
-        setting = tuple((axis, label) for axis, label in result.labels.items()
-                        if axis != method_axis)
+        setting = tuple(
+            (axis, label) for axis, label in result.labels.items() if axis != method_axis
+        )
         method = result.labels.get(method_axis, result.method)
         key = (setting, method)
         row = rows.get(key)
@@ -91,13 +104,17 @@ def build_rows(results: list[CellResult], method_axis: str, baselines: dict[str,
     table = list(rows.values())
     has_method_axis = any(method_axis in result.labels for result in results)
     for row in table:
-        row.stats = {metric: Spread.of(list(values.values()))
-                     for metric, values in row.values.items()}
+        row.stats = {
+            metric: Spread.of(list(values.values())) for metric, values in row.values.items()
+        }
         wanted = baselines.get(row.paper_method)
         if not has_method_axis or wanted is None:
             continue
-        matches = [other for other in table if other.setting == row.setting
-                   and other.paper_method == wanted]
+        matches = [
+            other
+            for other in table
+            if other.setting == row.setting and other.paper_method == wanted
+        ]
         if len(matches) > 1:
             # Several rows of the baseline's kind (e.g. two CosFace margins): prefer the one
             # whose axis label is the baseline's name, else leave the delta out.
@@ -122,25 +139,36 @@ def _percent(spread: Spread, signed: bool = False) -> str:
 def _variance(spread: Spread) -> str:
     if spread.n == 0:
         return "–"
-    return f"{spread.mean:.4f}" if math.isnan(spread.std) else \
-        f"{spread.mean:.4f} ± {spread.std:.4f}"
+    return (
+        f"{spread.mean:.4f}" if math.isnan(spread.std) else f"{spread.mean:.4f} ± {spread.std:.4f}"
+    )
 
 
 def headers(rows: list[Row]) -> list[str]:
     axes = [axis for axis, _ in rows[0].setting] if rows else []
     names = [HEADERS.get(m, m) for m in (rows[0].metrics if rows else METRICS)]
-    return [*axes, "method", "seeds", *names, *(f"Δ{name}" for name in names), "vs",
-            *(h for _, h in VARIANCES)]
+    return [
+        *axes,
+        "method",
+        "seeds",
+        *names,
+        *(f"Δ{name}" for name in names),
+        "vs",
+        *(h for _, h in VARIANCES),
+    ]
 
 
 def cells(row: Row) -> list[str]:
     """A row's display strings, in :func:`headers` order."""
-    return [*(label for _, label in row.setting), row.method, str(len(row.seeds)),
-            *(_percent(row.stats[m]) for m in row.metrics),
-            *(_percent(row.delta[m], signed=True) if m in row.delta else "–"
-              for m in row.metrics),
-            row.baseline or "–",
-            *(_variance(row.stats[v]) for v, _ in VARIANCES)]
+    return [
+        *(label for _, label in row.setting),
+        row.method,
+        str(len(row.seeds)),
+        *(_percent(row.stats[m]) for m in row.metrics),
+        *(_percent(row.delta[m], signed=True) if m in row.delta else "–" for m in row.metrics),
+        row.baseline or "–",
+        *(_variance(row.stats[v]) for v, _ in VARIANCES),
+    ]
 
 
 def _md(text: str) -> str:
@@ -173,8 +201,12 @@ def to_csv(rows: list[Row]) -> str:
         return "" if math.isnan(value) else f"{value:.6g}"
 
     for row in rows:
-        line = [*(label for _, label in row.setting), row.method, row.paper_method,
-                " ".join(str(s) for s in row.seeds)]
+        line = [
+            *(label for _, label in row.setting),
+            row.method,
+            row.paper_method,
+            " ".join(str(s) for s in row.seeds),
+        ]
         for metric in (*metrics, *(v for v, _ in VARIANCES)):
             line += [number(row.stats[metric].mean), number(row.stats[metric].std)]
         for metric in metrics:

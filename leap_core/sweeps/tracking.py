@@ -26,8 +26,13 @@ from leap_core.tracking.mlflow_hook import MLflowHook
 class SweepTracker:
     """The sweep's parent run; hands out child hooks and logs the table at the end."""
 
-    def __init__(self, sweep: SweepFile, output: Path, tracking_uri: str | None = None,
-                 log_model: bool = False) -> None:
+    def __init__(
+        self,
+        sweep: SweepFile,
+        output: Path,
+        tracking_uri: str | None = None,
+        log_model: bool = False,
+    ) -> None:
         self.sweep = sweep
         self.tracking_uri = tracking_uri or store.default_tracking_uri()
         self.log_model = log_model
@@ -47,22 +52,32 @@ class SweepTracker:
                 pass  # deleted or another store: start a new parent below
         experiment = store.experiment_id(self.client, self.sweep.experiment)
         split = "validation" if self.sweep.validation else "test"
-        run = self.client.create_run(experiment, run_name=f"sweep {self.sweep.name}",
-                                     tags={"sweep": self.sweep.name, "sweep.role": "parent",
-                                           "sweep.split": split})
+        run = self.client.create_run(
+            experiment,
+            run_name=f"sweep {self.sweep.name}",
+            tags={"sweep": self.sweep.name, "sweep.role": "parent", "sweep.split": split},
+        )
         self.client.log_dict(run.info.run_id, self.sweep.model_dump(mode="json"), "sweep.json")
         output.mkdir(parents=True, exist_ok=True)
-        self.state_path.write_text(json.dumps({"mlflow_parent_run_id": run.info.run_id,
-                                               "tracking_uri": self.tracking_uri}, indent=1))
+        self.state_path.write_text(
+            json.dumps(
+                {"mlflow_parent_run_id": run.info.run_id, "tracking_uri": self.tracking_uri},
+                indent=1,
+            )
+        )
         return run.info.run_id
 
     def child_hook(self, cell: Cell) -> MLflowHook:
-        tags = {"mlflow.parentRunId": self.parent_id, "sweep": self.sweep.name,
-                "sweep.cell": cell.id,
-                "sweep.split": "validation" if self.sweep.validation else "test",
-                **{f"sweep.axis.{axis}": label for axis, label in cell.labels}}
-        return MLflowHook(self.tracking_uri, self.sweep.experiment, log_model=self.log_model,
-                          tags=tags)
+        tags = {
+            "mlflow.parentRunId": self.parent_id,
+            "sweep": self.sweep.name,
+            "sweep.cell": cell.id,
+            "sweep.split": "validation" if self.sweep.validation else "test",
+            **{f"sweep.axis.{axis}": label for axis, label in cell.labels},
+        }
+        return MLflowHook(
+            self.tracking_uri, self.sweep.experiment, log_model=self.log_model, tags=tags
+        )
 
     def finish(self, artifacts: list[Path], failed: int) -> None:
         for path in artifacts:

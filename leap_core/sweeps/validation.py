@@ -31,8 +31,10 @@ def holdout_listing(listing: SplitListing, split: ValidationSplit) -> SplitListi
         by_pid[record.pid].append(record)
     pids = sorted(by_pid)
     if split.identities >= len(pids):
-        raise SweepError(f"validation.identities: must be below the {len(pids)} training "
-                         f"identities, got {split.identities}")
+        raise SweepError(
+            f"validation.identities: must be below the {len(pids)} training "
+            f"identities, got {split.identities}"
+        )
     chosen = np.random.default_rng(split.seed).permutation(len(pids))[: split.identities]
     held = [pids[i] for i in chosen]
     held_set = set(held)
@@ -41,9 +43,11 @@ def holdout_listing(listing: SplitListing, split: ValidationSplit) -> SplitListi
     for order, pid in enumerate(held):
         images = sorted(by_pid[pid], key=lambda r: (r.camid, r.path))
         if len(images) <= split.queries_per_identity:
-            raise SweepError(f"validation.queries_per_identity: identity {pid} has only "
-                             f"{len(images)} images, need more than "
-                             f"{split.queries_per_identity}")
+            raise SweepError(
+                f"validation.queries_per_identity: identity {pid} has only "
+                f"{len(images)} images, need more than "
+                f"{split.queries_per_identity}"
+            )
         queries = {(order + i) % len(images) for i in range(split.queries_per_identity)}
         for position, record in enumerate(images):
             (result.query if position in queries else result.gallery).append(record)

@@ -42,18 +42,23 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
 
 class MLflowHook(Hook):
     """Args:
-        tracking_uri: MLflow tracking URI; default ``MLFLOW_TRACKING_URI`` or the embedded
-            SQLite store under ``.leap/``.
-        experiment: experiment name.
-        log_every: steps between step-metric logs.
-        log_model: also log the model with ``mlflow.pytorch`` at the end (when the spec's
-            ``tracking.log_model`` agrees).
-        tags: extra run tags.
+    tracking_uri: MLflow tracking URI; default ``MLFLOW_TRACKING_URI`` or the embedded
+        SQLite store under ``.leap/``.
+    experiment: experiment name.
+    log_every: steps between step-metric logs.
+    log_model: also log the model with ``mlflow.pytorch`` at the end (when the spec's
+        ``tracking.log_model`` agrees).
+    tags: extra run tags.
     """
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = store.EXPERIMENT,
-                 log_every: int = 10, log_model: bool = True,
-                 tags: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        experiment: str = store.EXPERIMENT,
+        log_every: int = 10,
+        log_model: bool = True,
+        tags: dict[str, str] | None = None,
+    ) -> None:
         self.tracking_uri = tracking_uri or store.default_tracking_uri()
         self.experiment = experiment
         self.log_every = log_every
@@ -68,21 +73,32 @@ class MLflowHook(Hook):
             self.run_id = trainer.mlflow_run_id
             self.client.update_run(self.run_id, status="RUNNING")
             return
-        tags = {"method": spec.method_label(), "dataset": spec.dataset_label(),
-                "long_tail": spec.long_tail_label(), "seed": str(spec.train.seed),
-                "mlflow.runName": spec.run_name(), **self.tags}
+        tags = {
+            "method": spec.method_label(),
+            "dataset": spec.dataset_label(),
+            "long_tail": spec.long_tail_label(),
+            "seed": str(spec.train.seed),
+            "mlflow.runName": spec.run_name(),
+            **self.tags,
+        }
         if spec.name:
             tags["job_name"] = spec.name
-        run = self.client.create_run(store.experiment_id(self.client, self.experiment),
-                                     run_name=spec.run_name(), tags=tags)
+        run = self.client.create_run(
+            store.experiment_id(self.client, self.experiment), run_name=spec.run_name(), tags=tags
+        )
         self.run_id = trainer.mlflow_run_id = run.info.run_id
         params = flatten(spec)
-        params.update({"data.num_classes": str(trainer.data.manifest.num_classes),
-                       "data.train_images": str(len(trainer.data.manifest.records)),
-                       "data.head_classes": str(trainer.split.head_classes)})
+        params.update(
+            {
+                "data.num_classes": str(trainer.data.manifest.num_classes),
+                "data.train_images": str(len(trainer.data.manifest.records)),
+                "data.head_classes": str(trainer.split.head_classes),
+            }
+        )
         params.update(trainer.split.params())
-        self.client.log_batch(self.run_id, params=[mlflow.entities.Param(k, v[:6000])
-                                                   for k, v in params.items()])
+        self.client.log_batch(
+            self.run_id, params=[mlflow.entities.Param(k, v[:6000]) for k, v in params.items()]
+        )
         with tempfile.TemporaryDirectory() as folder:
             spec_path = Path(folder) / "spec.json"
             spec_path.write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
@@ -119,16 +135,17 @@ class MLflowHook(Hook):
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
         if self.run_id is None:
             return
-        status = "KILLED" if isinstance(error, TrainingCancelled | KeyboardInterrupt) \
-            else "FAILED"
+        status = "KILLED" if isinstance(error, TrainingCancelled | KeyboardInterrupt) else "FAILED"
         self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
         self.client.set_terminated(self.run_id, status)
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
         values = _finite(metrics)
         if values:
-            entities = [mlflow.entities.Metric(k, v, mlflow.utils.time.get_current_time_millis(),
-                                               step) for k, v in values.items()]
+            entities = [
+                mlflow.entities.Metric(k, v, mlflow.utils.time.get_current_time_millis(), step)
+                for k, v in values.items()
+            ]
             self.client.log_batch(self.run_id, metrics=entities)
 
     def _log_model(self, trainer: Trainer) -> None:
@@ -139,8 +156,12 @@ class MLflowHook(Hook):
         example = torch.randn(2, 3, height, width).numpy()
         mlflow.set_tracking_uri(self.tracking_uri)  # the fluent API below reads the global
         with mlflow.start_run(run_id=self.run_id):
-            mlflow.pytorch.log_model(model, name="model", input_example=example,
-                                     pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            mlflow.pytorch.log_model(
+                model,
+                name="model",
+                input_example=example,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            )
         trainer.model.to(trainer.device)
 
 
@@ -150,18 +171,34 @@ def draw_plots(trainer: Trainer, folder: Path) -> list[Path]:
     evaluation."""
     manifest = trainer.data.manifest
     label = trainer.spec.method_label()
-    drawn = [plots.plot_class_frequency(list(manifest.class_counts), folder / "class_frequency.png",
-                                        head=trainer.split.head.tolist())]
+    drawn = [
+        plots.plot_class_frequency(
+            list(manifest.class_counts),
+            folder / "class_frequency.png",
+            head=trainer.split.head.tolist(),
+        )
+    ]
     diagnostics = trainer.diagnostics
     if diagnostics is not None:
-        drawn.append(plots.plot_angular_variance(
-            diagnostics.stats, diagnostics.head, folder / "angular_variance.png",
-            title=f"Intra-class angular variance vs class size ({label})"))
+        drawn.append(
+            plots.plot_angular_variance(
+                diagnostics.stats,
+                diagnostics.head,
+                folder / "angular_variance.png",
+                title=f"Intra-class angular variance vs class size ({label})",
+            )
+        )
         head_ids = np.flatnonzero(trainer.split.head).tolist()
-        drawn.append(plots.plot_tsne(
-            diagnostics.features.numpy(), diagnostics.labels, head_ids, folder / "tsne.png",
-            seed=trainer.spec.train.seed,
-            title=f"t-SNE of training embeddings ({label}): head (dots), tail (triangles)"))
+        drawn.append(
+            plots.plot_tsne(
+                diagnostics.features.numpy(),
+                diagnostics.labels,
+                head_ids,
+                folder / "tsne.png",
+                seed=trainer.spec.train.seed,
+                title=f"t-SNE of training embeddings ({label}): head (dots), tail (triangles)",
+            )
+        )
     evaluation = trainer.last_evaluation
     if evaluation is not None and evaluation.cmc is not None:
         drawn.append(plots.plot_cmc({label: evaluation.cmc}, folder / "cmc.png"))

@@ -37,5 +37,6 @@ def experiment_id(client: MlflowClient, name: str = EXPERIMENT) -> str:
     if experiment is not None:
         return experiment.experiment_id
     local = client.tracking_uri.startswith("sqlite:")
-    return client.create_experiment(name, artifact_location=default_artifact_location()
-                                    if local else None)
+    return client.create_experiment(
+        name, artifact_location=default_artifact_location() if local else None
+    )

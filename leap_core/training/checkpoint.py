@@ -29,8 +29,13 @@ def rng_states() -> dict[str, Any]:
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": [python_state[0], list(python_state[1]), python_state[2]],
-        "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].copy()), int(numpy_state[2]),
-                  int(numpy_state[3]), float(numpy_state[4])],
+        "numpy": [
+            numpy_state[0],
+            torch.from_numpy(numpy_state[1].copy()),
+            int(numpy_state[2]),
+            int(numpy_state[3]),
+            float(numpy_state[4]),
+        ],
     }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -73,8 +78,9 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
         raise CheckpointWriteError(
-            error.errno, f"cannot write checkpoint {path} ({buffer.tell()} bytes): "
-                         f"{error.strerror or error}") from error
+            error.errno,
+            f"cannot write checkpoint {path} ({buffer.tell()} bytes): {error.strerror or error}",
+        ) from error
     except BaseException:
         if temporary is not None:
             Path(temporary).unlink(missing_ok=True)
@@ -89,6 +95,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"checkpoint {path} is not a LEAP checkpoint of version "
-                         f"{CHECKPOINT_VERSION}")
+        raise ValueError(
+            f"checkpoint {path} is not a LEAP checkpoint of version {CHECKPOINT_VERSION}"
+        )
     return payload

@@ -55,8 +55,7 @@ def synthetic_root(spec: DatasetSpec) -> Path:
     return default_data_home() / f"synthetic-{digest}"
 
 
-def ensure_synthetic(spec: DatasetSpec,
-                     progress: Callable[[int, int], None] | None = None) -> Path:
+def ensure_synthetic(spec: DatasetSpec, progress: Callable[[int, int], None] | None = None) -> Path:
     """Generate the synthetic dataset unless a complete copy exists; returns its root.
 
     Generation happens in a temporary sibling folder renamed into place at the end, so an
@@ -66,11 +65,18 @@ def ensure_synthetic(spec: DatasetSpec,
     if (root / SYNTHETIC_DONE).is_file():
         return root
     synth = spec.synthetic
-    config = SynthConfig(identities=synth.identities, test_identities=synth.test_identities,
-                         cameras=synth.cameras, head=synth.head,
-                         tail_samples=synth.tail_samples, head_images=synth.head_images,
-                         tail_images=synth.tail_images, height=synth.height,
-                         width=synth.width, seed=synth.seed)
+    config = SynthConfig(
+        identities=synth.identities,
+        test_identities=synth.test_identities,
+        cameras=synth.cameras,
+        head=synth.head,
+        tail_samples=synth.tail_samples,
+        head_images=synth.head_images,
+        tail_images=synth.tail_images,
+        height=synth.height,
+        width=synth.width,
+        seed=synth.seed,
+    )
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
     try:
@@ -84,13 +90,19 @@ def ensure_synthetic(spec: DatasetSpec,
     return root
 
 
-def read_listing(spec: DatasetSpec,
-                 progress: Callable[[int, int], None] | None = None) -> SplitListing:
+def read_listing(
+    spec: DatasetSpec, progress: Callable[[int, int], None] | None = None
+) -> SplitListing:
     """All splits of the dataset named by ``spec``."""
     if spec.format == "synthetic":
         return read_dataset("market1501", ensure_synthetic(spec, progress))
-    return read_dataset(spec.format, spec.root, skip_bad=spec.skip_bad, holdout=spec.holdout,
-                        seed=spec.long_tail.seed)
+    return read_dataset(
+        spec.format,
+        spec.root,
+        skip_bad=spec.skip_bad,
+        holdout=spec.holdout,
+        seed=spec.long_tail.seed,
+    )
 
 
 def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest:
@@ -99,19 +111,28 @@ def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest
     tail = spec.long_tail
     common = {"seed": tail.seed, "head_selection": tail.head_selection}
     if tail.kind == "reid":
-        return reid_long_tail(records, head=tail.head, tail_samples=tail.tail_samples,
-                              **common)
+        return reid_long_tail(records, head=tail.head, tail_samples=tail.tail_samples, **common)
     if tail.kind == "face":
-        return face_long_tail(records, head=tail.head, tail_classes=tail.tail_classes,
-                              tail_samples=tail.tail_samples, **common)
+        return face_long_tail(
+            records,
+            head=tail.head,
+            tail_classes=tail.tail_classes,
+            tail_samples=tail.tail_samples,
+            **common,
+        )
     if tail.kind == "exponential":
-        return exponential_long_tail(records, imbalance_factor=tail.imbalance_factor,
-                                     head_threshold=tail.head_threshold, **common)
+        return exponential_long_tail(
+            records,
+            imbalance_factor=tail.imbalance_factor,
+            head_threshold=tail.head_threshold,
+            **common,
+        )
     if spec.format == "synthetic":
         # The generator already cut the tail; re-deriving it marks head and tail classes.
         synth = spec.synthetic
-        return reid_long_tail(records, head=synth.head, tail_samples=synth.tail_cap(),
-                              seed=tail.seed)
+        return reid_long_tail(
+            records, head=synth.head, tail_samples=synth.tail_cap(), seed=tail.seed
+        )
     return full_training_set(records, seed=tail.seed)
 
 
@@ -119,8 +140,9 @@ def make_sampler(spec: JobSpec, labels: list[int]) -> Sampler[int]:
     sampler = spec.train.sampler
     seed = spec.train.seed
     if sampler.kind == "pk":
-        return PKSampler(labels, identities=sampler.identities, instances=sampler.instances,
-                         seed=seed)
+        return PKSampler(
+            labels, identities=sampler.identities, instances=sampler.instances, seed=seed
+        )
     if sampler.kind == "class_aware":
         return ClassAwareSampler(labels, seed=seed)
     return RandomSampler(len(labels), seed=seed)
@@ -139,9 +161,11 @@ class TrainingData:
     gallery: list[Record]
 
 
-def prepare_data(spec: JobSpec,
-                 progress: Callable[[int, int], None] | None = None,
-                 listing: SplitListing | None = None) -> TrainingData:
+def prepare_data(
+    spec: JobSpec,
+    progress: Callable[[int, int], None] | None = None,
+    listing: SplitListing | None = None,
+) -> TrainingData:
     """Read, cut and wrap the dataset; ``progress`` reports synthetic generation.
 
     ``listing`` replaces the dataset's own splits (sweeps pass one whose query and gallery
@@ -151,18 +175,26 @@ def prepare_data(spec: JobSpec,
     dataset = ImageDataset.from_manifest(manifest, train_transform(spec))
     sampler = make_sampler(spec, list(manifest.labels))
     batch = spec.train.sampler.batch()
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, drop_last=True,
-                        num_workers=spec.train.num_workers,
-                        persistent_workers=spec.train.num_workers > 0,
-                        pin_memory=torch.cuda.is_available())
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=spec.train.num_workers,
+        persistent_workers=spec.train.num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
     steps = len(loader)
     if steps == 0:
-        raise ValueError(f"train.sampler: a batch of {batch} images is larger than one epoch "
-                         f"of the sampler ({len(sampler)} images)")
+        raise ValueError(
+            f"train.sampler: a batch of {batch} images is larger than one epoch "
+            f"of the sampler ({len(sampler)} images)"
+        )
     if spec.train.steps_per_epoch is not None:
         steps = min(steps, spec.train.steps_per_epoch)
-    return TrainingData(listing, manifest, sampler, loader, steps,
-                        listing.split("query"), listing.split("gallery"))
+    return TrainingData(
+        listing, manifest, sampler, loader, steps, listing.split("query"), listing.split("gallery")
+    )
 
 
 def train_transform(spec: JobSpec) -> Callable:
@@ -170,8 +202,9 @@ def train_transform(spec: JobSpec) -> Callable:
     height, width = spec.dataset.image_size
     if spec.dataset.transform_kind() == "face":
         if height != width:
-            raise ValueError(f"dataset.image_size must be square for face transforms, got "
-                             f"{[height, width]}")
+            raise ValueError(
+                f"dataset.image_size must be square for face transforms, got {[height, width]}"
+            )
         return face_train_transform(height)
     return reid_train_transform(height, width, padding=max(1, round(10 * height / 256)))
 
@@ -187,5 +220,6 @@ def test_transform(spec: JobSpec) -> Callable:
 def test_loader(records: list[Record], spec: JobSpec) -> DataLoader:
     """Deterministic loader over evaluation images (targets are pids)."""
     dataset = ImageDataset(records, test_transform(spec))
-    return DataLoader(dataset, batch_size=spec.eval.batch_size, shuffle=False,
-                      num_workers=spec.train.num_workers)
+    return DataLoader(
+        dataset, batch_size=spec.eval.batch_size, shuffle=False, num_workers=spec.train.num_workers
+    )

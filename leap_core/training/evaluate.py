@@ -21,8 +21,9 @@ from leap_core.training.data_setup import TrainingData, test_loader
 
 
 @torch.no_grad()
-def extract_features(model: nn.Module, records: list[Record], spec: JobSpec,
-                     device: torch.device) -> torch.Tensor:
+def extract_features(
+    model: nn.Module, records: list[Record], spec: JobSpec, device: torch.device
+) -> torch.Tensor:
     """``(N, D)`` float32 embeddings of ``records`` in order, on the CPU."""
     was_training = model.training
     model.eval()
@@ -62,22 +63,30 @@ class Diagnostics:
     def metrics(self) -> dict[str, float]:
         """Head and tail means of the per-class angle to the centre and its variance, and the
         head and tail classification accuracies (``final_*``)."""
-        metrics = {f"final_{name}": value
-                   for name, value in self.stats.head_tail(self.head).items()}
+        metrics = {
+            f"final_{name}": value for name, value in self.stats.head_tail(self.head).items()
+        }
         metrics.update({f"final_{name}": value for name, value in self.accuracy.items()})
         return metrics
 
 
-def evaluate(model: nn.Module, data: TrainingData, spec: JobSpec,
-             device: torch.device) -> Evaluation:
+def evaluate(
+    model: nn.Module, data: TrainingData, spec: JobSpec, device: torch.device
+) -> Evaluation:
     """The spec's evaluation protocol."""
     if spec.eval.protocol == "face":
         return evaluate_verification(model, spec, device)
     return evaluate_retrieval(model, data, spec, device)
 
 
-def diagnose(model: nn.Module, classifier: torch.Tensor, data: TrainingData, spec: JobSpec,
-             device: torch.device, head: np.ndarray) -> Diagnostics:
+def diagnose(
+    model: nn.Module,
+    classifier: torch.Tensor,
+    data: TrainingData,
+    spec: JobSpec,
+    device: torch.device,
+    head: np.ndarray,
+) -> Diagnostics:
     """Embed the training set (test transform) and measure each class's angular spread: the
     paper's observation that tail classes look compact, and whether LEAP changed it.
 
@@ -98,29 +107,33 @@ def diagnose(model: nn.Module, classifier: torch.Tensor, data: TrainingData, spe
         position = {pid: label for label, pid in enumerate(manifest.pids)}
         unseen_labels = np.asarray([position[record.pid] for record in unseen])
         unseen_features = extract_features(model, unseen, spec, device)
-        accuracy.update(group_accuracy("unseen_accuracy", unseen_features, unseen_labels,
-                                       weights, head))
+        accuracy.update(
+            group_accuracy("unseen_accuracy", unseen_features, unseen_labels, weights, head)
+        )
     return Diagnostics(features, labels, head, stats, accuracy)
 
 
 _ROWS_PER_CHUNK = 4096
 
 
-def group_accuracy(name: str, features: torch.Tensor, labels: np.ndarray,
-                   weights: torch.Tensor, head: np.ndarray) -> dict[str, float]:
+def group_accuracy(
+    name: str, features: torch.Tensor, labels: np.ndarray, weights: torch.Tensor, head: np.ndarray
+) -> dict[str, float]:
     """Nearest-class-weight accuracy over all samples, head-class and tail-class samples
     (``{name}``, ``{name}_head``, ``{name}_tail``); NaN for an empty group."""
     unit_weights = F.normalize(weights, dim=1)
     # In chunks: a face-scale run has 10^6 images × 10^5 classes, far too many cosines at once.
-    predicted = torch.cat([(F.normalize(chunk, dim=1) @ unit_weights.T).argmax(dim=1)
-                           for chunk in features.split(_ROWS_PER_CHUNK)])
+    predicted = torch.cat(
+        [
+            (F.normalize(chunk, dim=1) @ unit_weights.T).argmax(dim=1)
+            for chunk in features.split(_ROWS_PER_CHUNK)
+        ]
+    )
     correct = predicted.numpy() == labels
     is_head = head[labels]
     result = {}
-    for suffix, chosen in (("", np.ones_like(is_head)), ("_head", is_head),
-                           ("_tail", ~is_head)):
-        result[f"{name}{suffix}"] = (float(correct[chosen].mean()) if chosen.any()
-                                     else math.nan)
+    for suffix, chosen in (("", np.ones_like(is_head)), ("_head", is_head), ("_tail", ~is_head)):
+        result[f"{name}{suffix}"] = float(correct[chosen].mean()) if chosen.any() else math.nan
     return result
 
 
@@ -144,14 +157,14 @@ def unseen_records(data: TrainingData, per_class: int, seed: int) -> list[Record
     return chosen
 
 
-def evaluate_verification(model: nn.Module, spec: JobSpec,
-                          device: torch.device) -> Evaluation:
+def evaluate_verification(model: nn.Module, spec: JobSpec, device: torch.device) -> Evaluation:
     """LFW protocol: cosine similarity of each pair, 10-fold threshold selection."""
     pairs = read_lfw_pairs(spec.eval.lfw_root, spec.eval.pairs_file)
     paths = pairs.paths()
     position = {path: index for index, path in enumerate(paths)}
-    features = F.normalize(extract_features(model, [Record(p, 0, 0) for p in paths], spec,
-                                            device), dim=1)
+    features = F.normalize(
+        extract_features(model, [Record(p, 0, 0) for p in paths], spec, device), dim=1
+    )
     first = torch.tensor([position[pair.first] for pair in pairs.pairs])
     second = torch.tensor([position[pair.second] for pair in pairs.pairs])
     scores = (features[first] * features[second]).sum(dim=1).numpy()
@@ -167,12 +180,15 @@ def evaluate_verification(model: nn.Module, spec: JobSpec,
     return Evaluation(metrics, scores=scores, same=same)
 
 
-def evaluate_retrieval(model: nn.Module, data: TrainingData, spec: JobSpec,
-                       device: torch.device) -> Evaluation:
+def evaluate_retrieval(
+    model: nn.Module, data: TrainingData, spec: JobSpec, device: torch.device
+) -> Evaluation:
     """Market-1501 protocol metrics on the query and gallery splits."""
     if not data.query or not data.gallery:
-        raise ValueError("eval.protocol is 'reid' but the dataset has no query or gallery "
-                         "split; set eval.protocol to 'none'")
+        raise ValueError(
+            "eval.protocol is 'reid' but the dataset has no query or gallery "
+            "split; set eval.protocol to 'none'"
+        )
     query = extract_features(model, data.query, spec, device)
     gallery = extract_features(model, data.gallery, spec, device)
     q_pids = np.array([r.pid for r in data.query])
@@ -180,8 +196,11 @@ def evaluate_retrieval(model: nn.Module, data: TrainingData, spec: JobSpec,
     q_cams = np.array([r.camid for r in data.query])
     g_cams = np.array([r.camid for r in data.gallery])
     if spec.eval.rerank:
-        distances = re_ranking(cosine_distance(query, gallery), cosine_distance(query, query),
-                               cosine_distance(gallery, gallery))
+        distances = re_ranking(
+            cosine_distance(query, gallery),
+            cosine_distance(query, query),
+            cosine_distance(gallery, gallery),
+        )
         result = rank_queries(distances, q_pids, g_pids, q_cams, g_cams)
     else:
         result = rank_queries_from_features(query, gallery, q_pids, g_pids, q_cams, g_cams)

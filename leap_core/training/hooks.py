@@ -20,8 +20,8 @@ class StepInfo:
     """Where the run is and what the last step measured."""
 
     epoch: int
-    step: int                 # step within the epoch, 1-based after the step
-    global_step: int          # steps done since the run began
+    step: int  # step within the epoch, 1-based after the step
+    global_step: int  # steps done since the run began
     steps_per_epoch: int
     total_steps: int
     lr: float

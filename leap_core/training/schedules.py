@@ -12,9 +12,14 @@ import math
 from collections.abc import Sequence
 
 
-def warmup_multistep(t: float, base_lr: float, warmup_epochs: float = 10.0,
-                     milestones: Sequence[float] = (40, 70), gamma: float = 0.1,
-                     warmup_factor: float = 0.01) -> float:
+def warmup_multistep(
+    t: float,
+    base_lr: float,
+    warmup_epochs: float = 10.0,
+    milestones: Sequence[float] = (40, 70),
+    gamma: float = 0.1,
+    warmup_factor: float = 0.01,
+) -> float:
     """Linear warm-up from ``warmup_factor·base_lr`` to ``base_lr`` over ``warmup_epochs``,
     then multiplied by ``gamma`` at each milestone passed (the re-ID "bag of tricks")."""
     decay = gamma ** bisect.bisect_right(sorted(milestones), t)
@@ -24,8 +29,9 @@ def warmup_multistep(t: float, base_lr: float, warmup_epochs: float = 10.0,
     return base_lr * decay
 
 
-def cosine(t: float, base_lr: float, total_epochs: float, warmup_epochs: float = 0.0,
-           min_lr: float = 0.0) -> float:
+def cosine(
+    t: float, base_lr: float, total_epochs: float, warmup_epochs: float = 0.0, min_lr: float = 0.0
+) -> float:
     """Linear warm-up from 0, then half a cosine from ``base_lr`` down to ``min_lr`` at
     ``total_epochs``."""
     if warmup_epochs > 0 and t < warmup_epochs:

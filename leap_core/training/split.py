@@ -25,9 +25,9 @@ from leap_core.data import LongTailManifest
 class HeadTailSplit:
     """Which classes are head, and the rule that said so (for params and reports)."""
 
-    head: np.ndarray            # (C,) bool
-    rule: str                   # "threshold", "cut" or "median"
-    threshold: float | None     # the K_i threshold of the threshold and median rules
+    head: np.ndarray  # (C,) bool
+    rule: str  # "threshold", "cut" or "median"
+    threshold: float | None  # the K_i threshold of the threshold and median rules
 
     @property
     def head_classes(self) -> int:
@@ -45,10 +45,12 @@ class HeadTailSplit:
 
     def params(self) -> dict[str, str]:
         """MLflow params recording the split."""
-        return {"split.rule": self.rule,
-                "split.threshold": "" if self.threshold is None else f"{self.threshold:g}",
-                "split.head_classes": str(self.head_classes),
-                "split.tail_classes": str(self.tail_classes)}
+        return {
+            "split.rule": self.rule,
+            "split.threshold": "" if self.threshold is None else f"{self.threshold:g}",
+            "split.head_classes": str(self.head_classes),
+            "split.tail_classes": str(self.tail_classes),
+        }
 
 
 def head_tail_split(spec: JobSpec, manifest: LongTailManifest) -> HeadTailSplit:

@@ -28,8 +28,11 @@ from leap_core.training.evaluate import Diagnostics, Evaluation, diagnose, evalu
 from leap_core.training.hooks import Hook, StepInfo
 from leap_core.training.split import HeadTailSplit, head_tail_split
 
-HEADS: dict[str, type[MarginHead]] = {"normface": NormFaceHead, "cosface": CosFaceHead,
-                                      "arcface": ArcFaceHead}
+HEADS: dict[str, type[MarginHead]] = {
+    "normface": NormFaceHead,
+    "cosface": CosFaceHead,
+    "arcface": ArcFaceHead,
+}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -59,11 +62,16 @@ def learning_rate(spec: JobSpec, t: float) -> float:
     """The learning rate at fractional epoch ``t`` under the spec's schedule."""
     schedule, base = spec.train.schedule, spec.train.optimizer.lr
     if schedule.kind == "warmup_multistep":
-        return schedules.warmup_multistep(t, base, schedule.warmup_epochs, schedule.milestones,
-                                          schedule.gamma, schedule.warmup_factor)
+        return schedules.warmup_multistep(
+            t,
+            base,
+            schedule.warmup_epochs,
+            schedule.milestones,
+            schedule.gamma,
+            schedule.warmup_factor,
+        )
     if schedule.kind == "cosine":
-        return schedules.cosine(t, base, spec.train.epochs, schedule.warmup_epochs,
-                                schedule.min_lr)
+        return schedules.cosine(t, base, spec.train.epochs, schedule.warmup_epochs, schedule.min_lr)
     if schedule.kind == "triangular":
         peak = schedule.max_lr if schedule.max_lr is not None else 10 * base
         return schedules.triangular(t, base, peak, schedule.cycle_epochs)
@@ -80,8 +88,13 @@ class Trainer:
         data: prepared data, to share one dataset between runs (e.g. in tests).
     """
 
-    def __init__(self, spec: JobSpec, run_dir: str | Path, hooks: list[Hook] | None = None,
-                 data: TrainingData | None = None) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        run_dir: str | Path,
+        hooks: list[Hook] | None = None,
+        data: TrainingData | None = None,
+    ) -> None:
         self.spec = spec
         self.run_dir = Path(run_dir)
         self.hooks = list(hooks or [])
@@ -90,15 +103,22 @@ class Trainer:
         self.data = data or prepare_data(spec)
         manifest = self.data.manifest
         self.split: HeadTailSplit = head_tail_split(spec, manifest)
-        self.model = EmbeddingModel(spec.model.backbone, spec.model.embedding_dim,
-                                    spec.model.pretrained, spec.model.last_stride,
-                                    spec.model.bn_neck, spec.model.width).to(self.device)
+        self.model = EmbeddingModel(
+            spec.model.backbone,
+            spec.model.embedding_dim,
+            spec.model.pretrained,
+            spec.model.last_stride,
+            spec.model.bn_neck,
+            spec.model.width,
+        ).to(self.device)
         scale, margin = spec.head_parameters()
-        self.head = HEADS[spec.method.head.kind](spec.model.embedding_dim, manifest.num_classes,
-                                                 scale=scale, margin=margin).to(self.device)
+        self.head = HEADS[spec.method.head.kind](
+            spec.model.embedding_dim, manifest.num_classes, scale=scale, margin=margin
+        ).to(self.device)
         self.cloud = self._build_cloud()
-        self.criterion = LEAPLoss(self.head, self.cloud,
-                                  spec.method.leap.cloud_start_epoch if self.cloud else 0)
+        self.criterion = LEAPLoss(
+            self.head, self.cloud, spec.method.leap.cloud_start_epoch if self.cloud else 0
+        )
         self.optimizer = self._build_optimizer()
         self.amp = spec.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -121,14 +141,24 @@ class Trainer:
             raise ValueError(
                 f"method.leap.mode {leap.mode!r} needs head and tail classes, but the run's "
                 f"split ({split.describe()}) leaves no {missing} class; set "
-                f"method.leap.threshold to a class size that separates them")
-        return FeatureCloud(list(self.data.manifest.class_counts), self.spec.model.embedding_dim,
-                            mode=leap.mode, threshold=leap.threshold, P=leap.P, gamma=leap.gamma,
-                            update_every=leap.update_every, cloud_samples=leap.cloud_samples,
-                            seed=self.spec.train.seed, center_update=leap.center_update,
-                            offset=leap.offset, constant_std=leap.constant_std,
-                            single_slot=leap.single_slot,
-                            head=self.split.head).to(self.device)
+                f"method.leap.threshold to a class size that separates them"
+            )
+        return FeatureCloud(
+            list(self.data.manifest.class_counts),
+            self.spec.model.embedding_dim,
+            mode=leap.mode,
+            threshold=leap.threshold,
+            P=leap.P,
+            gamma=leap.gamma,
+            update_every=leap.update_every,
+            cloud_samples=leap.cloud_samples,
+            seed=self.spec.train.seed,
+            center_update=leap.center_update,
+            offset=leap.offset,
+            constant_std=leap.constant_std,
+            single_slot=leap.single_slot,
+            head=self.split.head,
+        ).to(self.device)
 
     def cloud_counts(self) -> dict[str, float]:
         """How many classes the cloud could not measure: ``cloud_single_slot_classes``
@@ -136,17 +166,18 @@ class Trainer:
         (fewer than two angles at the end of the run). Empty without a cloud."""
         if self.cloud is None:
             return {}
-        return {"cloud_single_slot_classes": float(self.cloud.single_slot_classes),
-                "cloud_classes_without_statistics":
-                    float(self.cloud.classes_without_statistics())}
+        return {
+            "cloud_single_slot_classes": float(self.cloud.single_slot_classes),
+            "cloud_classes_without_statistics": float(self.cloud.classes_without_statistics()),
+        }
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
         options = self.spec.train.optimizer
-        params = [p for p in [*self.model.parameters(), *self.head.parameters()]
-                  if p.requires_grad]
+        params = [p for p in [*self.model.parameters(), *self.head.parameters()] if p.requires_grad]
         if options.kind == "sgd":
-            return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum,
-                                   weight_decay=options.weight_decay)
+            return torch.optim.SGD(
+                params, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay
+            )
         return torch.optim.Adam(params, lr=options.lr, weight_decay=options.weight_decay)
 
     @property
@@ -165,8 +196,9 @@ class Trainer:
                 metrics = self.train_epoch(epoch)
                 last = epoch + 1 == self.spec.train.epochs
                 every = self.spec.eval.every_epochs
-                if self.spec.eval.protocol != "none" and (last or (every and (epoch + 1) % every
-                                                                    == 0)):
+                if self.spec.eval.protocol != "none" and (
+                    last or (every and (epoch + 1) % every == 0)
+                ):
                     metrics.update(self.evaluate())
                 self.epoch = epoch + 1
                 self.last_metrics = metrics
@@ -175,8 +207,9 @@ class Trainer:
                     path = self.save(self.run_dir / "last.pt")
                     self._call("on_checkpoint", path)
             if self.spec.eval.diagnostics:
-                self.diagnostics = diagnose(self.model, self.head.weight, self.data, self.spec,
-                                            self.device, self.split.head)
+                self.diagnostics = diagnose(
+                    self.model, self.head.weight, self.data, self.spec, self.device, self.split.head
+                )
                 self.last_metrics.update(self.diagnostics.metrics())
             self.last_metrics.update(self.cloud_counts())
             self._call("on_end", self.last_metrics)
@@ -200,8 +233,10 @@ class Trainer:
             for name, value in figures.items():
                 totals[name] = totals.get(name, 0.0) + value
             rate = images_seen / max(time.perf_counter() - started, 1e-9)
-            self._call("on_step", StepInfo(epoch, step, self.global_step, steps,
-                                           self.total_steps, lr, rate, figures))
+            self._call(
+                "on_step",
+                StepInfo(epoch, step, self.global_step, steps, self.total_steps, lr, rate, figures),
+            )
             if any(hook.should_stop(self) for hook in self.hooks):
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")
             if step == steps:
@@ -211,8 +246,9 @@ class Trainer:
         metrics["images_per_second"] = images_seen / max(time.perf_counter() - started, 1e-9)
         return metrics
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int,
-                   lr: float) -> dict[str, float]:
+    def train_step(
+        self, images: torch.Tensor, labels: torch.Tensor, epoch: int, lr: float
+    ) -> dict[str, float]:
         """Forward, loss, backward and update on one batch; returns the step's figures."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -224,15 +260,18 @@ class Trainer:
             features = self.model(images)
             loss = self.criterion(features, labels, epoch)
         if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"loss is {loss.item()} at epoch {epoch}, global step "
-                                f"{self.global_step + 1}; lower train.optimizer.lr or set "
-                                f"train.grad_clip")
+            raise NonFiniteLoss(
+                f"loss is {loss.item()} at epoch {epoch}, global step "
+                f"{self.global_step + 1}; lower train.optimizer.lr or set "
+                f"train.grad_clip"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         if self.spec.train.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_([*self.model.parameters(), *self.head.parameters()],
-                                     self.spec.train.grad_clip)
+            nn.utils.clip_grad_norm_(
+                [*self.model.parameters(), *self.head.parameters()], self.spec.train.grad_clip
+            )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.global_step += 1
@@ -269,8 +308,10 @@ class Trainer:
         self.head.load_state_dict(payload["head"])
         if self.cloud is not None:
             if payload["cloud"] is None:
-                raise ValueError("checkpoint was trained without a feature cloud but the spec "
-                                 "has method.leap.mode on")
+                raise ValueError(
+                    "checkpoint was trained without a feature cloud but the spec "
+                    "has method.leap.mode on"
+                )
             self.cloud.load_state_dict(payload["cloud"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scaler.load_state_dict(payload["scaler"])

@@ -64,10 +64,15 @@ def upgrade() -> None:
     op.create_index("ix_jobs_status", "jobs", ["status"])
     op.create_table(
         "job_events",
-        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                  autoincrement=True),
-        sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column(
+            "job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("at", TS, nullable=False),
         sa.Column("kind", sa.String(8), nullable=False),
         sa.Column("from_status", sa.String(16), nullable=True),

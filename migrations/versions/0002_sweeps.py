@@ -35,14 +35,19 @@ def upgrade() -> None:
     op.create_index("ix_sweeps_owner_created", "sweeps", ["owner", "created_at", "id"])
     op.create_table(
         "sweep_cells",
-        sa.Column("sweep_id", sa.String(32), sa.ForeignKey("sweeps.id", ondelete="CASCADE"),
-                  primary_key=True),
+        sa.Column(
+            "sweep_id",
+            sa.String(32),
+            sa.ForeignKey("sweeps.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("position", sa.Integer(), primary_key=True),
         sa.Column("cell", sa.Text(), nullable=False),
         sa.Column("labels", sa.JSON(), nullable=False),
         sa.Column("seed", sa.Integer(), nullable=False),
-        sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
-                  nullable=False),
+        sa.Column(
+            "job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.UniqueConstraint("job_id", name="uq_sweep_cells_job_id"),
     )
 

@@ -36,8 +36,8 @@ def test_centres_follow_equation_4_in_both_readings(center_update):
     cloud = FeatureCloud([4, 4, 4], 2, gamma=gamma, center_update=center_update)
     batches = [  # (features, labels); feature norms vary, centres use normalised features
         ([[2.0, 0.0], [0.0, 5.0], [0.0, 1.0]], [0, 0, 1]),  # first sightings of 0 and 1
-        ([[1.0, 1.0], [3.0, 0.0]], [0, 2]),                 # 0 again, 2 first, 1 absent
-        ([[0.0, -2.0]], [1]),                               # 1 again
+        ([[1.0, 1.0], [3.0, 0.0]], [0, 2]),  # 0 again, 2 first, 1 absent
+        ([[0.0, -2.0]], [1]),  # 1 again
     ]
     expected = np.zeros((3, 2))
     seen = [False, False, False]
@@ -53,8 +53,9 @@ def test_centres_follow_equation_4_in_both_readings(center_update):
     b1, b2 = np.array([0.5, 0.5]), np.array([1, 1]) / math.sqrt(2)
     literal = 0.7 * b2 + 0.3 * b1
     slow = 0.3 * b2 + 0.7 * b1
-    np.testing.assert_allclose(cloud.centres[0].numpy(),
-                               literal if center_update == "literal" else slow, atol=1e-6)
+    np.testing.assert_allclose(
+        cloud.centres[0].numpy(), literal if center_update == "literal" else slow, atol=1e-6
+    )
     assert cloud.seen.tolist() == [True, True, True]
 
 
@@ -64,8 +65,7 @@ def test_angles_are_measured_to_the_updated_centre():
     # angles are 0.4; class 1 once, at its own centre: angle 0.
     features = torch.tensor([unit(0.4), unit(-0.4), [0.0, 2.0]])
     cloud.update(features, torch.tensor([0, 0, 1]))
-    torch.testing.assert_close(cloud.memory.stored(0), torch.tensor([0.4, 0.4]), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(cloud.memory.stored(0), torch.tensor([0.4, 0.4]), atol=1e-5, rtol=0)
     assert cloud.memory.stored(1).tolist() == pytest.approx([0.0], abs=2e-3)
     stats = cloud.class_stats()
     assert stats.count.tolist() == [2, 1]
@@ -95,8 +95,10 @@ def test_memory_capacity_scales_with_p():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=12), min_size=1, max_size=8),
-       st.sampled_from([1, 2, 3]))
+@given(
+    st.lists(st.lists(st.integers(0, 3), min_size=1, max_size=12), min_size=1, max_size=8),
+    st.sampled_from([1, 2, 3]),
+)
 def test_memory_matches_a_deque_per_class(batches, p):
     counts = [1, 2, 3, 5]
     cloud = FeatureCloud(counts, 2, P=p)
@@ -218,30 +220,38 @@ def test_features_equal_to_their_centre_give_angle_zero_not_nan():
     assert stored.max().item() < 2e-3  # arccos(1 − 1e-6) ≈ 1.4e-3
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"class_counts": [3, 0, 2]}, r"class_counts must all be >= 1, got 0 at index 1"),
-    ({"class_counts": []}, "class_counts must be a non-empty"),
-    ({"class_counts": [2.5, 3]}, "class_counts must hold integers"),
-    ({"mode": "vanilla"}, r"threshold \(or head\) must be given when mode='vanilla', got None"),
-    ({"mode": "hybrid"}, "mode must be one of 'full', 'vanilla', 'constant', got 'hybrid'"),
-    ({"mode": "vanilla", "threshold": 100}, "threshold=100 leaves no head class"),
-    ({"mode": "vanilla", "threshold": 1}, "threshold=1 leaves no tail class"),
-    ({"mode": "constant", "threshold": 2}, "constant_std must be given when mode='constant'"),
-    ({"mode": "constant", "constant_std": 0.0, "threshold": 2}, "constant_std must be > 0.0"),
-    ({"mode": "constant", "constant_std": 0.1, "threshold": 10},
-     "threshold=10 leaves no head class"),
-    ({"center_update": "both"}, "center_update must be one of 'literal', 'center_loss'"),
-    ({"offset": "per_row"}, "offset must be one of 'per_logit', 'per_sample', 'target_only'"),
-    ({"single_slot": "skip"}, "single_slot must be one of"),
-    ({"head": [True, False]}, r"head must be 3 booleans, got dtype torch.bool and shape \(2,\)"),
-    ({"P": 0}, "P must be > 0.0, got 0"),
-    ({"P": float("nan")}, "P must be finite"),
-    ({"gamma": -0.1}, "gamma must be >= 0.0, got -0.1"),
-    ({"gamma": 1.5}, "gamma must be <= 1.0, got 1.5"),
-    ({"update_every": 0}, "update_every must be a positive integer, got 0"),
-    ({"cloud_samples": 0}, "cloud_samples must be a positive integer, got 0"),
-    ({"embedding_dim": -4}, "embedding_dim must be a positive integer, got -4"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"class_counts": [3, 0, 2]}, r"class_counts must all be >= 1, got 0 at index 1"),
+        ({"class_counts": []}, "class_counts must be a non-empty"),
+        ({"class_counts": [2.5, 3]}, "class_counts must hold integers"),
+        ({"mode": "vanilla"}, r"threshold \(or head\) must be given when mode='vanilla', got None"),
+        ({"mode": "hybrid"}, "mode must be one of 'full', 'vanilla', 'constant', got 'hybrid'"),
+        ({"mode": "vanilla", "threshold": 100}, "threshold=100 leaves no head class"),
+        ({"mode": "vanilla", "threshold": 1}, "threshold=1 leaves no tail class"),
+        ({"mode": "constant", "threshold": 2}, "constant_std must be given when mode='constant'"),
+        ({"mode": "constant", "constant_std": 0.0, "threshold": 2}, "constant_std must be > 0.0"),
+        (
+            {"mode": "constant", "constant_std": 0.1, "threshold": 10},
+            "threshold=10 leaves no head class",
+        ),
+        ({"center_update": "both"}, "center_update must be one of 'literal', 'center_loss'"),
+        ({"offset": "per_row"}, "offset must be one of 'per_logit', 'per_sample', 'target_only'"),
+        ({"single_slot": "skip"}, "single_slot must be one of"),
+        (
+            {"head": [True, False]},
+            r"head must be 3 booleans, got dtype torch.bool and shape \(2,\)",
+        ),
+        ({"P": 0}, "P must be > 0.0, got 0"),
+        ({"P": float("nan")}, "P must be finite"),
+        ({"gamma": -0.1}, "gamma must be >= 0.0, got -0.1"),
+        ({"gamma": 1.5}, "gamma must be <= 1.0, got 1.5"),
+        ({"update_every": 0}, "update_every must be a positive integer, got 0"),
+        ({"cloud_samples": 0}, "cloud_samples must be a positive integer, got 0"),
+        ({"embedding_dim": -4}, "embedding_dim must be a positive integer, got -4"),
+    ],
+)
 def test_constructor_rejects_bad_arguments(kwargs, message):
     arguments = {"class_counts": [10, 3, 2], "embedding_dim": 4, **kwargs}
     with pytest.raises(ValueError, match=message):

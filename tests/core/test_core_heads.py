@@ -70,8 +70,9 @@ def test_offsets_follow_equations_7_and_8(head_cls, margin):
     else:
         target = math.cos(THETA[1] + a[1] + margin)
     expected = [8 * math.cos(THETA[0] + a[0]), 8 * target, 8 * math.cos(THETA[2] + a[2])]
-    torch.testing.assert_close(logits[0], torch.tensor(expected, dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        logits[0], torch.tensor(expected, dtype=torch.float64), atol=1e-5, rtol=0
+    )
 
 
 def test_offsets_are_clipped_to_zero_and_pi():
@@ -79,8 +80,9 @@ def test_offsets_are_clipped_to_zero_and_pi():
     # θ_0 − 2 < 0 → cos 0 = 1; θ_2 + 2 > π → cos π = −1; the target θ_1 − 1 < 0 → 1.
     alpha = torch.tensor([[-2.0, -1.0, 2.0]], dtype=torch.float64)
     logits = head(torch.tensor(FEATURE, dtype=torch.float64), torch.tensor([1]), alpha)
-    torch.testing.assert_close(logits[0], torch.tensor([5.0, 5.0, -5.0], dtype=torch.float64),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        logits[0], torch.tensor([5.0, 5.0, -5.0], dtype=torch.float64), atol=1e-5, rtol=0
+    )
 
 
 @pytest.mark.parametrize("head_cls", [NormFaceHead, CosFaceHead, ArcFaceHead])
@@ -142,14 +144,17 @@ def test_autocast_bfloat16_gives_float32_logits_close_to_full_precision(head_cls
     torch.testing.assert_close(logits, reference, atol=0.2, rtol=0.02)
 
 
-@pytest.mark.parametrize("kwargs,name", [
-    ({"embedding_dim": 0, "num_classes": 3}, "embedding_dim"),
-    ({"embedding_dim": 4, "num_classes": -1}, "num_classes"),
-    ({"embedding_dim": 4, "num_classes": 3, "scale": 0.0}, "scale"),
-    ({"embedding_dim": 4, "num_classes": 3, "scale": float("nan")}, "scale"),
-    ({"embedding_dim": 4, "num_classes": 3, "margin": -0.1}, "margin"),
-    ({"embedding_dim": 4, "num_classes": 3, "margin": float("inf")}, "margin"),
-])
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"embedding_dim": 0, "num_classes": 3}, "embedding_dim"),
+        ({"embedding_dim": 4, "num_classes": -1}, "num_classes"),
+        ({"embedding_dim": 4, "num_classes": 3, "scale": 0.0}, "scale"),
+        ({"embedding_dim": 4, "num_classes": 3, "scale": float("nan")}, "scale"),
+        ({"embedding_dim": 4, "num_classes": 3, "margin": -0.1}, "margin"),
+        ({"embedding_dim": 4, "num_classes": 3, "margin": float("inf")}, "margin"),
+    ],
+)
 def test_constructor_rejects_bad_hyper_parameters(kwargs, name):
     with pytest.raises(ValueError, match=name):
         CosFaceHead(**kwargs)
@@ -179,16 +184,17 @@ def test_angular_shift_gradient_matches_autograd_of_the_plain_formula():
     from leap_core.heads.base import COS_EPS, angular_shift, shifted_cosine
 
     generator = torch.Generator().manual_seed(9)
-    cos = (torch.rand(400, dtype=torch.float64, generator=generator) * 1.98 - 0.99)
+    cos = torch.rand(400, dtype=torch.float64, generator=generator) * 1.98 - 0.99
     offset = torch.randn(400, dtype=torch.float64, generator=generator) * 0.8
-    offset[::7] = 0.0                     # the zero-offset rule of shifted_cosine
-    cos[::11] = 1.0                       # the cosine clamp is active here
+    offset[::7] = 0.0  # the zero-offset rule of shifted_cosine
+    cos[::11] = 1.0  # the cosine clamp is active here
     for function, keep_zero in ((angular_shift, False), (shifted_cosine, True)):
         mine = cos.clone().requires_grad_()
         plain = cos.clone().requires_grad_()
         moved = function(mine, offset)
-        reference = torch.cos((torch.acos(plain.clamp(-1 + COS_EPS, 1 - COS_EPS)) + offset)
-                              .clamp(0.0, math.pi))
+        reference = torch.cos(
+            (torch.acos(plain.clamp(-1 + COS_EPS, 1 - COS_EPS)) + offset).clamp(0.0, math.pi)
+        )
         if keep_zero:
             reference = torch.where(offset != 0, reference, plain)
         torch.testing.assert_close(moved, reference, rtol=0, atol=1e-12)

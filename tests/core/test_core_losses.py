@@ -84,8 +84,9 @@ def test_cloud_samples_average_independent_draws_per_tail_sample():
     index, repeats = twin.repeat_index(labels, variance)
     assert index.tolist() == [0, 1, 1, 1, 2, 2, 2] and repeats.tolist() == [1, 3, 3]
     rows = labels[index]
-    per_row = F.cross_entropy(head(features[index], rows, twin.draw(rows, variance)), rows,
-                              reduction="none")
+    per_row = F.cross_entropy(
+        head(features[index], rows, twin.draw(rows, variance)), rows, reduction="none"
+    )
     expected = (per_row[0] + per_row[1:4].mean() + per_row[4:7].mean()) / 3
     torch.testing.assert_close(loss, expected, rtol=0, atol=1e-6)
     figures = criterion.figures()
@@ -105,8 +106,14 @@ def test_figures_report_head_and_tail_angular_variance():
     assert figures["tail_angular_variance"] == pytest.approx(variance[2:].mean().item())
     # Head classes were drawn five times wider, so their angles vary more.
     assert figures["head_angular_variance"] > figures["tail_angular_variance"]
-    assert set(figures) == {"loss", "accuracy", "cloud_fraction", "cloud_std_mean",
-                            "head_angular_variance", "tail_angular_variance"}
+    assert set(figures) == {
+        "loss",
+        "accuracy",
+        "cloud_fraction",
+        "cloud_std_mean",
+        "head_angular_variance",
+        "tail_angular_variance",
+    }
 
 
 def test_autocast_bfloat16_step_is_finite():

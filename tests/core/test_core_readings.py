@@ -37,34 +37,50 @@ def write_angles(cloud: FeatureCloud, per_class: dict[int, list[float]]) -> None
 def test_one_offset_per_sample_moves_every_logit_by_the_same_angle(head_cls, margin):
     head = make(head_cls, margin)
     a = 0.3
-    logits = head.logits(torch.tensor(FEATURE, dtype=torch.float64), torch.tensor([1]),
-                         torch.tensor([0]), torch.tensor([[a]], dtype=torch.float64))
-    target = (math.cos(THETA[1] + a) - margin if head_cls is CosFaceHead
-              else math.cos(THETA[1] + a + margin))
+    logits = head.logits(
+        torch.tensor(FEATURE, dtype=torch.float64),
+        torch.tensor([1]),
+        torch.tensor([0]),
+        torch.tensor([[a]], dtype=torch.float64),
+    )
+    target = (
+        math.cos(THETA[1] + a) - margin
+        if head_cls is CosFaceHead
+        else math.cos(THETA[1] + a + margin)
+    )
     expected = [8 * math.cos(THETA[0] + a), 8 * target, 8 * math.cos(THETA[2] + a)]
-    torch.testing.assert_close(logits[0], torch.tensor(expected, dtype=torch.float64),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        logits[0], torch.tensor(expected, dtype=torch.float64), atol=1e-6, rtol=0
+    )
 
 
 @pytest.mark.parametrize("head_cls,margin", [(CosFaceHead, 0.35), (ArcFaceHead, 0.5)])
 def test_target_only_offset_leaves_the_other_logits_at_the_baseline(head_cls, margin):
     head = make(head_cls, margin)
     a = -0.2
-    logits = head.logits(torch.tensor(FEATURE, dtype=torch.float64), torch.tensor([1]),
-                         torch.tensor([0]), torch.tensor([[a]], dtype=torch.float64),
-                         shift_others=False)
-    target = (math.cos(THETA[1] + a) - margin if head_cls is CosFaceHead
-              else math.cos(THETA[1] + a + margin))
+    logits = head.logits(
+        torch.tensor(FEATURE, dtype=torch.float64),
+        torch.tensor([1]),
+        torch.tensor([0]),
+        torch.tensor([[a]], dtype=torch.float64),
+        shift_others=False,
+    )
+    target = (
+        math.cos(THETA[1] + a) - margin
+        if head_cls is CosFaceHead
+        else math.cos(THETA[1] + a + margin)
+    )
     expected = [8 * math.cos(THETA[0]), 8 * target, 8 * math.cos(THETA[2])]
-    torch.testing.assert_close(logits[0], torch.tensor(expected, dtype=torch.float64),
-                               atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        logits[0], torch.tensor(expected, dtype=torch.float64), atol=1e-6, rtol=0
+    )
 
 
-@pytest.mark.parametrize("offset,width", [("per_logit", 5), ("per_sample", 1),
-                                          ("target_only", 1)])
+@pytest.mark.parametrize("offset,width", [("per_logit", 5), ("per_sample", 1), ("target_only", 1)])
 def test_draws_have_one_column_per_logit_or_one_per_sample(offset, width):
-    cloud = FeatureCloud([10, 10, 2, 2, 2], 2, mode="constant", constant_std=0.25,
-                         threshold=5, offset=offset)
+    cloud = FeatureCloud(
+        [10, 10, 2, 2, 2], 2, mode="constant", constant_std=0.25, threshold=5, offset=offset
+    )
     labels = torch.tensor([0, 2, 3, 1, 4] * 400)
     rows, draws = cloud.draw_rows(labels, cloud.cloud_variance())
     assert draws.shape == (1200, width)
@@ -84,8 +100,9 @@ def test_draws_have_one_column_per_logit_or_one_per_sample(offset, width):
 def test_loss_applies_the_reading_of_the_offsets(offset):
     torch.manual_seed(0)
     counts = [20, 20, 3, 3]
-    cloud = FeatureCloud(counts, 4, mode="constant", constant_std=0.3, threshold=5,
-                         offset=offset, seed=7)
+    cloud = FeatureCloud(
+        counts, 4, mode="constant", constant_std=0.3, threshold=5, offset=offset, seed=7
+    )
     head = CosFaceHead(4, 4, scale=10.0, margin=0.2)
     features, labels = torch.randn(6, 4), torch.tensor([0, 2, 3, 1, 2, 3])
     loss = LEAPLoss(head, cloud)(features, labels, epoch=0)
@@ -106,8 +123,9 @@ def test_loss_applies_the_reading_of_the_offsets(offset):
 
 
 def test_constant_control_gives_every_tail_class_the_fixed_variance_and_no_head_class():
-    cloud = FeatureCloud([30, 30, 4, 1], 2, mode="constant", constant_std=0.2,
-                         head=[True, True, False, False])
+    cloud = FeatureCloud(
+        [30, 30, 4, 1], 2, mode="constant", constant_std=0.2, head=[True, True, False, False]
+    )
     write_angles(cloud, {0: [0.1, 0.9], 2: [0.5, 0.5]})  # statistics play no part
     assert cloud.cloud_variance().tolist() == pytest.approx([0.0, 0.0, 0.04, 0.04])
 
@@ -155,8 +173,11 @@ def test_a_checkpointed_cloud_refuses_other_readings():
     trained = FeatureCloud([10, 2], 2, mode="full", offset="per_sample")
     state = trained.state_dict()
     FeatureCloud([10, 2], 2, mode="full", offset="per_sample").load_state_dict(state)
-    with pytest.raises(ValueError, match=r"method.leap.offset was 'per_sample', the spec says "
-                                         r"'per_logit'"):
+    with pytest.raises(
+        ValueError,
+        match=r"method.leap.offset was 'per_sample', the spec says "
+        r"'per_logit'",
+    ):
         FeatureCloud([10, 2], 2, mode="full").load_state_dict(state)
 
 
@@ -164,6 +185,9 @@ def test_a_cloud_saved_before_readings_were_recorded_resumes_only_as_literal():
     state = FeatureCloud([10, 2], 2).state_dict()
     state["_extra_state"] = {k: v for k, v in state["_extra_state"].items() if k != "readings"}
     FeatureCloud([10, 2], 2, center_update="literal").load_state_dict(state)
-    with pytest.raises(ValueError, match=r"method.leap.center_update was 'literal', the spec "
-                                         r"says 'center_loss'"):
+    with pytest.raises(
+        ValueError,
+        match=r"method.leap.center_update was 'literal', the spec "
+        r"says 'center_loss'",
+    ):
         FeatureCloud([10, 2], 2).load_state_dict(state)

@@ -38,7 +38,8 @@ def stationary_features(seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
     spread = np.where(np.arange(len(counts)) < HEADS, 0.8, 0.5)
     scale = rng.uniform(0.3, 1.7, size=(len(labels), 1))
     features = directions[labels] + spread[labels, None] * scale * rng.normal(
-        size=(len(labels), DIM)) / np.sqrt(DIM)
+        size=(len(labels), DIM)
+    ) / np.sqrt(DIM)
     return features / np.linalg.norm(features, axis=1, keepdims=True), labels, counts
 
 
@@ -53,19 +54,28 @@ def true_ratio(features: np.ndarray, labels: np.ndarray, counts: list[int]) -> f
     return float(variances[HEADS:].mean() / variances[:HEADS].mean())
 
 
-def recovered_ratio(features: np.ndarray, labels: np.ndarray, counts: list[int], sampler: str,
-                    seed: int, **cloud_options) -> float:
+def recovered_ratio(
+    features: np.ndarray,
+    labels: np.ndarray,
+    counts: list[int],
+    sampler: str,
+    seed: int,
+    **cloud_options,
+) -> float:
     cloud = FeatureCloud(counts, DIM, mode="full", **cloud_options)
     assert cloud.is_head.sum().item() == HEADS  # the median split: K_i > 3
-    order = (PKSampler(labels.tolist(), identities=16, instances=4, seed=seed)
-             if sampler == "pk" else RandomSampler(len(labels), seed=seed))
+    order = (
+        PKSampler(labels.tolist(), identities=16, instances=4, seed=seed)
+        if sampler == "pk"
+        else RandomSampler(len(labels), seed=seed)
+    )
     features_t = torch.tensor(features, dtype=torch.float32)
     labels_t = torch.tensor(labels)
     for epoch in range(EPOCHS):
         order.set_epoch(epoch)
         indices = torch.tensor(order.indices())
         for start in range(0, len(indices) - BATCH + 1, BATCH):
-            batch = indices[start:start + BATCH]
+            batch = indices[start : start + BATCH]
             cloud.update(features_t[batch], labels_t[batch])
     head, tail = cloud.angular_variance_by_group()
     return tail / head
@@ -93,13 +103,33 @@ def test_literal_update_misses_the_ratio_with_both_samplers(sampler, lowest, hig
 
 @pytest.mark.parametrize("sampler", ["random", "class_aware"])
 def test_spec_refuses_the_literal_update_where_it_cannot_recover_the_ratio(sampler):
-    with pytest.raises(SpecError, match=(f"method.leap.center_update 'literal' cannot be used "
-                                         f"with train.sampler.kind '{sampler}'")):
-        parse_spec({"method": {"leap": {"mode": "full", "center_update": "literal",
-                                        "cloud_start_epoch": 1}},
-                    "train": {"epochs": 5, "sampler": {"kind": sampler, "batch_size": 64}}})
+    with pytest.raises(
+        SpecError,
+        match=(
+            f"method.leap.center_update 'literal' cannot be used "
+            f"with train.sampler.kind '{sampler}'"
+        ),
+    ):
+        parse_spec(
+            {
+                "method": {
+                    "leap": {"mode": "full", "center_update": "literal", "cloud_start_epoch": 1}
+                },
+                "train": {"epochs": 5, "sampler": {"kind": sampler, "batch_size": 64}},
+            }
+        )
     # The default reading and P×K batches are accepted.
-    parse_spec({"method": {"leap": {"mode": "full", "cloud_start_epoch": 1}},
-                "train": {"epochs": 5, "sampler": {"kind": sampler, "batch_size": 64}}})
-    parse_spec({"method": {"leap": {"mode": "full", "center_update": "literal",
-                                    "cloud_start_epoch": 1}}, "train": {"epochs": 5}})
+    parse_spec(
+        {
+            "method": {"leap": {"mode": "full", "cloud_start_epoch": 1}},
+            "train": {"epochs": 5, "sampler": {"kind": sampler, "batch_size": 64}},
+        }
+    )
+    parse_spec(
+        {
+            "method": {
+                "leap": {"mode": "full", "center_update": "literal", "cloud_start_epoch": 1}
+            },
+            "train": {"epochs": 5},
+        }
+    )

@@ -145,15 +145,28 @@ def test_refuses_non_empty_output(tmp_path: Path) -> None:
 
 
 def test_tail_images_range_draws_each_tail_identity_count(tmp_path: Path) -> None:
-    config = SynthConfig(identities=30, test_identities=2, cameras=3, head=2,
-                         head_images=(40, 60), tail_images=(2, 5), distractors=0, junk=0,
-                         height=16, width=8, seed=1)
+    config = SynthConfig(
+        identities=30,
+        test_identities=2,
+        cameras=3,
+        head=2,
+        head_images=(40, 60),
+        tail_images=(2, 5),
+        distractors=0,
+        junk=0,
+        height=16,
+        width=8,
+        seed=1,
+    )
     generate_synthetic(tmp_path / "syn", config)
     counts = Counter(r.pid for r in read_market1501(tmp_path / "syn").train)
     head = sorted(counts.values())[-2:]
     tail = sorted(counts.values())[:-2]
     assert all(40 <= c <= 60 for c in head)
     assert all(2 <= c <= 5 for c in tail) and len(set(tail)) == 4  # every count 2..5 occurs
-    with pytest.raises(DatasetError, match=r"tail_images must be \(low, high\) with 1 <= "
-                                           r"low <= high, got \(3, 1\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"tail_images must be \(low, high\) with 1 <= "
+        r"low <= high, got \(3, 1\)",
+    ):
         SynthConfig(tail_images=(3, 1)).validate()

@@ -88,8 +88,9 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def service_env(tmp_path_factory: pytest.TempPathFactory, pg_url: str,
-                redis_url: str) -> dict[str, str]:
+def service_env(
+    tmp_path_factory: pytest.TempPathFactory, pg_url: str, redis_url: str
+) -> dict[str, str]:
     """Environment of the API and worker processes: everything under a temporary home."""
     home = tmp_path_factory.mktemp("leap-home")
     upgrade(pg_url)
@@ -117,8 +118,9 @@ def tiny_root(service_env: dict[str, str]) -> str:
     return str(ensure_synthetic(spec.dataset))
 
 
-def wait_for(check: Callable[[], bool], timeout: float, what: str,
-             process: subprocess.Popen | None = None) -> None:
+def wait_for(
+    check: Callable[[], bool], timeout: float, what: str, process: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -149,13 +151,31 @@ def api_process(env: dict[str, str], log_path: Path) -> Iterator[str]:
     port = free_port()
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.main:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_for(lambda: httpx.get(f"{url}/healthz").status_code == 200, 60,
-                     f"API on port {port}", process)
+            wait_for(
+                lambda: httpx.get(f"{url}/healthz").status_code == 200,
+                60,
+                f"API on port {port}",
+                process,
+            )
             yield url
         finally:
             stop(process)
@@ -178,10 +198,26 @@ def worker(service_env: dict[str, str], api_url: str) -> Iterator[subprocess.Pop
     log_path = Path(service_env["LEAP_HOME"]) / "worker.log"
     log = open(log_path, "w")  # noqa: SIM115
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
-         "--concurrency=1", f"--queues={service_env['LEAP_QUEUE']}", "--loglevel=INFO",
-         "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=ROOT, env=service_env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            f"--queues={service_env['LEAP_QUEUE']}",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=service_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for(lambda: "ready." in log_path.read_text(), 90, "worker", process)
         yield process
@@ -202,8 +238,9 @@ def make_client(api_url: str, database_url: str) -> Iterator[Callable[..., httpx
 
     def build(owner: str | None = None) -> httpx.Client:
         token = create_key(owner or f"owner-{uuid.uuid4().hex[:8]}", database_url)
-        client = httpx.Client(base_url=api_url, timeout=30,
-                              headers={"Authorization": f"Bearer {token}"})
+        client = httpx.Client(
+            base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+        )
         clients.append(client)
         return client
 
@@ -219,15 +256,15 @@ def job_body(tiny_root: str) -> Callable[..., dict]:
     def build(**sections: dict) -> dict:
         body = {**TINY_JOB, "dataset": {**TINY_JOB["dataset"], "root": tiny_root}}
         for section, fields in sections.items():
-            body[section] = {**body.get(section, {}), **fields} if isinstance(fields, dict) \
-                else fields
+            body[section] = (
+                {**body.get(section, {}), **fields} if isinstance(fields, dict) else fields
+            )
         return body
 
     return build
 
 
-def wait_status(client: httpx.Client, job_id: str, statuses: set[str],
-                timeout: float = 90) -> dict:
+def wait_status(client: httpx.Client, job_id: str, statuses: set[str], timeout: float = 90) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = client.get(f"/v1/jobs/{job_id}").json()

@@ -31,8 +31,9 @@ def drain_queue(service_env: dict[str, str]) -> None:
 
 
 @contextmanager
-def celery_worker(service_env: dict[str, str], name: str,
-                  **settings: str) -> Iterator[tuple[subprocess.Popen, Path]]:
+def celery_worker(
+    service_env: dict[str, str], name: str, **settings: str
+) -> Iterator[tuple[subprocess.Popen, Path]]:
     """A solo-pool worker (one job at a time, like one GPU) on the session's queue, with
     ``LEAP_<NAME>=value`` overrides; yields the process and its log file. Stopped (or
     found already killed) on exit."""
@@ -40,11 +41,27 @@ def celery_worker(service_env: dict[str, str], name: str,
     log_path = Path(service_env["LEAP_HOME"]) / f"{name}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo",
-             "--concurrency=1", f"--queues={env['LEAP_QUEUE']}", "--loglevel=INFO",
-             f"--hostname={name}@%h", "--without-gossip", "--without-mingle",
-             "--without-heartbeat"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.app",
+                "worker",
+                "--pool=solo",
+                "--concurrency=1",
+                f"--queues={env['LEAP_QUEUE']}",
+                "--loglevel=INFO",
+                f"--hostname={name}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_for(lambda: "ready." in log_path.read_text(), 90, name, process)
             yield process, log_path
@@ -67,9 +84,13 @@ def maintenance_once(env: dict[str, str], **settings: str) -> subprocess.Complet
     """One pass of ``python -m api.maintenance --once`` with ``LEAP_<NAME>=value``
     overrides; it must succeed. Its log (what it requeued, re-sent, …) is in ``stderr``."""
     run = subprocess.run(
-        [sys.executable, "-m", "api.maintenance", "--once"], cwd=ROOT,
+        [sys.executable, "-m", "api.maintenance", "--once"],
+        cwd=ROOT,
         env={**env, **{f"LEAP_{key.upper()}": value for key, value in settings.items()}},
-        capture_output=True, text=True, timeout=60)
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     return run
 
@@ -77,12 +98,20 @@ def maintenance_once(env: dict[str, str], **settings: str) -> subprocess.Complet
 @contextmanager
 def maintenance_loop(service_env: dict[str, str], **settings: str) -> Iterator[Path]:
     """``python -m api.maintenance`` running every second; yields its log."""
-    env = {**service_env, "LEAP_MAINTENANCE_SECONDS": "1",
-           **{f"LEAP_{key.upper()}": value for key, value in settings.items()}}
+    env = {
+        **service_env,
+        "LEAP_MAINTENANCE_SECONDS": "1",
+        **{f"LEAP_{key.upper()}": value for key, value in settings.items()},
+    }
     log_path = Path(service_env["LEAP_HOME"]) / f"maintenance-{uuid.uuid4().hex[:6]}.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "api.maintenance"], cwd=ROOT,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "api.maintenance"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_for(lambda: "pass:" in log_path.read_text(), 60, "maintenance", process)
             yield log_path

@@ -26,21 +26,28 @@ def test_health_and_readiness(api_url):
 
 def test_openapi_lists_the_job_routes(api_url):
     paths = httpx.get(f"{api_url}/openapi.json").json()["paths"]
-    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/cancel",
-            "/v1/jobs/{job_id}/retry", "/v1/jobs/{job_id}/events"} <= set(paths)
+    assert {
+        "/v1/jobs",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/cancel",
+        "/v1/jobs/{job_id}/retry",
+        "/v1/jobs/{job_id}/events",
+    } <= set(paths)
     assert httpx.get(f"{api_url}/docs").status_code == 200
 
 
 def test_no_key_or_a_wrong_key_is_401(api_url, job_body):
     assert httpx.get(f"{api_url}/v1/jobs").status_code == 401
-    response = httpx.post(f"{api_url}/v1/jobs", json=job_body(),
-                          headers={"Authorization": "Bearer leap_not-a-key"})
+    response = httpx.post(
+        f"{api_url}/v1/jobs", json=job_body(), headers={"Authorization": "Bearer leap_not-a-key"}
+    )
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
 
 
 def test_invalid_specs_get_422_with_field_paths_and_nothing_is_stored_or_queued(
-        make_client, job_body, service_env, database_url):
+    make_client, job_body, service_env, database_url
+):
     client = make_client("invalid-owner")
     before = queue_length(service_env)
     cases = {
@@ -63,8 +70,7 @@ def test_invalid_specs_get_422_with_field_paths_and_nothing_is_stored_or_queued(
     assert queue_length(service_env) == before
 
 
-def test_dataset_root_outside_the_allowed_directories_is_422(make_client, job_body,
-                                                             service_env):
+def test_dataset_root_outside_the_allowed_directories_is_422(make_client, job_body, service_env):
     client = make_client()
     for root in ["/etc", "../../etc"]:
         response = client.post("/v1/jobs", json=job_body(dataset={"root": root}))
@@ -94,11 +100,13 @@ def test_submit_stores_once_queues_once_and_reads_back(make_client, job_body, se
     assert read["status"] == "queued" and read["created_at"] == job["created_at"]
     events = client.get(f"/v1/jobs/{job['id']}/events").json()["items"]
     assert [(e["kind"], e["from_status"], e["to_status"]) for e in events] == [
-        ("state", None, "queued")]
+        ("state", None, "queued")
+    ]
 
 
-def test_idempotency_key_makes_a_retried_post_return_the_same_job(make_client, job_body,
-                                                                  service_env):
+def test_idempotency_key_makes_a_retried_post_return_the_same_job(
+    make_client, job_body, service_env
+):
     client = make_client()
     before = queue_length(service_env)
     headers = {"Idempotency-Key": "submit-42"}
@@ -115,8 +123,7 @@ def test_idempotency_key_makes_a_retried_post_return_the_same_job(make_client, j
 def test_another_owners_job_is_404_everywhere(make_client, job_body):
     alice, bob = make_client("alice"), make_client("bob")
     job_id = alice.post("/v1/jobs", json=job_body()).json()["id"]
-    for method, path in [("GET", ""), ("GET", "/events"), ("POST", "/cancel"),
-                         ("POST", "/retry")]:
+    for method, path in [("GET", ""), ("GET", "/events"), ("POST", "/cancel"), ("POST", "/retry")]:
         assert bob.request(method, f"/v1/jobs/{job_id}{path}").status_code == 404
     assert job_id not in [job["id"] for job in bob.get("/v1/jobs").json()["items"]]
     assert alice.get(f"/v1/jobs/{job_id}").status_code == 200
@@ -124,13 +131,17 @@ def test_another_owners_job_is_404_everywhere(make_client, job_body):
 
 def test_list_filters_and_pages_newest_first(make_client, job_body):
     client = make_client()
-    ids = [client.post("/v1/jobs", json={**job_body(), "tags": ["even" if i % 2 == 0
-                                                                else "odd"]}).json()["id"]
-           for i in range(5)]
+    ids = [
+        client.post(
+            "/v1/jobs", json={**job_body(), "tags": ["even" if i % 2 == 0 else "odd"]}
+        ).json()["id"]
+        for i in range(5)
+    ]
     seen, cursor = [], None
     while True:
-        page = client.get("/v1/jobs", params={"limit": 2, **({"cursor": cursor} if cursor
-                                                              else {})}).json()
+        page = client.get(
+            "/v1/jobs", params={"limit": 2, **({"cursor": cursor} if cursor else {})}
+        ).json()
         seen += [job["id"] for job in page["items"]]
         cursor = page["next_cursor"]
         if cursor is None:
@@ -166,5 +177,8 @@ def test_events_follow_streams_server_sent_events_until_the_job_ends(make_client
         text = "".join(stream.iter_text())
     frames = [frame for frame in text.split("\n\n") if frame.strip()]
     assert [frame.splitlines()[1] for frame in frames] == [
-        "event: state", "event: state", 'data: {"status": "cancelled"}']
+        "event: state",
+        "event: state",
+        'data: {"status": "cancelled"}',
+    ]
     assert '"to_status":"queued"' in frames[0] and '"to_status":"cancelled"' in frames[1]

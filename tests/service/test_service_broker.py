@@ -41,10 +41,21 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: redis.Redis.from_url(self.url).ping(), 30, "redis-server",
-                 self.process)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: redis.Redis.from_url(self.url).ping(), 30, "redis-server", self.process)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -67,13 +78,14 @@ def private_redis() -> Iterator[PrivateRedis]:
         server.kill()
 
 
-def test_a_broker_restarted_empty_loses_no_job(service_env, private_redis, job_body,
-                                               database_url):
+def test_a_broker_restarted_empty_loses_no_job(service_env, private_redis, job_body, database_url):
     env = {**service_env, "LEAP_BROKER_URL": private_redis.url}
     headers = {"Authorization": f"Bearer {create_key('broker-restart', database_url)}"}
-    with extra_api(env, broker_url=private_redis.url) as url, \
-            celery_worker(env, "broker-worker") as (worker, _), \
-            httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+    with (
+        extra_api(env, broker_url=private_redis.url) as url,
+        celery_worker(env, "broker-worker") as (worker, _),
+        httpx.Client(base_url=url, headers=headers, timeout=60) as client,
+    ):
         # a long job holds the solo worker, so two more wait in Redis
         blocker = client.post("/v1/jobs", json=job_body(train={"epochs": 500})).json()["id"]
         wait_status(client, blocker, {"running"}, timeout=60)
@@ -91,11 +103,17 @@ def test_a_broker_restarted_empty_loses_no_job(service_env, private_redis, job_b
         mine = [*waiting, stored]
         assert [client.get(f"/v1/jobs/{i}").json()["status"] for i in mine] == ["queued"] * 3
         with session_scope(database_url) as session:
-            session.execute(update(Job).where(Job.id.in_(mine)).values(
-                dispatched_at=utcnow() - timedelta(hours=2),
-                updated_at=utcnow() - timedelta(hours=2)))
-        run = maintenance_once(env, heartbeat_timeout_seconds=str(HOUR),
-                               redispatch_seconds=str(HOUR))
+            session.execute(
+                update(Job)
+                .where(Job.id.in_(mine))
+                .values(
+                    dispatched_at=utcnow() - timedelta(hours=2),
+                    updated_at=utcnow() - timedelta(hours=2),
+                )
+            )
+        run = maintenance_once(
+            env, heartbeat_timeout_seconds=str(HOUR), redispatch_seconds=str(HOUR)
+        )
         for job_id in mine:
             assert f"job {job_id}: redispatched" in run.stderr, run.stderr
 
@@ -105,7 +123,10 @@ def test_a_broker_restarted_empty_loses_no_job(service_env, private_redis, job_b
             done = wait_status(client, job_id, {"succeeded", "failed"}, timeout=120)
             assert done["status"] == "succeeded", done["error"]
             assert states(events_of(database_url, job_id)) == [
-                ("queued", 1), ("running", 1), ("succeeded", 1)]
+                ("queued", 1),
+                ("running", 1),
+                ("succeeded", 1),
+            ]
         assert worker.poll() is None
         # the client's retry with the same key finds the job; nothing new is created
         again = client.post("/v1/jobs", json=job_body(), headers={"Idempotency-Key": "k1"})

@@ -22,23 +22,34 @@ SERVICES = COMPOSE["services"]
 
 
 def test_compose_file_validates_against_the_compose_specification():
-    checker = shutil.which("check-jsonschema") or str(Path(sys.executable).parent /
-                                                      "check-jsonschema")
-    result = subprocess.run([checker, "--builtin-schema", "vendor.compose-spec",
-                             str(ROOT / "docker-compose.yml")], capture_output=True, text=True)
+    checker = shutil.which("check-jsonschema") or str(
+        Path(sys.executable).parent / "check-jsonschema"
+    )
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_stack_has_every_part_and_the_order_of_start_up():
-    assert set(SERVICES) == {"postgres", "redis", "mlflow", "migrate", "api", "maintenance",
-                             "worker"}
+    assert set(SERVICES) == {
+        "postgres",
+        "redis",
+        "mlflow",
+        "migrate",
+        "api",
+        "maintenance",
+        "worker",
+    }
     for name in ("postgres", "redis", "mlflow", "api", "worker"):
         assert "healthcheck" in SERVICES[name], name
-    assert SERVICES["api"]["depends_on"]["migrate"]["condition"] == \
-        "service_completed_successfully"
+    assert SERVICES["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     for name in ("worker", "maintenance"):
-        assert SERVICES[name]["depends_on"]["migrate"]["condition"] == \
-            "service_completed_successfully"
+        assert (
+            SERVICES[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+        )
     gpu = SERVICES["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and gpu["capabilities"] == ["gpu"]
     assert "postgresql" in " ".join(SERVICES["mlflow"]["command"])
@@ -47,8 +58,11 @@ def test_the_stack_has_every_part_and_the_order_of_start_up():
 
 def _module_exists(name: str) -> bool:
     path = ROOT.joinpath(*name.split("."))
-    return (path.with_suffix(".py").is_file() or (path / "__main__.py").is_file()
-            or importlib.util.find_spec(name) is not None)
+    return (
+        path.with_suffix(".py").is_file()
+        or (path / "__main__.py").is_file()
+        or importlib.util.find_spec(name) is not None
+    )
 
 
 def test_every_service_command_exists_in_the_project():
@@ -60,7 +74,8 @@ def test_every_service_command_exists_in_the_project():
         for source in re.findall(r"^COPY (\S+)", dockerfile.read_text(), re.MULTILINE):
             assert (ROOT / source).exists(), f"{dockerfile.name}: COPY {source}"
         command = service.get("command") or re.search(
-            r'^CMD (\[.*\])', dockerfile.read_text(), re.MULTILINE).group(1)
+            r"^CMD (\[.*\])", dockerfile.read_text(), re.MULTILINE
+        ).group(1)
         command = yaml.safe_load(command) if isinstance(command, str) else command
         if command[:2] == ["python", "-m"]:
             assert _module_exists(command[2]), f"{name}: python -m {command[2]}"
@@ -77,18 +92,25 @@ def test_every_service_command_exists_in_the_project():
 
 def test_the_env_file_sets_only_real_settings():
     fields = {f"LEAP_{field.upper()}" for field in Settings.model_fields}
-    keys = [line.split("=", 1)[0] for line in (ROOT / "docker/leap.env").read_text().splitlines()
-            if line and not line.startswith("#")]
-    unknown = [key for key in keys if key.startswith("LEAP_") and key not in fields
-               and key != "LEAP_HOME"]
+    keys = [
+        line.split("=", 1)[0]
+        for line in (ROOT / "docker/leap.env").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    unknown = [
+        key for key in keys if key.startswith("LEAP_") and key not in fields and key != "LEAP_HOME"
+    ]
     assert unknown == []
 
 
-@pytest.mark.parametrize("name, url", [
-    ("LEAP_DATABASE_URL", "postgresql+psycopg://leap:changeme@db/leap"),
-    ("LEAP_BROKER_URL", "redis://:changeme@redis:6379/0"),
-    ("LEAP_MLFLOW_TRACKING_URI", "postgresql://mlflow:changeme@db/mlflow"),
-])
+@pytest.mark.parametrize(
+    "name, url",
+    [
+        ("LEAP_DATABASE_URL", "postgresql+psycopg://leap:changeme@db/leap"),
+        ("LEAP_BROKER_URL", "redis://:changeme@redis:6379/0"),
+        ("LEAP_MLFLOW_TRACKING_URI", "postgresql://mlflow:changeme@db/mlflow"),
+    ],
+)
 def test_settings_refuse_a_placeholder_password(monkeypatch, name, url):
     monkeypatch.setenv(name, url)
     with pytest.raises(ValueError, match="placeholder password 'changeme'"):
@@ -96,11 +118,19 @@ def test_settings_refuse_a_placeholder_password(monkeypatch, name, url):
 
 
 def test_the_api_refuses_to_start_with_a_placeholder_secret(tmp_path):
-    env = {**os.environ, "LEAP_HOME": str(tmp_path),
-           "LEAP_DATABASE_URL": "postgresql+psycopg://leap:changeme@127.0.0.1:1/leap"}
-    started = subprocess.run([sys.executable, "-m", "uvicorn", "api.main:app", "--port",
-                              "0"], cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=60)
+    env = {
+        **os.environ,
+        "LEAP_HOME": str(tmp_path),
+        "LEAP_DATABASE_URL": "postgresql+psycopg://leap:changeme@127.0.0.1:1/leap",
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "api.main:app", "--port", "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert started.returncode != 0
     assert "database_url" in started.stderr
     assert "contains the placeholder password 'changeme'; set a real one" in started.stderr

@@ -43,8 +43,9 @@ TIMEOUT = 120
 
 def events_of(database_url: str, job_id: str) -> list[JobEvent]:
     with session_scope(database_url) as session:
-        return list(session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)
-                                    .order_by(JobEvent.id)))
+        return list(
+            session.scalars(select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id))
+        )
 
 
 def states(events: list[JobEvent]) -> list[tuple[str, int]]:
@@ -52,8 +53,11 @@ def states(events: list[JobEvent]) -> list[tuple[str, int]]:
 
 
 def logged(events: list[JobEvent], prefix: str) -> list[str]:
-    return [event.message for event in events
-            if event.kind == "log" and event.message.startswith(prefix)]
+    return [
+        event.message
+        for event in events
+        if event.kind == "log" and event.message.startswith(prefix)
+    ]
 
 
 @pytest.fixture
@@ -62,23 +66,30 @@ def crash_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
     maintenance loop (with a short timeout) sees no other module's jobs; workers beat
     every 2 s against an 8 s timeout."""
     with scratch_database() as url:
-        yield {**service_env, "LEAP_DATABASE_URL": url,
-               "LEAP_QUEUE": f"leap-crash-{uuid.uuid4().hex[:8]}",
-               "LEAP_HEARTBEAT_TIMEOUT_SECONDS": "8"}
+        yield {
+            **service_env,
+            "LEAP_DATABASE_URL": url,
+            "LEAP_QUEUE": f"leap-crash-{uuid.uuid4().hex[:8]}",
+            "LEAP_HEARTBEAT_TIMEOUT_SECONDS": "8",
+        }
 
 
 def test_a_worker_killed_mid_training_is_resumed_from_its_checkpoint_on_another(
-        crash_env, job_body):
+    crash_env, job_body
+):
     service_env, database_url = crash_env, crash_env["LEAP_DATABASE_URL"]
     body = job_body(train={"epochs": 8, "steps_per_epoch": 6})
     headers = {"Authorization": f"Bearer {create_key('crash', database_url)}"}
-    with extra_api(service_env) as url, \
-            httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+    with (
+        extra_api(service_env) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=30) as client,
+    ):
         run_and_kill_and_resume(service_env, database_url, client, body)
 
 
-def run_and_kill_and_resume(service_env: dict[str, str], database_url: str,
-                            client: httpx.Client, body: dict) -> None:
+def run_and_kill_and_resume(
+    service_env: dict[str, str], database_url: str, client: httpx.Client, body: dict
+) -> None:
     with celery_worker(service_env, "doomed") as (doomed, _):
         job_id = client.post("/v1/jobs", json=body).json()["id"]
 
@@ -94,8 +105,10 @@ def run_and_kill_and_resume(service_env: dict[str, str], database_url: str,
     assert killed["status"] == "running" and killed["worker"].endswith(f":{doomed.pid}")
     assert saved < 8, "the job ended before the kill; nothing was interrupted"
 
-    with celery_worker(service_env, "survivor") as (survivor, _), \
-            maintenance_loop(service_env, redispatch_seconds="3600") as maintenance:
+    with (
+        celery_worker(service_env, "survivor") as (survivor, _),
+        maintenance_loop(service_env, redispatch_seconds="3600") as maintenance,
+    ):
         done = wait_status(client, job_id, {"succeeded", "failed"}, timeout=TIMEOUT)
         assert done["status"] == "succeeded", done["error"]
         assert f"job {job_id}: requeued" in maintenance.read_text()
@@ -103,17 +116,24 @@ def run_and_kill_and_resume(service_env: dict[str, str], database_url: str,
     assert done["attempt"] == 2 and done["worker"].endswith(f":{survivor.pid}")
     assert done["progress"]["global_step"] == 8 * 6
     events = events_of(database_url, job_id)
-    assert states(events) == [("queued", 1), ("running", 1), ("queued", 2), ("running", 2),
-                              ("succeeded", 2)]
-    assert re.fullmatch(r"worker lost: no heartbeat for \d+ s; requeued as attempt 2",
-                        [e.message for e in events if e.kind == "state"][2])
+    assert states(events) == [
+        ("queued", 1),
+        ("running", 1),
+        ("queued", 2),
+        ("running", 2),
+        ("succeeded", 2),
+    ]
+    assert re.fullmatch(
+        r"worker lost: no heartbeat for \d+ s; requeued as attempt 2",
+        [e.message for e in events if e.kind == "state"][2],
+    )
     starts = logged(events, "training on cpu")
     assert len(starts) == 2 and "resumed" not in starts[0]
     resumed = int(re.search(r"resumed at epoch (\d+)$", starts[1]).group(1))
     assert saved <= resumed < 8  # from the last checkpoint the dead worker wrote, not 0
     # each epoch was finished once, except those the dead worker did after its checkpoint
     ends = [int(re.match(r"epoch (\d+)/8", line).group(1)) for line in logged(events, "epoch ")]
-    assert ends[-(8 - resumed):] == list(range(resumed + 1, 9))
+    assert ends[-(8 - resumed) :] == list(range(resumed + 1, 9))
 
 
 # ---------------------------------------------------------------- database outages
@@ -123,13 +143,19 @@ def run_and_kill_and_resume(service_env: dict[str, str], database_url: str,
 def outage_env(service_env: dict[str, str]) -> Iterator[dict[str, str]]:
     """The services' environment on a database and a queue of this module's own."""
     with scratch_database() as url:
-        yield {**service_env, "LEAP_DATABASE_URL": url,
-               "LEAP_QUEUE": f"leap-outage-{uuid.uuid4().hex[:8]}"}
+        yield {
+            **service_env,
+            "LEAP_DATABASE_URL": url,
+            "LEAP_QUEUE": f"leap-outage-{uuid.uuid4().hex[:8]}",
+        }
 
 
 def outage_settings(env: dict[str, str]) -> Settings:
-    return Settings(database_url=env["LEAP_DATABASE_URL"], broker_url=env["LEAP_BROKER_URL"],
-                    queue=env["LEAP_QUEUE"])
+    return Settings(
+        database_url=env["LEAP_DATABASE_URL"],
+        broker_url=env["LEAP_BROKER_URL"],
+        queue=env["LEAP_QUEUE"],
+    )
 
 
 @contextmanager
@@ -138,8 +164,9 @@ def database_down(database_url: str) -> Iterator[None]:
     name = make_url(database_url).database
     with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                      "WHERE datname = %s", (name,))
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
         try:
             yield
         finally:
@@ -180,21 +207,24 @@ def outage_worker(outage_env: dict[str, str]) -> Iterator[tuple[subprocess.Popen
 
 
 def test_a_message_that_arrives_during_an_outage_is_leased_once_the_database_is_back(
-        outage_env, outage_worker, job_body):
+    outage_env, outage_worker, job_body
+):
     url = outage_env["LEAP_DATABASE_URL"]
     _, log_path = outage_worker
     job = store(outage_env, job_body())
     with database_down(url):
         dispatch(outage_settings(outage_env), job)
-        wait_for(lambda: f"job {job.id}: lease: database unavailable" in log_path.read_text(),
-                 TIMEOUT, "the worker to try and retry its lease")
+        wait_for(
+            lambda: f"job {job.id}: lease: database unavailable" in log_path.read_text(),
+            TIMEOUT,
+            "the worker to try and retry its lease",
+        )
     done = wait_row(url, job.id, lambda job: job.status in ("succeeded", "failed"), "the job")
     assert done.status == "succeeded", done.error
     assert states(events_of(url, job.id)) == [("queued", 1), ("running", 1), ("succeeded", 1)]
 
 
-def test_an_outage_mid_training_loses_no_progress_and_no_event(outage_env, outage_worker,
-                                                                 job_body):
+def test_an_outage_mid_training_loses_no_progress_and_no_event(outage_env, outage_worker, job_body):
     url = outage_env["LEAP_DATABASE_URL"]
     _, log_path = outage_worker
     job_id = submit(outage_env, job_body(train={"epochs": 6}))
@@ -205,12 +235,15 @@ def test_an_outage_mid_training_loses_no_progress_and_no_event(outage_env, outag
     assert done.status == "succeeded", done.error
     assert done.global_step == 6 * 4 and done.epoch == 6
     log = log_path.read_text()
-    assert re.search(rf"job {job_id}: (progress|event): database unavailable", log) or \
-        f"job {job_id}: progress not recorded, database unavailable" in log, log[-3000:]
+    assert (
+        re.search(rf"job {job_id}: (progress|event): database unavailable", log)
+        or f"job {job_id}: progress not recorded, database unavailable" in log
+    ), log[-3000:]
     events = events_of(url, job_id)
     assert states(events) == [("queued", 1), ("running", 1), ("succeeded", 1)]
-    assert [int(re.match(r"epoch (\d+)/6", line).group(1))
-            for line in logged(events, "epoch ")] == [1, 2, 3, 4, 5, 6]
+    assert [
+        int(re.match(r"epoch (\d+)/6", line).group(1)) for line in logged(events, "epoch ")
+    ] == [1, 2, 3, 4, 5, 6]
 
 
 def held_job(env: dict[str, str], body: dict, worker: str) -> Lease:
@@ -224,9 +257,18 @@ def test_the_final_status_waits_for_the_database_and_is_written_once(outage_env,
     url = outage_env["LEAP_DATABASE_URL"]
     held = held_job(outage_env, job_body(), "finisher")
     outcome: list[bool] = []
-    writer = threading.Thread(target=lambda: outcome.append(finish(
-        outage_settings(outage_env), held, JobStatus.succeeded, "succeeded",
-        events=["finished: rank1 1"], global_step=12)))
+    writer = threading.Thread(
+        target=lambda: outcome.append(
+            finish(
+                outage_settings(outage_env),
+                held,
+                JobStatus.succeeded,
+                "succeeded",
+                events=["finished: rank1 1"],
+                global_step=12,
+            )
+        )
+    )
     with database_down(url):
         writer.start()
         time.sleep(3)
@@ -252,12 +294,12 @@ def test_a_worker_whose_lease_was_taken_writes_nothing(outage_env, job_body):
     assert finish(settings, held, JobStatus.succeeded, "succeeded") is False
     after = row(url, held.job_id)
     assert (after.status, after.attempt, after.worker) == ("queued", 2, None)
-    assert states(events_of(url, held.job_id)) == [("queued", 1), ("running", 1),
-                                                   ("queued", 2)]
+    assert states(events_of(url, held.job_id)) == [("queued", 1), ("running", 1), ("queued", 2)]
 
 
 def test_a_training_worker_that_lost_its_lease_stops_and_the_new_attempt_finishes(
-        outage_env, outage_worker, job_body):
+    outage_env, outage_worker, job_body
+):
     settings = outage_settings(outage_env)
     url = outage_env["LEAP_DATABASE_URL"]
     process, log_path = outage_worker
@@ -267,12 +309,21 @@ def test_a_training_worker_that_lost_its_lease_stops_and_the_new_attempt_finishe
         job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
         assert recover(session, job, settings, "worker lost: test") == "requeued"
         session.commit()
-        wait_for(lambda: f"job {job_id} attempt 1 is no longer held" in log_path.read_text(),
-                 TIMEOUT, "the old attempt to stop")
+        wait_for(
+            lambda: f"job {job_id} attempt 1 is no longer held" in log_path.read_text(),
+            TIMEOUT,
+            "the old attempt to stop",
+        )
         dispatch_committed(session, settings, job)
-    done = wait_row(url, job_id, lambda job: job.status in ("succeeded", "failed"),
-                    "the new attempt")
+    done = wait_row(
+        url, job_id, lambda job: job.status in ("succeeded", "failed"), "the new attempt"
+    )
     assert (done.status, done.attempt) == ("succeeded", 2), done.error
-    assert states(events_of(url, job_id)) == [("queued", 1), ("running", 1), ("queued", 2),
-                                              ("running", 2), ("succeeded", 2)]
+    assert states(events_of(url, job_id)) == [
+        ("queued", 1),
+        ("running", 1),
+        ("queued", 2),
+        ("running", 2),
+        ("succeeded", 2),
+    ]
     assert process.poll() is None

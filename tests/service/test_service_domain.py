@@ -35,8 +35,14 @@ def tables(url: str) -> set[str]:
 
 def test_migrations_upgrade_and_downgrade_cleanly_on_an_empty_database(empty_database):
     upgrade(empty_database)
-    assert tables(empty_database) == {"alembic_version", "api_keys", "jobs", "job_events",
-                                      "sweeps", "sweep_cells"}
+    assert tables(empty_database) == {
+        "alembic_version",
+        "api_keys",
+        "jobs",
+        "job_events",
+        "sweeps",
+        "sweep_cells",
+    }
     downgrade(empty_database)
     assert tables(empty_database) == {"alembic_version"}
     upgrade(empty_database)  # and up again
@@ -44,8 +50,9 @@ def test_migrations_upgrade_and_downgrade_cleanly_on_an_empty_database(empty_dat
 
 
 def new_job(session, **fields) -> Job:
-    job = Job(owner="domain", name="t", spec={"train": {"epochs": 1}}, tags=[], priority=5,
-              **fields)
+    job = Job(
+        owner="domain", name="t", spec={"train": {"epochs": 1}}, tags=[], priority=5, **fields
+    )
     transition(session, job, JobStatus.queued, "submitted")
     return job
 
@@ -63,11 +70,15 @@ def test_every_transition_is_checked_and_recorded_in_the_same_transaction(databa
         job = session.get(Job, job_id)
         assert job.status == "cancelled" and job.worker == "w1"
         assert job.started_at is not None and job.finished_at >= job.started_at
-        events = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id)
-                                 .order_by(JobEvent.id)).all()
+        events = session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        ).all()
         assert [(e.from_status, e.to_status) for e in events] == [
-            (None, "queued"), ("queued", "running"), ("running", "cancelling"),
-            ("cancelling", "cancelled")]
+            (None, "queued"),
+            ("queued", "running"),
+            ("running", "cancelling"),
+            ("cancelling", "cancelled"),
+        ]
     # A failed transaction leaves neither the row change nor the event behind.
     with pytest.raises(RuntimeError), session_scope(database_url) as session:
         job = session.get(Job, job_id)
@@ -112,12 +123,18 @@ def test_a_running_job_whose_worker_died_is_taken_over(database_url, tmp_path):
     with session_scope(database_url) as session:
         row = session.get(Job, job.id)
         assert (row.status, row.worker, row.attempt) == ("running", "w2", 2)
-        events = session.scalars(select(JobEvent).where(JobEvent.job_id == job.id)
-                                 .order_by(JobEvent.id)).all()
+        events = session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job.id).order_by(JobEvent.id)
+        ).all()
         assert [(e.to_status, e.attempt) for e in events] == [
-            ("queued", 1), ("running", 1), ("queued", 2), ("running", 2)]
-        assert re.fullmatch(r"worker w1 lost: no heartbeat for 30\d s; requeued as attempt 2",
-                            events[2].message), events[2].message
+            ("queued", 1),
+            ("running", 1),
+            ("queued", 2),
+            ("running", 2),
+        ]
+        assert re.fullmatch(
+            r"worker w1 lost: no heartbeat for 30\d s; requeued as attempt 2", events[2].message
+        ), events[2].message
 
 
 def test_a_key_is_found_by_prefix_and_matched_by_its_whole_hash(database_url):

@@ -30,8 +30,11 @@ FAULT_TIMEOUT = 90
 
 def mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
     return done.returncode == 0
 
 
@@ -46,8 +49,7 @@ def runs_disk(service_env: dict[str, str]) -> Iterator[Path | None]:
 
 
 @pytest.fixture(scope="module")
-def fault_worker(service_env: dict[str, str], api_url: str,
-                 runs_disk: Path) -> Iterator[int]:
+def fault_worker(service_env: dict[str, str], api_url: str, runs_disk: Path) -> Iterator[int]:
     """The one worker process every job of this module runs in; yields its pid."""
     drain_queue(service_env)
     with celery_worker(service_env, "fault-worker", runs_dir=str(runs_disk)) as (process, _):
@@ -59,8 +61,10 @@ def remount_read_only(path: Path) -> None:
     """Remount read-only; the kernel refuses (EBUSY) while a file is open for writing,
     i.e. while a checkpoint is being written, so try again a moment later."""
     for _ in range(50):
-        if subprocess.run(["mount", "-o", "remount,ro", str(path)],
-                          capture_output=True).returncode == 0:
+        if (
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], capture_output=True).returncode
+            == 0
+        ):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{path} could not be remounted read-only")
@@ -78,16 +82,19 @@ def copy_dataset(tiny_root: str, name: str) -> Path:
     return copy
 
 
-def run_to_failure(client: httpx.Client, body: dict, worker_pid: int,
-                   while_running: Callable[[str], None] | None = None) -> dict:
+def run_to_failure(
+    client: httpx.Client,
+    body: dict,
+    worker_pid: int,
+    while_running: Callable[[str], None] | None = None,
+) -> dict:
     job = client.post("/v1/jobs", json=body)
     assert job.status_code == 201, job.text
     job_id = job.json()["id"]
     if while_running is not None:
         wait_status(client, job_id, {"running"}, timeout=FAULT_TIMEOUT)
         while_running(job_id)
-    done = wait_status(client, job_id, {"succeeded", "failed", "cancelled"},
-                       timeout=FAULT_TIMEOUT)
+    done = wait_status(client, job_id, {"succeeded", "failed", "cancelled"}, timeout=FAULT_TIMEOUT)
     assert done["status"] == "failed", done
     assert done["worker"].endswith(f":{worker_pid}"), done["worker"]
     events = client.get(f"/v1/jobs/{job_id}/events").json()["items"]
@@ -107,29 +114,36 @@ def wait_event(client: httpx.Client, job_id: str, prefix: str) -> None:
 
 
 def test_a_diverging_loss_fails_naming_epoch_and_step(fault_worker, make_client, job_body):
-    body = job_body(method={"leap": {"mode": "off"}},
-                    train={"optimizer": {"kind": "sgd", "lr": 1e30, "momentum": 0.0},
-                           "schedule": {"warmup_epochs": 0, "milestones": []}})
+    body = job_body(
+        method={"leap": {"mode": "off"}},
+        train={
+            "optimizer": {"kind": "sgd", "lr": 1e30, "momentum": 0.0},
+            "schedule": {"warmup_epochs": 0, "milestones": []},
+        },
+    )
     done = run_to_failure(make_client(), body, fault_worker)
-    assert re.fullmatch(r"training diverged: loss is (nan|inf|-inf) at epoch 0, global step "
-                        r"\d+; lower train.optimizer.lr or set train.grad_clip",
-                        done["error"]), done["error"]
+    assert re.fullmatch(
+        r"training diverged: loss is (nan|inf|-inf) at epoch 0, global step "
+        r"\d+; lower train.optimizer.lr or set train.grad_clip",
+        done["error"],
+    ), done["error"]
 
 
-def test_a_failed_allocation_is_out_of_memory_with_what_to_lower(fault_worker, make_client,
-                                                                  job_body):
+def test_a_failed_allocation_is_out_of_memory_with_what_to_lower(
+    fault_worker, make_client, job_body
+):
     # 2^36 embedding dimensions: the first layer alone asks for terabytes, which the
     # allocator refuses at once (as CUDA's does when a batch does not fit).
-    done = run_to_failure(make_client(), job_body(model={"embedding_dim": 2 ** 36}),
-                          fault_worker)
+    done = run_to_failure(make_client(), job_body(model={"embedding_dim": 2**36}), fault_worker)
     assert done["error"].startswith("out of memory on cpu: "), done["error"]
     assert re.search(r"tried to allocate \d{12,} bytes", done["error"]), done["error"]
-    assert done["error"].endswith("lower train.batch_size (the sampler's identities × "
-                                  "instances), dataset.image_size or model.embedding_dim")
+    assert done["error"].endswith(
+        "lower train.batch_size (the sampler's identities × "
+        "instances), dataset.image_size or model.embedding_dim"
+    )
 
 
-def test_unreadable_images_fail_naming_the_file(fault_worker, make_client, job_body,
-                                                 tiny_root):
+def test_unreadable_images_fail_naming_the_file(fault_worker, make_client, job_body, tiny_root):
     copy = copy_dataset(tiny_root, "corrupt")
     broken = sorted((copy / "bounding_box_train").glob("*.jpg"))
     assert broken, "the tiny dataset has Market-1501 layout"
@@ -142,7 +156,8 @@ def test_unreadable_images_fail_naming_the_file(fault_worker, make_client, job_b
 
 
 def test_a_dataset_root_that_vanished_before_the_run_is_refused_by_the_worker(
-        fault_worker, make_client, job_body, tiny_root):
+    fault_worker, make_client, job_body, tiny_root
+):
     client = make_client()
     blocker = client.post("/v1/jobs", json=job_body(train={"epochs": 500})).json()["id"]
     wait_status(client, blocker, {"running"}, timeout=FAULT_TIMEOUT)
@@ -153,23 +168,29 @@ def test_a_dataset_root_that_vanished_before_the_run_is_refused_by_the_worker(
     client.post(f"/v1/jobs/{blocker}/cancel")
     done = wait_status(client, job, {"succeeded", "failed"}, timeout=FAULT_TIMEOUT)
     assert done["status"] == "failed"
-    assert done["error"] == (f"dataset root {copy} does not exist on this worker (removed or "
-                             f"unmounted after the job was submitted)")
+    assert done["error"] == (
+        f"dataset root {copy} does not exist on this worker (removed or "
+        f"unmounted after the job was submitted)"
+    )
     assert done["progress"]["global_step"] is None  # it never started training
 
 
-def test_a_dataset_root_that_vanishes_mid_run_fails_naming_it(fault_worker, make_client,
-                                                               job_body, tiny_root):
+def test_a_dataset_root_that_vanishes_mid_run_fails_naming_it(
+    fault_worker, make_client, job_body, tiny_root
+):
     client = make_client()
     copy = copy_dataset(tiny_root, "vanishing")
-    body = job_body(dataset={"format": "market1501", "root": str(copy)},
-                    train={"epochs": 500})
-    done = run_to_failure(client, body, fault_worker,
-                          lambda job_id: (wait_event(client, job_id, "first step done"),
-                                          shutil.rmtree(copy)))
+    body = job_body(dataset={"format": "market1501", "root": str(copy)}, train={"epochs": 500})
+    done = run_to_failure(
+        client,
+        body,
+        fault_worker,
+        lambda job_id: (wait_event(client, job_id, "first step done"), shutil.rmtree(copy)),
+    )
     assert done["error"].startswith(
         f"dataset root {copy} no longer exists (it was removed or unmounted after the job "
-        f"was submitted): DatasetError: {copy}/"), done["error"]
+        f"was submitted): DatasetError: {copy}/"
+    ), done["error"]
     assert done["error"].endswith(": image file not found")
 
 
@@ -181,7 +202,8 @@ def disk(runs_disk: Path) -> Path:
 
 
 def test_a_full_disk_at_the_checkpoint_fails_and_keeps_nothing_half_written(
-        fault_worker, disk, make_client, job_body):
+    fault_worker, disk, make_client, job_body
+):
     filler = disk / "filler"
     # write until the kernel says ENOSPC
     with open(filler, "wb") as file, pytest.raises(OSError) as full:
@@ -194,14 +216,18 @@ def test_a_full_disk_at_the_checkpoint_fails_and_keeps_nothing_half_written(
     finally:
         filler.unlink()
     run_dir = disk / done["id"]
-    assert re.fullmatch(rf"checkpoint not saved: cannot write checkpoint {run_dir}/last.pt "
-                        r"\(\d+ bytes\): No space left on device", done["error"]), done["error"]
+    assert re.fullmatch(
+        rf"checkpoint not saved: cannot write checkpoint {run_dir}/last.pt "
+        r"\(\d+ bytes\): No space left on device",
+        done["error"],
+    ), done["error"]
     assert done["progress"]["epoch"] == 1  # it trained; the first checkpoint failed
     assert not run_dir.exists() or list(run_dir.iterdir()) == []  # no partial file
 
 
 def test_a_read_only_checkpoint_directory_fails_and_keeps_the_last_checkpoint(
-        fault_worker, disk, make_client, job_body):
+    fault_worker, disk, make_client, job_body
+):
     client = make_client()
 
     def freeze(job_id: str) -> None:
@@ -213,13 +239,15 @@ def test_a_read_only_checkpoint_directory_fails_and_keeps_the_last_checkpoint(
     finally:
         subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
     run_dir = disk / done["id"]
-    assert re.fullmatch(rf"checkpoint not saved: cannot write checkpoint {run_dir}/last.pt "
-                        r"\(\d+ bytes\): Read-only file system", done["error"]), done["error"]
+    assert re.fullmatch(
+        rf"checkpoint not saved: cannot write checkpoint {run_dir}/last.pt "
+        r"\(\d+ bytes\): Read-only file system",
+        done["error"],
+    ), done["error"]
     assert [path.name for path in run_dir.iterdir()] == ["last.pt"]  # the last good one
 
 
-def test_the_same_worker_process_then_trains_a_job_to_success(fault_worker, make_client,
-                                                              job_body):
+def test_the_same_worker_process_then_trains_a_job_to_success(fault_worker, make_client, job_body):
     client = make_client()
     job = client.post("/v1/jobs", json=job_body()).json()["id"]
     done = wait_status(client, job, {"succeeded", "failed"}, timeout=FAULT_TIMEOUT)

@@ -57,8 +57,12 @@ schema = schemathesis.openapi.from_dict(OPENAPI)
 def fuzz_api(service_env: dict[str, str]) -> Iterator[str]:
     """The API under fuzzing: no practical rate limit, at most 8 cells a sweep, and a
     queue of its own that nothing consumes."""
-    with extra_api(service_env, submit_rate_per_minute="1000000", max_sweep_cells="8",
-                   queue=f"leap-fuzz-{uuid.uuid4().hex[:8]}") as url:
+    with extra_api(
+        service_env,
+        submit_rate_per_minute="1000000",
+        max_sweep_cells="8",
+        queue=f"leap-fuzz-{uuid.uuid4().hex[:8]}",
+    ) as url:
         assert httpx.get(f"{url}/openapi.json").json() == OPENAPI
         yield url
 
@@ -69,8 +73,9 @@ def fuzz_owner(database_url: str) -> Iterator[tuple[str, str]]:
     owner = f"fuzzer-{uuid.uuid4().hex[:8]}"
     yield owner, create_key(owner, database_url)
     with session_scope(database_url) as session:
-        queued = session.scalars(select(Job.id).where(
-            Job.owner == owner, Job.status == JobStatus.queued)).all()
+        queued = session.scalars(
+            select(Job.id).where(Job.owner == owner, Job.status == JobStatus.queued)
+        ).all()
     for job_id in queued:
         with session_scope(database_url) as session:
             cancel_job(session, owner, job_id)
@@ -88,11 +93,19 @@ def owned(fuzz_api: str, fuzz_owner: tuple[str, str], tiny_job_body: dict) -> di
     headers = {"Authorization": f"Bearer {fuzz_owner[1]}"}
     job = httpx.post(f"{fuzz_api}/v1/jobs", headers=headers, json=tiny_job_body)
     assert job.status_code == 201, job.text
-    assert httpx.post(f"{fuzz_api}/v1/jobs/{job.json()['id']}/cancel",
-                      headers=headers).status_code == 200
-    sweep = httpx.post(f"{fuzz_api}/v1/sweeps", headers=headers, json={
-        "name": "fuzz-owned", "base": tiny_job_body,
-        "axes": {"method": {"CosFace": {"method.leap.mode": "off"}}}})
+    assert (
+        httpx.post(f"{fuzz_api}/v1/jobs/{job.json()['id']}/cancel", headers=headers).status_code
+        == 200
+    )
+    sweep = httpx.post(
+        f"{fuzz_api}/v1/sweeps",
+        headers=headers,
+        json={
+            "name": "fuzz-owned",
+            "base": tiny_job_body,
+            "axes": {"method": {"CosFace": {"method.leap.mode": "off"}}},
+        },
+    )
     assert sweep.status_code == 201, sweep.text
     return {"job_id": job.json()["id"], "sweep_id": sweep.json()["id"]}
 
@@ -106,16 +119,22 @@ def send(case: schemathesis.Case, base_url: str, headers: dict[str, str]) -> Non
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_no_operation_answers_a_server_error(case, fuzz_api, fuzz_owner, owned) -> None:
     """Each case is sent as generated; a case naming a job or sweep id is sent a second
     time with the id of the fuzzer's own row, so the handlers behind the 404 are fuzzed
     too (reads only: a retry would queue the job again)."""
     headers = {"Authorization": f"Bearer {fuzz_owner[1]}"}
     send(case, fuzz_api, headers)
-    ids = {name: owned[name] for name in ("job_id", "sweep_id")
-           if name in (case.path_parameters or {})}
+    ids = {
+        name: owned[name] for name in ("job_id", "sweep_id") if name in (case.path_parameters or {})
+    }
     if ids and case.method.upper() == "GET":
         case.path_parameters = {**case.path_parameters, **ids}
         send(case, fuzz_api, headers)
@@ -127,14 +146,18 @@ def test_every_operation_was_fuzzed(capsys: pytest.CaptureFixture) -> None:
     distinct request)."""
     if not sent:
         pytest.skip("the fuzz test did not run in this session")
-    operations = {f"{method.upper()} {path}": bool(spec.get("parameters")
-                                                   or spec.get("requestBody"))
-                  for path, methods in OPENAPI["paths"].items()
-                  for method, spec in methods.items()}
+    operations = {
+        f"{method.upper()} {path}": bool(spec.get("parameters") or spec.get("requestBody"))
+        for path, methods in OPENAPI["paths"].items()
+        for method, spec in methods.items()
+    }
     with capsys.disabled():
         print(f"\nfuzzed requests: {sum(sent.values())} over {len(operations)} operations")
         for label in operations:
             shown = ", ".join(f"{code}: {n}" for code, n in sorted(statuses[label].items()))
             print(f"  {sent[label]:5d}  {label:32s} {shown}")
-    assert {label: sent[label] for label, has_inputs in operations.items()
-            if sent[label] < (MAX_EXAMPLES if has_inputs else 1)} == {}
+    assert {
+        label: sent[label]
+        for label, has_inputs in operations.items()
+        if sent[label] < (MAX_EXAMPLES if has_inputs else 1)
+    } == {}

@@ -24,8 +24,10 @@ def test_each_child_claims_a_different_gpu_and_none_when_all_are_taken(tmp_path)
 
 
 def test_a_dead_childs_gpu_is_free_again(tmp_path):
-    code = ("import sys; from pathlib import Path; from worker.gpu import claim_gpu; "
-            f"print(claim_gpu(['0', '1'], Path({str(tmp_path)!r})))")
+    code = (
+        "import sys; from pathlib import Path; from worker.gpu import claim_gpu; "
+        f"print(claim_gpu(['0', '1'], Path({str(tmp_path)!r})))"
+    )
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert first.stdout.strip() == second.stdout.strip() == "0"  # released at exit

@@ -31,8 +31,9 @@ def assert_unavailable(reply: httpx.Response) -> None:
     assert "database unavailable" in reply.json()["detail"]
 
 
-def test_unreachable_database_is_503_with_retry_after(service_env: dict[str, str],
-                                                       job_body: Callable[..., dict]) -> None:
+def test_unreachable_database_is_503_with_retry_after(
+    service_env: dict[str, str], job_body: Callable[..., dict]
+) -> None:
     closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere"
     with extra_api(service_env, database_url=closed) as url:
         headers = {"Authorization": "Bearer leap_not-checked-while-the-database-is-away"}
@@ -53,7 +54,8 @@ def own_database() -> Iterator[str]:
 
 
 def test_database_lost_mid_service_is_503_then_recovers(
-        service_env: dict[str, str], own_database: str, job_body: Callable[..., dict]) -> None:
+    service_env: dict[str, str], own_database: str, job_body: Callable[..., dict]
+) -> None:
     """The pool's connections are cut and new ones refused (what a PostgreSQL restart
     looks like to the API): 503s, then 200s once the database takes connections again."""
     name = make_url(own_database).database
@@ -63,8 +65,9 @@ def test_database_lost_mid_service_is_503_then_recovers(
         assert httpx.get(f"{url}/v1/jobs", headers=headers).status_code == 200
         with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          "WHERE datname = %s", (name,))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
             assert_unavailable(httpx.get(f"{url}/v1/jobs", headers=headers))
             # the key is cached, so the valid job passes auth and fails at its INSERT
             assert_unavailable(httpx.post(f"{url}/v1/jobs", headers=headers, json=job_body()))
@@ -90,23 +93,28 @@ def test_chunked_body_over_the_limit_is_413(make_client) -> None:
             yield b"x" * (64 * 1024)
         yield b'"}'
 
-    reply = make_client().post("/v1/jobs", content=chunks(),
-                               headers={"Content-Type": "application/json"})
+    reply = make_client().post(
+        "/v1/jobs", content=chunks(), headers={"Content-Type": "application/json"}
+    )
     assert reply.status_code == 413
     assert "more than 1048576" in reply.json()["detail"]
 
 
 def test_small_chunked_body_still_reaches_validation(make_client) -> None:
-    reply = make_client().post("/v1/jobs", content=iter([b'{"train": ', b'{"epochs": -1}}']),
-                               headers={"Content-Type": "application/json"})
+    reply = make_client().post(
+        "/v1/jobs",
+        content=iter([b'{"train": ', b'{"epochs": -1}}']),
+        headers={"Content-Type": "application/json"},
+    )
     assert reply.status_code == 422, reply.text
 
 
 @pytest.fixture(scope="module")
 def limited_api(service_env: dict[str, str]) -> Iterator[str]:
     """An API allowing 3 submissions a minute per key and CORS from one origin."""
-    with extra_api(service_env, submit_rate_per_minute="3",
-                   cors_origins="https://ok.example") as url:
+    with extra_api(
+        service_env, submit_rate_per_minute="3", cors_origins="https://ok.example"
+    ) as url:
         yield url
 
 
@@ -130,9 +138,14 @@ def test_submissions_beyond_the_rate_are_429(limited_api: str, database_url: str
 
 
 def preflight(url: str, origin: str) -> httpx.Response:
-    return httpx.options(f"{url}/v1/jobs", headers={
-        "Origin": origin, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type"})
+    return httpx.options(
+        f"{url}/v1/jobs",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
 
 
 def test_cors_is_closed_by_default(api_url: str) -> None:
@@ -153,13 +166,17 @@ def test_cors_allows_only_listed_origins(limited_api: str) -> None:
 
 
 def leap_admin(service_env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "leap"), "admin", *args],
-                          cwd=ROOT, env=service_env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "leap"), "admin", *args],
+        cwd=ROOT,
+        env=service_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-def test_revoked_key_is_401(service_env: dict[str, str], api_url: str,
-                            database_url: str) -> None:
+def test_revoked_key_is_401(service_env: dict[str, str], api_url: str, database_url: str) -> None:
     token = create_key("revoked", database_url)
     done = leap_admin(service_env, "revoke-key", token[:12])
     assert done.returncode == 0, done.stderr
@@ -173,21 +190,30 @@ def test_revoked_key_is_401(service_env: dict[str, str], api_url: str,
 
 
 def test_requests_beyond_the_admission_limit_wait_then_get_503(
-        service_env: dict[str, str], own_database: str) -> None:
+    service_env: dict[str, str], own_database: str
+) -> None:
     """Two requests stuck on a locked table hold both slots of an API admitting two: a
     third waits its second and is a 503 with Retry-After, the liveness probe is never held,
     and once the lock goes the stuck ones finish and requests are served again."""
     keys = [create_key(f"admission-{n}", own_database) for n in range(4)]
 
     def jobs_of(url: str, key: str) -> httpx.Response:
-        return httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {key}"},
-                         timeout=30)
+        return httpx.get(f"{url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
-    with extra_api(service_env, database_url=own_database, max_concurrent_requests="2",
-                   admission_wait_seconds="1") as url, \
-            psycopg.connect(make_url(own_database).set(drivername="postgresql")
-                            .render_as_string(hide_password=False)) as locker, \
-            ThreadPoolExecutor(2) as pool:
+    with (
+        extra_api(
+            service_env,
+            database_url=own_database,
+            max_concurrent_requests="2",
+            admission_wait_seconds="1",
+        ) as url,
+        psycopg.connect(
+            make_url(own_database)
+            .set(drivername="postgresql")
+            .render_as_string(hide_password=False)
+        ) as locker,
+        ThreadPoolExecutor(2) as pool,
+    ):
         locker.execute("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")  # until commit
         stuck = [pool.submit(jobs_of, url, key) for key in keys[:2]]  # uncached keys
         time.sleep(1)

@@ -40,13 +40,24 @@ HOUR = 3600.0
 
 def recovery_settings(service_env: dict[str, str], **fields) -> Settings:
     """The services' settings, with a timeout and grace that only two-hour-old rows miss."""
-    return Settings(database_url=service_env["LEAP_DATABASE_URL"],
-                    broker_url=service_env["LEAP_BROKER_URL"], queue=service_env["LEAP_QUEUE"],
-                    heartbeat_timeout_seconds=HOUR, redispatch_seconds=HOUR, **fields)
+    return Settings(
+        database_url=service_env["LEAP_DATABASE_URL"],
+        broker_url=service_env["LEAP_BROKER_URL"],
+        queue=service_env["LEAP_QUEUE"],
+        heartbeat_timeout_seconds=HOUR,
+        redispatch_seconds=HOUR,
+        **fields,
+    )
 
 
-def stored_job(database_url: str, owner: str, body: dict, status: JobStatus, attempt: int = 1,
-               heartbeat_age: float = 2 * HOUR) -> str:
+def stored_job(
+    database_url: str,
+    owner: str,
+    body: dict,
+    status: JobStatus,
+    attempt: int = 1,
+    heartbeat_age: float = 2 * HOUR,
+) -> str:
     """A job as a worker on ``lost-host`` left it: leased (attempt ``attempt``), then moved
     to ``status``, its last heartbeat ``heartbeat_age`` seconds ago. No message is sent."""
     spec = parse_spec(body).model_dump(mode="json")
@@ -62,9 +73,11 @@ def stored_job(database_url: str, owner: str, body: dict, status: JobStatus, att
 
 def state_events(database_url: str, job_id: str) -> list[tuple[str, int, str]]:
     with session_scope(database_url) as session:
-        rows = session.scalars(select(JobEvent).where(JobEvent.job_id == job_id,
-                                                      JobEvent.kind == "state")
-                               .order_by(JobEvent.id))
+        rows = session.scalars(
+            select(JobEvent)
+            .where(JobEvent.job_id == job_id, JobEvent.kind == "state")
+            .order_by(JobEvent.id)
+        )
         return [(event.to_status, event.attempt, event.message) for event in rows]
 
 
@@ -79,7 +92,8 @@ def recovery_worker(service_env: dict[str, str], api_url: str) -> Iterator[Path]
 
 
 def test_reaper_requeues_a_job_whose_worker_died_and_the_real_worker_finishes_it(
-        recovery_worker, make_client, job_body, service_env, database_url):
+    recovery_worker, make_client, job_body, service_env, database_url
+):
     owner = "recovery-reaper"
     client = make_client(owner)
     lost = stored_job(database_url, owner, job_body(), JobStatus.running)
@@ -94,13 +108,20 @@ def test_reaper_requeues_a_job_whose_worker_died_and_the_real_worker_finishes_it
     assert done["attempt"] == 2
     events = state_events(database_url, lost)
     assert [(status, attempt) for status, attempt, _ in events] == [
-        ("queued", 1), ("running", 1), ("queued", 2), ("running", 2), ("succeeded", 2)]
-    assert re.fullmatch(r"worker lost: no heartbeat for 720\d s; requeued as attempt 2",
-                        events[2][2]), events[2][2]
+        ("queued", 1),
+        ("running", 1),
+        ("queued", 2),
+        ("running", 2),
+        ("succeeded", 2),
+    ]
+    assert re.fullmatch(
+        r"worker lost: no heartbeat for 720\d s; requeued as attempt 2", events[2][2]
+    ), events[2][2]
 
 
 def test_reaper_fails_a_job_on_its_last_attempt_and_completes_a_lost_cancellation(
-        make_client, job_body, service_env, database_url):
+    make_client, job_body, service_env, database_url
+):
     owner = "recovery-limit"
     client = make_client(owner)
     last = stored_job(database_url, owner, job_body(), JobStatus.running, attempt=3)
@@ -111,18 +132,23 @@ def test_reaper_fails_a_job_on_its_last_attempt_and_completes_a_lost_cancellatio
     assert last in report.failed and cancelling in report.cancelled
     failed = client.get(f"/v1/jobs/{last}").json()
     assert failed["status"] == "failed" and failed["attempt"] == 3
-    assert re.fullmatch(r"worker lost: no heartbeat for 720\d s on attempt 3 of 3; "
-                        r"not retried \(LEAP_MAX_ATTEMPTS\)", failed["error"]), failed["error"]
+    assert re.fullmatch(
+        r"worker lost: no heartbeat for 720\d s on attempt 3 of 3; "
+        r"not retried \(LEAP_MAX_ATTEMPTS\)",
+        failed["error"],
+    ), failed["error"]
     assert state_events(database_url, last)[-1][:2] == ("failed", 3)
     assert client.get(f"/v1/jobs/{cancelling}").json()["status"] == "cancelled"
     assert state_events(database_url, cancelling)[-1][2].startswith(
-        "worker lost: no heartbeat for 720")
+        "worker lost: no heartbeat for 720"
+    )
     again = run_pass(recovery_settings(service_env, max_attempts=3))  # nothing left to do
     assert {last, cancelling}.isdisjoint(again.requeued + again.failed + again.cancelled)
 
 
 def test_reconciler_resends_queued_jobs_whose_messages_redis_lost(
-        recovery_worker, make_client, job_body, service_env, database_url):
+    recovery_worker, make_client, job_body, service_env, database_url
+):
     client = make_client()
     # A long job holds the solo worker (it takes no other message meanwhile) until it is
     # cancelled, once the reconciler has run.
@@ -135,12 +161,16 @@ def test_reconciler_resends_queued_jobs_whose_messages_redis_lost(
 
     broker.delete(*keys)  # what a Redis restarted without its data leaves
     with session_scope(database_url) as session:
-        session.execute(update(Job).where(Job.id.in_(waiting))
-                        .values(dispatched_at=utcnow() - timedelta(hours=2)))
+        session.execute(
+            update(Job)
+            .where(Job.id.in_(waiting))
+            .values(dispatched_at=utcnow() - timedelta(hours=2))
+        )
     assert [client.get(f"/v1/jobs/{i}").json()["status"] for i in waiting] == ["queued"] * 2
 
-    run = maintenance_once(service_env, heartbeat_timeout_seconds=str(HOUR),
-                           redispatch_seconds=str(HOUR))
+    run = maintenance_once(
+        service_env, heartbeat_timeout_seconds=str(HOUR), redispatch_seconds=str(HOUR)
+    )
     for job_id in waiting:
         assert f"job {job_id}: redispatched" in run.stderr, run.stderr
 
@@ -153,7 +183,8 @@ def test_reconciler_resends_queued_jobs_whose_messages_redis_lost(
 
 
 def test_duplicate_messages_for_running_and_finished_jobs_change_nothing(
-        recovery_worker, make_client, job_body, service_env, database_url):
+    recovery_worker, make_client, job_body, service_env, database_url
+):
     owner = "recovery-duplicate"
     make_client(owner)
     running = stored_job(database_url, owner, job_body(), JobStatus.running, heartbeat_age=1)
@@ -162,22 +193,30 @@ def test_duplicate_messages_for_running_and_finished_jobs_change_nothing(
 
     settings = recovery_settings(service_env)
     app = producer(settings.broker_url, settings.model_dump_json())
-    task_ids = [app.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue).id
-                for job_id in (running, finished)]
+    task_ids = [
+        app.send_task(TRAIN_TASK, args=[job_id], queue=settings.queue).id
+        for job_id in (running, finished)
+    ]
     logs = [recovery_worker, Path(service_env["LEAP_HOME"]) / "worker.log"]
 
     def handled(task: str) -> bool:
-        return any(log.is_file() and re.search(rf"\[{task}\] succeeded in [\d.]+s: 'skipped'",
-                                               log.read_text()) for log in logs)
+        return any(
+            log.is_file()
+            and re.search(rf"\[{task}\] succeeded in [\d.]+s: 'skipped'", log.read_text())
+            for log in logs
+        )
 
-    wait_for(lambda: all(handled(task) for task in task_ids),
-             30, "the worker to handle both duplicates")
+    wait_for(
+        lambda: all(handled(task) for task in task_ids), 30, "the worker to handle both duplicates"
+    )
 
     for job_id in (running, finished):
         assert state_events(database_url, job_id) == before[job_id]
     with session_scope(database_url) as session:
-        rows = {job.id: job for job in session.scalars(
-            select(Job).where(Job.id.in_([running, finished])))}
+        rows = {
+            job.id: job
+            for job in session.scalars(select(Job).where(Job.id.in_([running, finished])))
+        }
         assert rows[running].status == "running" and rows[running].worker == "lost-host"
         assert rows[finished].status == "succeeded" and rows[finished].attempt == 1
 
@@ -188,13 +227,13 @@ def test_passes_pick_the_same_jobs_on_the_embedded_stacks_sqlite(tmp_path, job_b
     upgrade(url)
     stale = stored_job(url, "embedded", job_body(), JobStatus.running)
     fresh = stored_job(url, "embedded", job_body(), JobStatus.running, heartbeat_age=5)
-    settings = Settings(database_url=url, heartbeat_timeout_seconds=HOUR,
-                        redispatch_seconds=HOUR)
+    settings = Settings(database_url=url, heartbeat_timeout_seconds=HOUR, redispatch_seconds=HOUR)
     with session_scope(url) as session:
         reaped = reap_stale(session, settings)
         assert [job.id for job in reaped.requeued] == [stale]
-        session.execute(update(Job).where(Job.id == stale)
-                        .values(dispatched_at=utcnow() - timedelta(hours=2)))
+        session.execute(
+            update(Job).where(Job.id == stale).values(dispatched_at=utcnow() - timedelta(hours=2))
+        )
     with session_scope(url) as session:
         assert [job.id for job in due_for_redispatch(session, settings)] == [stale]
         session.execute(update(Job).where(Job.id == stale).values(dispatched_at=utcnow()))

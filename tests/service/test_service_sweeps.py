@@ -27,8 +27,9 @@ from leap_core.cli import app as leap_app
 from tests.service.conftest import scratch_database
 from tests.service.test_service_api import queue_length
 
-METHODS = {"method": {"CosFace": {"method.leap.mode": "off"},
-                      "LEAP-CF": {"method.leap.mode": "full"}}}
+METHODS = {
+    "method": {"CosFace": {"method.leap.mode": "off"}, "LEAP-CF": {"method.leap.mode": "full"}}
+}
 
 
 @pytest.fixture
@@ -37,8 +38,13 @@ def sweep_body(job_body):
     sweep's: ``sweep_body(seeds=[0, 1])``."""
 
     def build(**fields) -> dict:
-        return {"name": "tiny-sweep", "base": job_body(), "axes": copy.deepcopy(METHODS),
-                "seeds": [0], **fields}
+        return {
+            "name": "tiny-sweep",
+            "base": job_body(),
+            "axes": copy.deepcopy(METHODS),
+            "seeds": [0],
+            **fields,
+        }
 
     return build
 
@@ -47,38 +53,57 @@ def stored(database_url: str, owner: str) -> tuple[int, int, int]:
     """Rows the owner has: sweeps, sweep cells, jobs."""
     with session_scope(database_url) as session:
         sweeps = session.scalar(select(func.count()).where(Sweep.owner == owner))
-        cells = session.scalar(select(func.count()).select_from(SweepCell)
-                               .join(Sweep, Sweep.id == SweepCell.sweep_id)
-                               .where(Sweep.owner == owner))
+        cells = session.scalar(
+            select(func.count())
+            .select_from(SweepCell)
+            .join(Sweep, Sweep.id == SweepCell.sweep_id)
+            .where(Sweep.owner == owner)
+        )
         jobs = session.scalar(select(func.count()).where(Job.owner == owner))
     return sweeps, cells, jobs
 
 
 def test_invalid_sweeps_are_422_naming_cell_and_field_and_nothing_is_stored_or_queued(
-        make_client, sweep_body, service_env, database_url):
+    make_client, sweep_body, service_env, database_url
+):
     owner = f"sweep-invalid-{uuid.uuid4().hex[:6]}"
     client = make_client(owner)
     before = queue_length(service_env)
     # The first cell (CosFace) is valid: only the second is not, so nothing stored proves
     # the grid is validated as a whole before anything is written.
-    bad_cell = sweep_body(axes={"method": {"CosFace": {"method.leap.mode": "off"},
-                                           "LEAP-CF": {"method.leap.mode": "full",
-                                                       "train.optimizer.lr": -1}}})
+    bad_cell = sweep_body(
+        axes={
+            "method": {
+                "CosFace": {"method.leap.mode": "off"},
+                "LEAP-CF": {"method.leap.mode": "full", "train.optimizer.lr": -1},
+            }
+        }
+    )
     response = client.post("/v1/sweeps", json=bad_cell)
     assert response.status_code == 422, response.text
-    assert response.json()["errors"] == [{
-        "path": "axes.method.LEAP-CF seed 0", "type": "invalid_sweep",
-        "message": "train.optimizer.lr: Input should be greater than 0 (got -1)"}]
+    assert response.json()["errors"] == [
+        {
+            "path": "axes.method.LEAP-CF seed 0",
+            "type": "invalid_sweep",
+            "message": "train.optimizer.lr: Input should be greater than 0 (got -1)",
+        }
+    ]
 
-    escaping = sweep_body(axes={"method": {"CosFace": {"method.leap.mode": "off"},
-                                           "LEAP-CF": {"dataset.root": "/etc"}}})
+    escaping = sweep_body(
+        axes={
+            "method": {"CosFace": {"method.leap.mode": "off"}, "LEAP-CF": {"dataset.root": "/etc"}}
+        }
+    )
     error = client.post("/v1/sweeps", json=escaping).json()["errors"]
     assert [(e["path"], e["input"]) for e in error] == [
-        ("cells.method=LEAP-CF__seed0.dataset.root", "/etc")]
+        ("cells.method=LEAP-CF__seed0.dataset.root", "/etc")
+    ]
     assert "allowed data directories" in error[0]["message"]
 
-    file_base = client.post("/v1/sweeps", json=sweep_body(base="examples/tiny_synthetic.yaml",
-                                                          validation={"identities": 3}))
+    file_base = client.post(
+        "/v1/sweeps",
+        json=sweep_body(base="examples/tiny_synthetic.yaml", validation={"identities": 3}),
+    )
     assert file_base.status_code == 422
     problems = {e["path"]: e for e in file_base.json()["errors"]}
     assert set(problems) == {"base", "validation"}
@@ -87,7 +112,8 @@ def test_invalid_sweeps_are_422_naming_cell_and_field_and_nothing_is_stored_or_q
 
     typo = client.post("/v1/sweeps", json=sweep_body(seedz=[1])).json()["errors"]
     assert [(e["path"], e["message"]) for e in typo] == [
-        ("seedz", "Extra inputs are not permitted")]
+        ("seedz", "Extra inputs are not permitted")
+    ]
     axis = client.post("/v1/sweeps", json=sweep_body(method_axis="loss")).json()["errors"]
     assert [e["path"] for e in axis] == ["method_axis"]
 
@@ -96,29 +122,38 @@ def test_invalid_sweeps_are_422_naming_cell_and_field_and_nothing_is_stored_or_q
 
 
 def test_a_sweep_is_stored_with_its_jobs_queued_once_and_idempotent(
-        make_client, sweep_body, service_env, database_url):
+    make_client, sweep_body, service_env, database_url
+):
     owner = f"sweep-store-{uuid.uuid4().hex[:6]}"
     client = make_client(owner)
     before = queue_length(service_env)
     headers = {"Idempotency-Key": "sweep-7"}
-    first = client.post("/v1/sweeps", json={**sweep_body(), "tags": ["paper"], "priority": 7},
-                        headers=headers)
+    first = client.post(
+        "/v1/sweeps", json={**sweep_body(), "tags": ["paper"], "priority": 7}, headers=headers
+    )
     assert first.status_code == 201, first.text
     sweep = first.json()
     assert first.headers["location"] == f"/v1/sweeps/{sweep['id']}"
     assert sweep["status"] == "queued" and sweep["counts"]["queued"] == 2
     assert [(c["cell"], c["labels"], c["seed"]) for c in sweep["cells"]] == [
         ("method=CosFace__seed0", {"method": "CosFace"}, 0),
-        ("method=LEAP-CF__seed0", {"method": "LEAP-CF"}, 0)]
+        ("method=LEAP-CF__seed0", {"method": "LEAP-CF"}, 0),
+    ]
     assert sweep["table"] == {
-        "complete": False, "cells_in_table": 0, "cells": 2, "rows": [], "markdown": "",
+        "complete": False,
+        "cells_in_table": 0,
+        "cells": 2,
+        "rows": [],
+        "markdown": "",
         "note": "partial: 0 of 2 cells succeeded (2 queued); rows and deltas cover the "
-                "succeeded cells only"}
+        "succeeded cells only",
+    }
     assert queue_length(service_env) == before + 2
     assert stored(database_url, owner) == (1, 2, 2)
 
-    jobs = {cell["cell"]: client.get(f"/v1/jobs/{cell['job_id']}").json()
-            for cell in sweep["cells"]}
+    jobs = {
+        cell["cell"]: client.get(f"/v1/jobs/{cell['job_id']}").json() for cell in sweep["cells"]
+    }
     assert jobs["method=CosFace__seed0"]["spec"]["method"]["leap"]["mode"] == "off"
     assert jobs["method=LEAP-CF__seed0"]["spec"]["method"]["leap"]["mode"] == "full"
     assert jobs["method=LEAP-CF__seed0"]["name"] == "tiny-sweep LEAP-CF seed0"
@@ -127,8 +162,9 @@ def test_a_sweep_is_stored_with_its_jobs_queued_once_and_idempotent(
     listed = client.get("/v1/jobs", params={"tag": f"sweep:{sweep['id']}"}).json()["items"]
     assert {job["id"] for job in listed} == {cell["job_id"] for cell in sweep["cells"]}
 
-    again = client.post("/v1/sweeps", json={**sweep_body(), "tags": ["paper"], "priority": 7},
-                        headers=headers)
+    again = client.post(
+        "/v1/sweeps", json={**sweep_body(), "tags": ["paper"], "priority": 7}, headers=headers
+    )
     assert again.status_code == 200 and again.json()["id"] == sweep["id"]
     assert queue_length(service_env) == before + 2
     assert stored(database_url, owner) == (1, 2, 2)
@@ -136,8 +172,7 @@ def test_a_sweep_is_stored_with_its_jobs_queued_once_and_idempotent(
     assert other.status_code == 409
 
 
-def test_another_owners_sweep_is_404_and_lists_are_per_owner_newest_first(
-        make_client, sweep_body):
+def test_another_owners_sweep_is_404_and_lists_are_per_owner_newest_first(make_client, sweep_body):
     alice, bob = make_client(), make_client()
     older = alice.post("/v1/sweeps", json=sweep_body()).json()
     newer = alice.post("/v1/sweeps", json=sweep_body(name="second")).json()
@@ -167,16 +202,18 @@ def test_migration_0002_matches_the_models_and_goes_down_and_up_cleanly(empty_da
     try:
         upgrade(empty_database)
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) \
-                == []
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         assert {"sweeps", "sweep_cells"} <= set(inspect(engine).get_table_names())
         downgrade(empty_database, "0001")
         assert set(inspect(engine).get_table_names()) == {
-            "alembic_version", "api_keys", "jobs", "job_events"}
+            "alembic_version",
+            "api_keys",
+            "jobs",
+            "job_events",
+        }
         upgrade(empty_database)
         with engine.connect() as connection:
-            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) \
-                == []
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     finally:
         engine.dispose()
 
@@ -192,21 +229,22 @@ def wait_sweep(client: httpx.Client, sweep_id: str, timeout: float = 120) -> dic
 
 
 def test_a_sweep_file_trains_every_cell_and_returns_the_paper_table(
-        worker, make_client, job_body, api_url, tmp_path, monkeypatch):
+    worker, make_client, job_body, api_url, tmp_path, monkeypatch
+):
     client = make_client()
     # A sweep file whose base is a spec file next to it: the client inlines it.
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(job_body()))
     sweep_file = tmp_path / "sweep.yaml"
-    sweep_file.write_text(yaml.safe_dump({"name": "tiny-sweep", "base": "base.yaml",
-                                          "axes": METHODS, "seeds": [0]}))
+    sweep_file.write_text(
+        yaml.safe_dump({"name": "tiny-sweep", "base": "base.yaml", "axes": METHODS, "seeds": [0]})
+    )
     token = client.headers["Authorization"].removeprefix("Bearer ")
     monkeypatch.setenv("LEAP_URL", api_url)
     monkeypatch.setenv("LEAP_API_KEY", token)
     submitted = CliRunner().invoke(leap_app, ["sweep", str(sweep_file), "--remote"])
     assert submitted.exit_code == 0, submitted.output
     sweep_id = submitted.output.strip().splitlines()[-1]
-    cells = {c["labels"]["method"]: c for c in client.get(f"/v1/sweeps/{sweep_id}").json()
-             ["cells"]}
+    cells = {c["labels"]["method"]: c for c in client.get(f"/v1/sweeps/{sweep_id}").json()["cells"]}
     # Hold LEAP-CF back (the solo worker takes CosFace first) to see the partial table.
     held = client.post(f"/v1/jobs/{cells['LEAP-CF']['job_id']}/cancel").json()
     assert held["status"] == "cancelled"
@@ -218,7 +256,8 @@ def test_a_sweep_file_trains_every_cell_and_returns_the_paper_table(
     assert not table["complete"] and table["cells_in_table"] == 1
     assert table["note"].startswith("partial: 1 of 2 cells succeeded (1 cancelled)")
     assert [(row["method"], row["baseline"], row["delta"]) for row in table["rows"]] == [
-        ("CosFace", None, {})]
+        ("CosFace", None, {})
+    ]
 
     client.post(f"/v1/jobs/{cells['LEAP-CF']['job_id']}/retry")
     done = wait_sweep(client, sweep_id)
@@ -226,22 +265,29 @@ def test_a_sweep_file_trains_every_cell_and_returns_the_paper_table(
     assert done["counts"]["succeeded"] == 2
     table = done["table"]
     assert table["complete"] and table["note"] == "complete: all 2 cells succeeded"
-    jobs = {c["labels"]["method"]: client.get(f"/v1/jobs/{c['job_id']}").json()
-            for c in done["cells"]}
+    jobs = {
+        c["labels"]["method"]: client.get(f"/v1/jobs/{c['job_id']}").json() for c in done["cells"]
+    }
     cosface, leap = table["rows"]
     assert (cosface["method"], cosface["paper_method"], cosface["baseline"]) == (
-        "CosFace", "CosFace", None)
+        "CosFace",
+        "CosFace",
+        None,
+    )
     assert (leap["method"], leap["paper_method"], leap["baseline"]) == (
-        "LEAP-CF", "LEAP-CF", "CosFace")
+        "LEAP-CF",
+        "LEAP-CF",
+        "CosFace",
+    )
     for metric in ("mAP", "rank1"):
         mine, theirs = jobs["LEAP-CF"]["metrics"][metric], jobs["CosFace"]["metrics"][metric]
         assert leap["metrics"][metric] == {"mean": mine, "std": None, "n": 1}
         assert cosface["metrics"][metric]["mean"] == theirs
-        assert leap["delta"][metric] == {"mean": pytest.approx(mine - theirs), "std": None,
-                                         "n": 1}
+        assert leap["delta"][metric] == {"mean": pytest.approx(mine - theirs), "std": None, "n": 1}
     markdown = table["markdown"].splitlines()
-    assert markdown[0] == ("| method | seeds | mAP | Rank-1 | ΔmAP | ΔRank-1 | vs | head var "
-                           "| tail var |")
+    assert markdown[0] == (
+        "| method | seeds | mAP | Rank-1 | ΔmAP | ΔRank-1 | vs | head var | tail var |"
+    )
     delta = 100 * (jobs["LEAP-CF"]["metrics"]["mAP"] - jobs["CosFace"]["metrics"]["mAP"])
     assert markdown[3].startswith(f"| LEAP-CF | 1 | {100 * leap['metrics']['mAP']['mean']:.1f}")
     assert f"| {delta:+.1f} |" in markdown[3] and markdown[3].count("CosFace") == 1

@@ -12,7 +12,8 @@ from tests.service.conftest import wait_status
 
 
 def test_tiny_job_succeeds_and_its_mlflow_run_holds_params_metrics_and_checkpoint(
-        worker, make_client, job_body, service_env):
+    worker, make_client, job_body, service_env
+):
     client = make_client()
     job = client.post("/v1/jobs", json=job_body()).json()
     done = wait_status(client, job["id"], {"succeeded", "failed"}, timeout=120)
@@ -46,8 +47,12 @@ def test_tiny_job_succeeds_and_its_mlflow_run_holds_params_metrics_and_checkpoin
 
 def test_a_failing_job_reports_its_error(worker, make_client, job_body):
     client = make_client()
-    body = job_body(dataset={"format": "market1501",
-                             "root": str(Path(job_body()["dataset"]["root"]).parent / "nope")})
+    body = job_body(
+        dataset={
+            "format": "market1501",
+            "root": str(Path(job_body()["dataset"]["root"]).parent / "nope"),
+        }
+    )
     job = client.post("/v1/jobs", json=body).json()
     done = wait_status(client, job["id"], {"succeeded", "failed"}, timeout=60)
     assert done["status"] == "failed"
@@ -55,7 +60,8 @@ def test_a_failing_job_reports_its_error(worker, make_client, job_body):
 
 
 def test_cancel_running_within_10s_keeps_checkpoint_queued_at_once_and_retry_resumes(
-        worker, make_client, job_body, service_env):
+    worker, make_client, job_body, service_env
+):
     client = make_client()
     long_job = job_body(train={"epochs": 12})
     running = client.post("/v1/jobs", json=long_job).json()["id"]
@@ -95,9 +101,17 @@ def test_cancel_running_within_10s_keeps_checkpoint_queued_at_once_and_retry_res
 
     events = client.get(f"/v1/jobs/{running}/events", params={"limit": 1000}).json()["items"]
     states = [(e["to_status"], e["attempt"]) for e in events if e["kind"] == "state"]
-    assert states == [("queued", 1), ("running", 1), ("cancelling", 1), ("cancelled", 1),
-                      ("queued", 2), ("running", 2), ("succeeded", 2)]
+    assert states == [
+        ("queued", 1),
+        ("running", 1),
+        ("cancelling", 1),
+        ("cancelled", 1),
+        ("queued", 2),
+        ("running", 2),
+        ("succeeded", 2),
+    ]
     assert any("resumed at epoch" in e["message"] for e in events if e["attempt"] == 2)
-    behind_states = [e["to_status"] for e in
-                     client.get(f"/v1/jobs/{behind}/events").json()["items"]]
+    behind_states = [
+        e["to_status"] for e in client.get(f"/v1/jobs/{behind}/events").json()["items"]
+    ]
     assert behind_states == ["queued", "cancelled"]  # never ran

@@ -17,8 +17,12 @@ from tests.tiny import tiny_job
 TINY_BASE: dict[str, Any] = tiny_job(
     model={"embedding_dim": 16, "width": 4},
     method={"head": {"kind": "cosface"}, "leap": {"mode": "off", "cloud_start_epoch": 1}},
-    train={"epochs": 2, "schedule": {"kind": "constant"}, "steps_per_epoch": 2,
-           "checkpoint_every": 1},
+    train={
+        "epochs": 2,
+        "schedule": {"kind": "constant"},
+        "steps_per_epoch": 2,
+        "checkpoint_every": 1,
+    },
     eval={"every_epochs": 0, "batch_size": 64},
 )
 del TINY_BASE["name"]
@@ -39,10 +43,18 @@ def tiny_sweep(synthetic_root: Path, tmp_path: Path) -> Callable[..., dict[str, 
     def build(**fields: Any) -> dict[str, Any]:
         base = copy.deepcopy(TINY_BASE)
         base["dataset"]["root"] = str(synthetic_root)
-        sweep = {"name": "tiny", "base": base, "output": str(tmp_path / "out"),
-                 "axes": {"method": {"CosFace": {"method.leap.mode": "off"},
-                                     "LEAP-CF": {"method.leap.mode": "full"}}},
-                 "seeds": [0]}
+        sweep = {
+            "name": "tiny",
+            "base": base,
+            "output": str(tmp_path / "out"),
+            "axes": {
+                "method": {
+                    "CosFace": {"method.leap.mode": "off"},
+                    "LEAP-CF": {"method.leap.mode": "full"},
+                }
+            },
+            "seeds": [0],
+        }
         sweep.update(fields)
         return sweep
 

@@ -18,10 +18,16 @@ def load_report():
 
 
 def cell(folder: Path, method: str, seed: int, mAP: float, tail_accuracy: float) -> None:
-    result = CellResult(cell=f"method={method}__seed{seed}", labels={"method": method},
-                        seed=seed, method=method, split="test", spec={},
-                        metrics={"mAP": mAP, "rank1": mAP + 0.3,
-                                 "final_train_accuracy_tail": tail_accuracy}, wall_s=1.0)
+    result = CellResult(
+        cell=f"method={method}__seed{seed}",
+        labels={"method": method},
+        seed=seed,
+        method=method,
+        split="test",
+        spec={},
+        metrics={"mAP": mAP, "rank1": mAP + 0.3, "final_train_accuracy_tail": tail_accuracy},
+        wall_s=1.0,
+    )
     write_result(folder / "cells" / f"{result.cell}.json", result)
 
 

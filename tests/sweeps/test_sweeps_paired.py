@@ -14,8 +14,7 @@ def test_interval_uses_students_t_on_the_per_seed_differences():
     d = paired_difference({0: 11.0, 1: 12.0, 2: 13.0, 3: 99.0}, {0: 10.0, 1: 10.0, 2: 10.0})
     assert d.n == 3 and d.mean == pytest.approx(2.0)
     half = 4.302653 / math.sqrt(3)
-    assert (d.low, d.high) == (pytest.approx(2 - half, abs=1e-6),
-                               pytest.approx(2 + half, abs=1e-6))
+    assert (d.low, d.high) == (pytest.approx(2 - half, abs=1e-6), pytest.approx(2 + half, abs=1e-6))
     assert d.above_zero is False  # 2 − 2.484 < 0
 
 

@@ -32,8 +32,10 @@ def test_second_invocation_skips_finished_cells(tiny_sweep, tmp_path: Path) -> N
     assert stored.labels == {"method": "LEAP-CF"}
     assert stored.spec == cells[1].spec.model_dump(mode="json")
     assert len(stored.class_counts) == 24 and sum(stored.head) == 4
-    assert sorted(set(stored.class_counts)) == [3, *sorted({c for c in stored.class_counts
-                                                             if c > 3})]
+    assert sorted(set(stored.class_counts)) == [
+        3,
+        *sorted({c for c in stored.class_counts if c > 3}),
+    ]
     assert 0.0 <= stored.metrics["rank1"] <= 1.0
     assert stored.metrics["final_tail_classes"] == 20.0
     assert (output / "results.md").read_text().startswith("| method | seeds | mAP |")
@@ -43,8 +45,9 @@ def test_second_invocation_skips_finished_cells(tiny_sweep, tmp_path: Path) -> N
     second = run_sweep(sweep, cells, output)
     assert second.ran == [] and second.skipped == first.ran
     assert {path: path.stat().st_mtime_ns for path in mtimes} == mtimes
-    assert [(r.metrics["rank1"], r.metrics["mAP"]) for r in second.results] == \
-        [(r.metrics["rank1"], r.metrics["mAP"]) for r in first.results]
+    assert [(r.metrics["rank1"], r.metrics["mAP"]) for r in second.results] == [
+        (r.metrics["rank1"], r.metrics["mAP"]) for r in first.results
+    ]
     # The table is rebuilt from the files with the same numbers.
     assert to_markdown(second.rows) == to_markdown(first.rows)
 
@@ -67,19 +70,24 @@ def test_a_changed_spec_under_an_old_output_is_an_error(tiny_sweep, tmp_path: Pa
     sweep = parse_sweep(tiny_sweep(axes={"method": {"CosFace": {}}}))
     run_sweep(sweep, expand(sweep, tmp_path), Path(sweep.output))
     changed = expand(sweep, tmp_path, {"train.optimizer.lr": 0.001})
-    with pytest.raises(SweepError, match=r"method=CosFace__seed0.json: this cell was run with "
-                                         r"a different spec; delete the file"):
+    with pytest.raises(
+        SweepError,
+        match=r"method=CosFace__seed0.json: this cell was run with "
+        r"a different spec; delete the file",
+    ):
         run_sweep(sweep, changed, Path(sweep.output))
 
 
-def test_validation_split_trains_without_the_held_out_identities(tiny_sweep,
-                                                                  tmp_path: Path) -> None:
-    sweep = parse_sweep(tiny_sweep(axes={"method": {"CosFace": {}}},
-                                   validation={"identities": 6, "seed": 3}))
+def test_validation_split_trains_without_the_held_out_identities(
+    tiny_sweep, tmp_path: Path
+) -> None:
+    sweep = parse_sweep(
+        tiny_sweep(axes={"method": {"CosFace": {}}}, validation={"identities": 6, "seed": 3})
+    )
     outcome = run_sweep(sweep, expand(sweep, tmp_path), Path(sweep.output))
     stored = outcome.results[0]
     assert stored.split == "validation"
-    assert len(stored.class_counts) == 18          # 24 training identities - 6 held out
+    assert len(stored.class_counts) == 18  # 24 training identities - 6 held out
     assert stored.metrics["num_valid_queries"] + stored.metrics["num_skipped_queries"] == 6
 
 
@@ -104,8 +112,9 @@ def test_mlflow_parent_run_groups_the_cells(tiny_sweep, tmp_path: Path, monkeypa
     assert parent.info.run_name == "sweep tiny"
     artifacts = {item.path for item in client.list_artifacts(tracker.parent_id)}
     assert {"results.md", "results.csv", "sweep.json"} <= artifacts
-    children = client.search_runs([parent.info.experiment_id],
-                                  f"tags.`mlflow.parentRunId` = '{tracker.parent_id}'")
+    children = client.search_runs(
+        [parent.info.experiment_id], f"tags.`mlflow.parentRunId` = '{tracker.parent_id}'"
+    )
     assert [run.data.tags["sweep.cell"] for run in children] == [cells[0].id]
     child = children[0]
     assert child.data.tags["method"] == "LEAP-CF"
@@ -132,13 +141,16 @@ def test_command_line_runs_then_skips(tiny_sweep, tmp_path: Path, monkeypatch) -
 
 def test_command_line_names_the_bad_field(tiny_sweep, tmp_path: Path) -> None:
     path = tmp_path / "sweep.yaml"
-    path.write_text(yaml.safe_dump(tiny_sweep(axes={"method": {"LEAP-CV": {
-        "method.leap.mode": "vanilla"}}})))
+    path.write_text(
+        yaml.safe_dump(tiny_sweep(axes={"method": {"LEAP-CV": {"method.leap.mode": "vanilla"}}}))
+    )
     result = CliRunner().invoke(app, ["sweep", str(path), "--no-mlflow"])
     assert result.exit_code == 2
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines == ["error: axes.method.LEAP-CV seed 0: method.leap: threshold is required "
-                     "when mode is 'vanilla'"]
+    assert lines == [
+        "error: axes.method.LEAP-CV seed 0: method.leap: threshold is required "
+        "when mode is 'vanilla'"
+    ]
 
 
 def test_only_selects_cells_and_names_bad_values(tiny_sweep, tmp_path: Path) -> None:
@@ -147,10 +159,9 @@ def test_only_selects_cells_and_names_bad_values(tiny_sweep, tmp_path: Path) -> 
     runner = CliRunner()
     listing = runner.invoke(app, ["sweep", str(path), "--dry-run", "--only", "method=LEAP-CF"])
     assert listing.exit_code == 0, listing.output
-    assert [line.split()[0] for line in listing.output.splitlines()
-            if line.startswith("method=")] == [
-        "method=LEAP-CF__seed0", "method=LEAP-CF__seed1"]
+    assert [
+        line.split()[0] for line in listing.output.splitlines() if line.startswith("method=")
+    ] == ["method=LEAP-CF__seed0", "method=LEAP-CF__seed1"]
     bad = runner.invoke(app, ["sweep", str(path), "--dry-run", "--only", "method=ArcFace"])
     assert bad.exit_code == 2
-    assert "error: --only method: no value 'ArcFace' (values: ['CosFace', 'LEAP-CF'])" in \
-        bad.output
+    assert "error: --only method: no value 'ArcFace' (values: ['CosFace', 'LEAP-CF'])" in bad.output

@@ -14,14 +14,30 @@ from leap_core.sweeps.sweepfile import PAPER_BASELINES
 from leap_core.sweeps.table import Spread, build_rows, to_csv, to_markdown
 
 
-def result(setting: str, method: str, seed: int, mAP: float, rank1: float,
-           head_var: float = 0.04, tail_var: float = 0.02) -> CellResult:
-    return CellResult(cell=f"{setting}-{method}-{seed}",
-                      labels={"setting": setting, "method": method}, seed=seed,
-                      method=method, split="test", spec={},
-                      metrics={"mAP": mAP, "rank1": rank1,
-                               "final_head_angle_variance": head_var,
-                               "final_tail_angle_variance": tail_var}, wall_s=1.0)
+def result(
+    setting: str,
+    method: str,
+    seed: int,
+    mAP: float,
+    rank1: float,
+    head_var: float = 0.04,
+    tail_var: float = 0.02,
+) -> CellResult:
+    return CellResult(
+        cell=f"{setting}-{method}-{seed}",
+        labels={"setting": setting, "method": method},
+        seed=seed,
+        method=method,
+        split="test",
+        spec={},
+        metrics={
+            "mAP": mAP,
+            "rank1": rank1,
+            "final_head_angle_variance": head_var,
+            "final_tail_angle_variance": tail_var,
+        },
+        wall_s=1.0,
+    )
 
 
 RESULTS = [
@@ -31,15 +47,15 @@ RESULTS = [
     result("<H100,S3>", "LEAP-CF", 1, 0.47, 0.65),
     result("<H100,S3>", "ArcFace", 0, 0.50, 0.70),
     result("<H100,S3>", "ArcFace", 1, 0.52, 0.71),
-    result("<H100,S3>", "LEAP-AF", 0, 0.49, 0.72),          # one seed only
-    result("<H100,S5>", "LEAP-CV", 0, 0.30, 0.50),          # no CosFace in this setting
+    result("<H100,S3>", "LEAP-AF", 0, 0.49, 0.72),  # one seed only
+    result("<H100,S5>", "LEAP-CV", 0, 0.30, 0.50),  # no CosFace in this setting
 ]
 
 
 def test_spread_is_mean_and_sample_std() -> None:
     spread = Spread.of([0.40, 0.44])
     assert spread.mean == pytest.approx(0.42)
-    assert spread.std == pytest.approx(math.sqrt(0.02**2 + 0.02**2))   # n - 1 = 1
+    assert spread.std == pytest.approx(math.sqrt(0.02**2 + 0.02**2))  # n - 1 = 1
     assert spread.n == 2
     single = Spread.of([0.5])
     assert (single.mean, single.n) == (0.5, 1) and math.isnan(single.std)
@@ -49,8 +65,12 @@ def test_spread_is_mean_and_sample_std() -> None:
 def test_rows_group_seeds_and_pair_deltas_with_the_baseline() -> None:
     rows = build_rows(RESULTS, "method", PAPER_BASELINES)
     assert [(dict(r.setting)["setting"], r.method) for r in rows] == [
-        ("<H100,S3>", "CosFace"), ("<H100,S3>", "LEAP-CF"), ("<H100,S3>", "ArcFace"),
-        ("<H100,S3>", "LEAP-AF"), ("<H100,S5>", "LEAP-CV")]
+        ("<H100,S3>", "CosFace"),
+        ("<H100,S3>", "LEAP-CF"),
+        ("<H100,S3>", "ArcFace"),
+        ("<H100,S3>", "LEAP-AF"),
+        ("<H100,S5>", "LEAP-CV"),
+    ]
     cosface, leap_cf, arcface, leap_af, leap_cv = rows
     assert cosface.stats["mAP"].mean == pytest.approx(0.42)
     assert cosface.stats["final_tail_angle_variance"].mean == pytest.approx(0.025)
@@ -71,24 +91,44 @@ def test_rows_group_seeds_and_pair_deltas_with_the_baseline() -> None:
 
 def test_markdown_in_the_papers_format() -> None:
     lines = to_markdown(build_rows(RESULTS, "method", PAPER_BASELINES)).splitlines()
-    assert lines[0] == ("| setting | method | seeds | mAP | Rank-1 | ΔmAP | ΔRank-1 | vs | "
-                        "head var | tail var |")
-    assert lines[2] == ("| \\<H100,S3> | CosFace | 2 | 42.0 ± 2.8 | 62.0 ± 2.8 | – | – | – | "
-                        "0.0400 ± 0.0000 | 0.0250 ± 0.0071 |")
-    assert lines[3] == ("| \\<H100,S3> | LEAP-CF | 2 | 46.0 ± 1.4 | 65.5 ± 0.7 | +4.0 ± 1.4 | "
-                        "+3.5 ± 3.5 | CosFace | 0.0400 ± 0.0000 | 0.0200 ± 0.0000 |")
-    assert lines[5] == ("| \\<H100,S3> | LEAP-AF | 1 | 49.0 | 72.0 | -1.0 | +2.0 | ArcFace | "
-                        "0.0400 | 0.0200 |")
+    assert lines[0] == (
+        "| setting | method | seeds | mAP | Rank-1 | ΔmAP | ΔRank-1 | vs | head var | tail var |"
+    )
+    assert lines[2] == (
+        "| \\<H100,S3> | CosFace | 2 | 42.0 ± 2.8 | 62.0 ± 2.8 | – | – | – | "
+        "0.0400 ± 0.0000 | 0.0250 ± 0.0071 |"
+    )
+    assert lines[3] == (
+        "| \\<H100,S3> | LEAP-CF | 2 | 46.0 ± 1.4 | 65.5 ± 0.7 | +4.0 ± 1.4 | "
+        "+3.5 ± 3.5 | CosFace | 0.0400 ± 0.0000 | 0.0200 ± 0.0000 |"
+    )
+    assert lines[5] == (
+        "| \\<H100,S3> | LEAP-AF | 1 | 49.0 | 72.0 | -1.0 | +2.0 | ArcFace | 0.0400 | 0.0200 |"
+    )
     assert lines[6] == "| \\<H100,S5> | LEAP-CV | 1 | 30.0 | 50.0 | – | – | – | 0.0400 | 0.0200 |"
 
 
 def test_csv_holds_fractions_and_empty_std_for_one_seed() -> None:
     lines = list(csv.reader(io.StringIO(to_csv(build_rows(RESULTS, "method", PAPER_BASELINES)))))
     assert lines[0] == [
-        "setting", "method", "paper_method", "seeds", "mAP_mean", "mAP_std", "rank1_mean",
-        "rank1_std", "final_head_angle_variance_mean", "final_head_angle_variance_std",
-        "final_tail_angle_variance_mean", "final_tail_angle_variance_std", "delta_mAP_mean",
-        "delta_mAP_std", "delta_rank1_mean", "delta_rank1_std", "baseline"]
+        "setting",
+        "method",
+        "paper_method",
+        "seeds",
+        "mAP_mean",
+        "mAP_std",
+        "rank1_mean",
+        "rank1_std",
+        "final_head_angle_variance_mean",
+        "final_head_angle_variance_std",
+        "final_tail_angle_variance_mean",
+        "final_tail_angle_variance_std",
+        "delta_mAP_mean",
+        "delta_mAP_std",
+        "delta_rank1_mean",
+        "delta_rank1_std",
+        "baseline",
+    ]
     leap_cf = lines[2]
     assert leap_cf[:4] == ["<H100,S3>", "LEAP-CF", "LEAP-CF", "0 1"]
     assert float(leap_cf[4]) == pytest.approx(0.46)
@@ -110,9 +150,19 @@ def test_method_labels_of_the_axis_match_by_the_specs_method() -> None:
 
 
 def test_face_sweeps_tabulate_their_own_metric() -> None:
-    face = [CellResult(cell=f"c{m}", labels={"setting": "<H5K,T10K>", "method": m}, seed=0,
-                       method=m, split="test", spec={}, metrics={"lfw_accuracy": acc},
-                       wall_s=1.0) for m, acc in (("ArcFace", 0.990), ("LEAP-AF", 0.9932))]
+    face = [
+        CellResult(
+            cell=f"c{m}",
+            labels={"setting": "<H5K,T10K>", "method": m},
+            seed=0,
+            method=m,
+            split="test",
+            spec={},
+            metrics={"lfw_accuracy": acc},
+            wall_s=1.0,
+        )
+        for m, acc in (("ArcFace", 0.990), ("LEAP-AF", 0.9932))
+    ]
     rows = build_rows(face, "method", PAPER_BASELINES, ("lfw_accuracy",))
     lines = to_markdown(rows).splitlines()
     assert lines[0] == "| setting | method | seeds | LFW | ΔLFW | vs | head var | tail var |"
@@ -121,6 +171,7 @@ def test_face_sweeps_tabulate_their_own_metric() -> None:
 
 def test_spread_text_shows_mean_and_std_scaled():
     from leap_core.sweeps.table import Spread
-    assert Spread.of([0.1, 0.3]).text(100, 1) == "20.0 ± 14.1"   # std of (10, 30) is 14.14
+
+    assert Spread.of([0.1, 0.3]).text(100, 1) == "20.0 ± 14.1"  # std of (10, 30) is 14.14
     assert Spread.of([0.25, float("nan")]).text(100, 1) == "25.0"
     assert Spread.of([]).text() == "–"

@@ -32,8 +32,9 @@ def test_held_out_identities_leave_training_and_form_query_and_gallery() -> None
     assert sorted(r.camid for r in result.query) == [0, 1, 2]
     # The same seed picks the same identities, whatever seed the cell trains with.
     assert {r.pid for r in holdout_listing(listing(), split).query} == held
-    assert {r.pid for r in holdout_listing(listing(), ValidationSplit(identities=3,
-                                                                      seed=6)).query} != held
+    assert {
+        r.pid for r in holdout_listing(listing(), ValidationSplit(identities=3, seed=6)).query
+    } != held
 
 
 def test_two_queries_per_identity() -> None:
@@ -42,9 +43,15 @@ def test_two_queries_per_identity() -> None:
 
 
 def test_bad_splits_name_the_field() -> None:
-    with pytest.raises(SweepError, match=r"^validation.identities: must be below the 10 "
-                                         r"training identities, got 10$"):
+    with pytest.raises(
+        SweepError,
+        match=r"^validation.identities: must be below the 10 "
+        r"training identities, got 10$",
+    ):
         holdout_listing(listing(), ValidationSplit(identities=10))
-    with pytest.raises(SweepError, match=r"^validation.queries_per_identity: identity \d has "
-                                         r"only 4 images, need more than 4$"):
+    with pytest.raises(
+        SweepError,
+        match=r"^validation.queries_per_identity: identity \d has "
+        r"only 4 images, need more than 4$",
+    ):
         holdout_listing(listing(), ValidationSplit(identities=2, queries_per_identity=4))

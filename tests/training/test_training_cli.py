@@ -21,8 +21,19 @@ def write_spec(tmp_path, spec) -> str:
 def test_train_json_then_eval_reproduces_the_final_metrics(tiny_spec, tmp_path):
     spec_file = write_spec(tmp_path, tiny_spec(train={"epochs": 2}))
     run_dir = tmp_path / "run"
-    result = runner.invoke(app, ["train", spec_file, "--json", "--no-mlflow",
-                                 "--run-dir", str(run_dir), "--set", "train.seed=3"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            spec_file,
+            "--json",
+            "--no-mlflow",
+            "--run-dir",
+            str(run_dir),
+            "--set",
+            "train.seed=3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"rank1", "mAP", "mINP", "train_loss"} <= set(metrics)
@@ -36,8 +47,9 @@ def test_train_json_then_eval_reproduces_the_final_metrics(tiny_spec, tmp_path):
 
 def test_train_reports_spec_errors_in_one_line_with_exit_code_2(tiny_spec, tmp_path):
     spec_file = write_spec(tmp_path, tiny_spec())
-    result = runner.invoke(app, ["train", spec_file, "--no-mlflow",
-                                 "--set", "train.optimizer.lr=-1"])
+    result = runner.invoke(
+        app, ["train", spec_file, "--no-mlflow", "--set", "train.optimizer.lr=-1"]
+    )
     assert result.exit_code == 2
     assert "train.optimizer.lr: Input should be greater than 0 (got -1)" in result.output
     assert "Traceback" not in result.output
@@ -48,16 +60,27 @@ def test_resume_with_a_different_spec_is_refused(tiny_spec, tmp_path):
     run_dir = tmp_path / "run"
     first = runner.invoke(app, ["train", spec_file, "--no-mlflow", "--run-dir", str(run_dir)])
     assert first.exit_code == 0, first.output
-    result = runner.invoke(app, ["train", spec_file, "--no-mlflow", "--set", "train.seed=9",
-                                 "--resume", str(run_dir / "last.pt")])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            spec_file,
+            "--no-mlflow",
+            "--set",
+            "train.seed=9",
+            "--resume",
+            str(run_dir / "last.pt"),
+        ],
+    )
     assert result.exit_code == 2
     assert "the checkpoint was trained with a different spec" in result.output
 
 
 def test_missing_dataset_root_is_a_clear_error(tmp_path):
     spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump({"dataset": {"format": "market1501",
-                                                     "root": str(tmp_path / "absent")}}))
+    spec_file.write_text(
+        yaml.safe_dump({"dataset": {"format": "market1501", "root": str(tmp_path / "absent")}})
+    )
     result = runner.invoke(app, ["train", str(spec_file), "--no-mlflow"])
     assert result.exit_code == 2
     assert str(tmp_path / "absent") in result.output

@@ -27,15 +27,19 @@ def test_defaults_follow_the_paper_reid_setting():
     assert spec.head_parameters() == (24.0, 0.2)  # CosFace re-ID: s = 24, m = 0.2
 
 
-@pytest.mark.parametrize("kind,fmt,expected", [
-    ("arcface", "market1501", (16.0, 0.2)),
-    ("cosface", "recordio", (64.0, 0.35)),
-    ("arcface", "recordio", (64.0, 0.5)),
-    ("normface", "market1501", (16.0, 0.0)),
-])
+@pytest.mark.parametrize(
+    "kind,fmt,expected",
+    [
+        ("arcface", "market1501", (16.0, 0.2)),
+        ("cosface", "recordio", (64.0, 0.35)),
+        ("arcface", "recordio", (64.0, 0.5)),
+        ("normface", "market1501", (16.0, 0.0)),
+    ],
+)
 def test_head_defaults_depend_on_protocol(kind, fmt, expected):
-    spec = parse_spec({"dataset": {"format": fmt, "root": "/data"},
-                       "method": {"head": {"kind": kind}}})
+    spec = parse_spec(
+        {"dataset": {"format": fmt, "root": "/data"}, "method": {"head": {"kind": kind}}}
+    )
     assert spec.head_parameters() == expected
 
 
@@ -44,45 +48,87 @@ def test_explicit_head_parameters_win():
     assert spec.head_parameters() == (30.0, 0.3)
 
 
-@pytest.mark.parametrize("data,message", [
-    ({"train": {"epochs": 0}}, "train.epochs: Input should be greater than or equal to 1 (got 0)"),
-    ({"train": {"optimizer": {"lr": -1}}}, "train.optimizer.lr: Input should be greater than 0"),
-    ({"model": {"backbon": "resnet18"}}, "model.backbon: Extra inputs are not permitted"),
-    ({"model": {"backbone": "vgg"}}, "model.backbone: Input should be 'resnet18', 'resnet50' or "
-                                     "'tiny_cnn' (got 'vgg')"),
-    ({"method": {"leap": {"mode": "vanilla"}}},
-     "method.leap: threshold is required when mode is 'vanilla'"),
-    ({"method": {"leap": {"gamma": 1.5}}}, "method.leap.gamma: Input should be less than or "
-                                           "equal to 1 (got 1.5)"),
-    ({"dataset": {"format": "market1501"}}, "dataset: root is required for format 'market1501'"),
-    ({"dataset": {"format": "synthetic", "long_tail": {"kind": "face", "head": 5}}},
-     "dataset.long_tail: tail_classes is required for a 'face' long tail"),
-    ({"method": {"leap": {"mode": "full", "cloud_start_epoch": 60}}},
-     "method.leap.cloud_start_epoch (60) must be below train.epochs (60)"),
-    ({"train": {"device": "tpu"}}, "train.device: String should match pattern"),
-    # seeds reach numpy.random.seed (< 2**32); epochs and seeds fit 32-bit columns
-    ({"train": {"seed": 2**31}}, "train.seed: Input should be less than or equal to "
-                                 "2147483647 (got 2147483648)"),
-    ({"dataset": {"long_tail": {"seed": 2**32}}},
-     "dataset.long_tail.seed: Input should be less than or equal to 2147483647"),
-    ({"dataset": {"synthetic": {"seed": 2**40}}},
-     "dataset.synthetic.seed: Input should be less than or equal to 2147483647"),
-    ({"train": {"epochs": 2**31}}, "train.epochs: Input should be less than or equal to "
-                                   "2147483647"),
-    ({"method": {"leap": {"mode": "constant"}}},
-     "method.leap: constant_std is required when mode is 'constant'"),
-    ({"method": {"leap": {"mode": "full", "constant_std": 0.1}}},
-     "method.leap: constant_std is only used when mode is 'constant' (mode is 'full')"),
-    ({"method": {"leap": {"offset": "per_class"}}},
-     "method.leap.offset: Input should be 'per_logit', 'per_sample' or 'target_only'"),
-    ({"method": {"leap": {"center_update": "eq4"}}},
-     "method.leap.center_update: Input should be 'center_loss' or 'literal'"),
-    ({"dataset": {"synthetic": {"tail_images": [5, 2]}}},
-     "dataset.synthetic: tail_images must be [low, high] with 1 <= low <= high, got [5, 2]"),
-    ({"dataset": {"synthetic": {"head_images": [4, 30], "tail_samples": 5}}},
-     "dataset.synthetic: head_images [4, 30] must start above the largest tail identity "
-     "(5 images)"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (
+            {"train": {"epochs": 0}},
+            "train.epochs: Input should be greater than or equal to 1 (got 0)",
+        ),
+        (
+            {"train": {"optimizer": {"lr": -1}}},
+            "train.optimizer.lr: Input should be greater than 0",
+        ),
+        ({"model": {"backbon": "resnet18"}}, "model.backbon: Extra inputs are not permitted"),
+        (
+            {"model": {"backbone": "vgg"}},
+            "model.backbone: Input should be 'resnet18', 'resnet50' or 'tiny_cnn' (got 'vgg')",
+        ),
+        (
+            {"method": {"leap": {"mode": "vanilla"}}},
+            "method.leap: threshold is required when mode is 'vanilla'",
+        ),
+        (
+            {"method": {"leap": {"gamma": 1.5}}},
+            "method.leap.gamma: Input should be less than or equal to 1 (got 1.5)",
+        ),
+        (
+            {"dataset": {"format": "market1501"}},
+            "dataset: root is required for format 'market1501'",
+        ),
+        (
+            {"dataset": {"format": "synthetic", "long_tail": {"kind": "face", "head": 5}}},
+            "dataset.long_tail: tail_classes is required for a 'face' long tail",
+        ),
+        (
+            {"method": {"leap": {"mode": "full", "cloud_start_epoch": 60}}},
+            "method.leap.cloud_start_epoch (60) must be below train.epochs (60)",
+        ),
+        ({"train": {"device": "tpu"}}, "train.device: String should match pattern"),
+        # seeds reach numpy.random.seed (< 2**32); epochs and seeds fit 32-bit columns
+        (
+            {"train": {"seed": 2**31}},
+            "train.seed: Input should be less than or equal to 2147483647 (got 2147483648)",
+        ),
+        (
+            {"dataset": {"long_tail": {"seed": 2**32}}},
+            "dataset.long_tail.seed: Input should be less than or equal to 2147483647",
+        ),
+        (
+            {"dataset": {"synthetic": {"seed": 2**40}}},
+            "dataset.synthetic.seed: Input should be less than or equal to 2147483647",
+        ),
+        (
+            {"train": {"epochs": 2**31}},
+            "train.epochs: Input should be less than or equal to 2147483647",
+        ),
+        (
+            {"method": {"leap": {"mode": "constant"}}},
+            "method.leap: constant_std is required when mode is 'constant'",
+        ),
+        (
+            {"method": {"leap": {"mode": "full", "constant_std": 0.1}}},
+            "method.leap: constant_std is only used when mode is 'constant' (mode is 'full')",
+        ),
+        (
+            {"method": {"leap": {"offset": "per_class"}}},
+            "method.leap.offset: Input should be 'per_logit', 'per_sample' or 'target_only'",
+        ),
+        (
+            {"method": {"leap": {"center_update": "eq4"}}},
+            "method.leap.center_update: Input should be 'center_loss' or 'literal'",
+        ),
+        (
+            {"dataset": {"synthetic": {"tail_images": [5, 2]}}},
+            "dataset.synthetic: tail_images must be [low, high] with 1 <= low <= high, got [5, 2]",
+        ),
+        (
+            {"dataset": {"synthetic": {"head_images": [4, 30], "tail_samples": 5}}},
+            "dataset.synthetic: head_images [4, 30] must start above the largest tail identity "
+            "(5 images)",
+        ),
+    ],
+)
 def test_validation_errors_name_the_field_path(data, message):
     with pytest.raises(SpecError) as caught:
         parse_spec(data)
@@ -97,11 +143,20 @@ def test_several_errors_are_all_reported_one_per_line():
 
 
 def test_overrides_set_nested_fields_with_yaml_values():
-    data = apply_overrides({"train": {"epochs": 5}},
-                           ["train.epochs=7", "dataset.image_size=[64, 32]",
-                            "method.leap.mode=full", "train.grad_clip=null"])
-    assert data == {"train": {"epochs": 7, "grad_clip": None},
-                    "dataset": {"image_size": [64, 32]}, "method": {"leap": {"mode": "full"}}}
+    data = apply_overrides(
+        {"train": {"epochs": 5}},
+        [
+            "train.epochs=7",
+            "dataset.image_size=[64, 32]",
+            "method.leap.mode=full",
+            "train.grad_clip=null",
+        ],
+    )
+    assert data == {
+        "train": {"epochs": 7, "grad_clip": None},
+        "dataset": {"image_size": [64, 32]},
+        "method": {"leap": {"mode": "full"}},
+    }
     with pytest.raises(SpecError, match=r"--set: expected path\.to\.field=value, got 'epochs'"):
         apply_overrides({}, ["epochs"])
     not_a_section = r"--set: train\.epochs\.x: epochs is not a section \(got 3\)"
@@ -118,24 +173,44 @@ def test_load_spec_reports_missing_and_malformed_files(tmp_path):
         load_spec(bad)
 
 
-@pytest.mark.parametrize("head,mode,label", [
-    ("cosface", "off", "CosFace"), ("cosface", "vanilla", "LEAP-CV"),
-    ("cosface", "full", "LEAP-CF"), ("arcface", "vanilla", "LEAP-AV"),
-    ("arcface", "full", "LEAP-AF"), ("normface", "full", "LEAP-NF"),
-    ("cosface", "constant", "CosFace+noise"), ("arcface", "constant", "ArcFace+noise"),
-])
+@pytest.mark.parametrize(
+    "head,mode,label",
+    [
+        ("cosface", "off", "CosFace"),
+        ("cosface", "vanilla", "LEAP-CV"),
+        ("cosface", "full", "LEAP-CF"),
+        ("arcface", "vanilla", "LEAP-AV"),
+        ("arcface", "full", "LEAP-AF"),
+        ("normface", "full", "LEAP-NF"),
+        ("cosface", "constant", "CosFace+noise"),
+        ("arcface", "constant", "ArcFace+noise"),
+    ],
+)
 def test_method_labels_use_the_paper_names(head, mode, label):
     std = 0.1 if mode == "constant" else None
-    spec = parse_spec({"method": {"head": {"kind": head},
-                                  "leap": {"mode": mode, "threshold": 5, "constant_std": std}}})
+    spec = parse_spec(
+        {
+            "method": {
+                "head": {"kind": head},
+                "leap": {"mode": mode, "threshold": 5, "constant_std": std},
+            }
+        }
+    )
     assert spec.method_label() == label
 
 
 def test_run_name_says_what_the_run_is():
-    spec = parse_spec({"dataset": {"format": "market1501", "root": "/d",
-                                   "long_tail": {"kind": "reid", "head": 20,
-                                                 "tail_samples": 5}},
-                       "method": {"leap": {"mode": "full"}}, "train": {"seed": 2}})
+    spec = parse_spec(
+        {
+            "dataset": {
+                "format": "market1501",
+                "root": "/d",
+                "long_tail": {"kind": "reid", "head": 20, "tail_samples": 5},
+            },
+            "method": {"leap": {"mode": "full"}},
+            "train": {"seed": 2},
+        }
+    )
     assert spec.run_name() == "market1501 <H20,S5> LEAP-CF seed2"
 
 
@@ -148,8 +223,15 @@ def test_flatten_gives_dotted_params():
 
 def test_json_schema_is_available_for_the_api():
     schema = JobSpec.model_json_schema()
-    assert set(schema["properties"]) == {"name", "dataset", "model", "method", "train", "eval",
-                                          "tracking"}
+    assert set(schema["properties"]) == {
+        "name",
+        "dataset",
+        "model",
+        "method",
+        "train",
+        "eval",
+        "tracking",
+    }
 
 
 def test_every_example_spec_validates():
@@ -166,7 +248,8 @@ def test_yaml_bare_off_means_no_cloud(tmp_path):
 
 
 def test_a_synthetic_tail_range_is_named_in_the_long_tail_label():
-    spec = parse_spec({"dataset": {"synthetic": {"head": 10, "head_images": [150, 250],
-                                                 "tail_images": [2, 5]}}})
+    spec = parse_spec(
+        {"dataset": {"synthetic": {"head": 10, "head_images": [150, 250], "tail_images": [2, 5]}}}
+    )
     assert spec.long_tail_label() == "<H10,S2-5>"
     assert spec.dataset.synthetic.tail_cap() == 5

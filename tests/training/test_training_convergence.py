@@ -24,19 +24,24 @@ from tests.tiny import tiny_job
 def test_group_accuracy_by_nearest_class_weight():
     weights = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
     features = torch.tensor([[2.0, 0.1], [0.1, 3.0], [1.0, 0.2], [-1.0, 0.9], [0.0, -1.0]])
-    labels = np.array([0, 1, 1, 2, 2])   # predicted: 0, 1, 0, 2, and 0 (below)
+    labels = np.array([0, 1, 1, 2, 2])  # predicted: 0, 1, 0, 2, and 0 (below)
     head = np.array([True, False, False])
     result = group_accuracy("acc", features, labels, weights, head)
     # Sample 4 at (0, −1): cosines (0, −1, 0) → argmax is class 0 (first of the ties).
-    assert result == {"acc": pytest.approx(3 / 5), "acc_head": 1.0,
-                      "acc_tail": pytest.approx(2 / 4)}
+    assert result == {
+        "acc": pytest.approx(3 / 5),
+        "acc_head": 1.0,
+        "acc_tail": pytest.approx(2 / 4),
+    }
     assert math.isnan(group_accuracy("acc", features[:1], labels[:1], weights, head)["acc_tail"])
 
 
 def test_group_accuracy_in_chunks_equals_one_pass(monkeypatch):
     generator = torch.Generator().manual_seed(0)
-    features, weights = torch.randn(50, 8, generator=generator), torch.randn(6, 8,
-                                                                             generator=generator)
+    features, weights = (
+        torch.randn(50, 8, generator=generator),
+        torch.randn(6, 8, generator=generator),
+    )
     labels = torch.randint(0, 6, (50,), generator=generator).numpy()
     head = np.array([True, True, False, False, False, False])
     whole = group_accuracy("acc", features, labels, weights, head)
@@ -47,8 +52,10 @@ def test_group_accuracy_in_chunks_equals_one_pass(monkeypatch):
 def cut_spec(tiny_spec, **eval_fields):
     """The tiny set (4 head identities, 20 with 3 images) cut again to <H4,S2>: each tail
     identity has one image the run never trains on."""
-    return tiny_spec(dataset={"long_tail": {"kind": "reid", "head": 4, "tail_samples": 2}},
-                     eval={"every_epochs": 0, **eval_fields})
+    return tiny_spec(
+        dataset={"long_tail": {"kind": "reid", "head": 4, "tail_samples": 2}},
+        eval={"every_epochs": 0, **eval_fields},
+    )
 
 
 def test_unseen_records_are_the_images_the_cut_left_out(tiny_spec, tmp_path):
@@ -57,8 +64,10 @@ def test_unseen_records_are_the_images_the_cut_left_out(tiny_spec, tmp_path):
     unseen = unseen_records(trainer.data, per_class=5, seed=0)
     assert len(unseen) == 20 and not kept & {r.path for r in unseen}
     assert sorted({r.pid for r in unseen}) == sorted(
-        pid for pid, head in zip(trainer.data.manifest.pids, trainer.split.head, strict=True)
-        if not head)
+        pid
+        for pid, head in zip(trainer.data.manifest.pids, trainer.split.head, strict=True)
+        if not head
+    )
     assert unseen_records(trainer.data, per_class=0, seed=0) == []
 
 
@@ -93,8 +102,9 @@ def test_a_run_reports_seen_and_unseen_accuracy_as_computed_independently(tiny_s
     assert metrics["cloud_single_slot_classes"] == 0
 
 
-def test_json_output_counts_classes_the_cloud_could_not_measure(synthetic_root, tmp_path,
-                                                                 monkeypatch):
+def test_json_output_counts_classes_the_cloud_could_not_measure(
+    synthetic_root, tmp_path, monkeypatch
+):
     """P = 0.4 gives the 3-image tail classes ceil(1.2) = 2 slots and nothing single-slot;
     P = 0.3 gives them ceil(0.9) = 1: all 20 can never hold two angles."""
     monkeypatch.setenv("LEAP_HOME", str(tmp_path / "home"))

@@ -9,19 +9,37 @@ from leap_core.training.trainer import Trainer
 
 
 def test_tiny_synthetic_run_reaches_rank1_far_above_chance(tmp_path):
-    spec = parse_spec({
-        "dataset": {"format": "synthetic", "root": str(tmp_path / "data"),
-                    "synthetic": {"identities": 60, "test_identities": 30, "cameras": 4,
-                                  "head": 6, "tail_samples": 5, "height": 32, "width": 16},
-                    "image_size": [32, 16]},
-        "model": {"backbone": "tiny_cnn", "width": 16, "embedding_dim": 64},
-        "method": {"head": {"kind": "cosface"},
-                   "leap": {"mode": "full", "cloud_start_epoch": 4}},
-        "train": {"epochs": 16, "sampler": {"identities": 8, "instances": 4},
-                  "optimizer": {"lr": 0.002},
-                  "schedule": {"warmup_epochs": 1, "milestones": [12]}, "num_workers": 0},
-        "eval": {"every_epochs": 0, "diagnostics": False},
-    })
+    spec = parse_spec(
+        {
+            "dataset": {
+                "format": "synthetic",
+                "root": str(tmp_path / "data"),
+                "synthetic": {
+                    "identities": 60,
+                    "test_identities": 30,
+                    "cameras": 4,
+                    "head": 6,
+                    "tail_samples": 5,
+                    "height": 32,
+                    "width": 16,
+                },
+                "image_size": [32, 16],
+            },
+            "model": {"backbone": "tiny_cnn", "width": 16, "embedding_dim": 64},
+            "method": {
+                "head": {"kind": "cosface"},
+                "leap": {"mode": "full", "cloud_start_epoch": 4},
+            },
+            "train": {
+                "epochs": 16,
+                "sampler": {"identities": 8, "instances": 4},
+                "optimizer": {"lr": 0.002},
+                "schedule": {"warmup_epochs": 1, "milestones": [12]},
+                "num_workers": 0,
+            },
+            "eval": {"every_epochs": 0, "diagnostics": False},
+        }
+    )
     started = time.perf_counter()
     metrics = Trainer(spec, tmp_path / "run").fit()
     elapsed = time.perf_counter() - started

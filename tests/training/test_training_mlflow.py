@@ -23,9 +23,11 @@ def tracking_uri(tmp_path, monkeypatch):
 
 
 def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracking_uri):
-    spec = tiny_spec(train={"epochs": 2}, method={"leap": {"mode": "full",
-                                                            "cloud_start_epoch": 1}},
-                     eval={"every_epochs": 1})
+    spec = tiny_spec(
+        train={"epochs": 2},
+        method={"leap": {"mode": "full", "cloud_start_epoch": 1}},
+        eval={"every_epochs": 1},
+    )
     hook = MLflowHook(tracking_uri, log_every=2)
     trainer = Trainer(spec, tmp_path / "run", [hook])
     final = trainer.fit()
@@ -40,8 +42,11 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
     for key, value in flatten(spec).items():
         assert params[key] == value, key
     assert params["data.num_classes"] == "24"
-    assert (params["split.rule"], params["split.head_classes"],
-            params["split.tail_classes"]) == ("cut", "4", "20")
+    assert (params["split.rule"], params["split.head_classes"], params["split.tail_classes"]) == (
+        "cut",
+        "4",
+        "20",
+    )
 
     loss_history = client.get_metric_history(run.info.run_id, "step_loss")
     assert [m.step for m in loss_history] == [2, 4, 6, 8]
@@ -53,21 +58,28 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
 
     head_variance = client.get_metric_history(run.info.run_id, "final_head_angle_variance")
     assert [m.value for m in head_variance] == [pytest.approx(final["final_head_angle_variance"])]
-    for name in ("final_train_accuracy_head", "final_train_accuracy_tail",
-                 "cloud_single_slot_classes", "cloud_classes_without_statistics"):
+    for name in (
+        "final_train_accuracy_head",
+        "final_train_accuracy_tail",
+        "cloud_single_slot_classes",
+        "cloud_classes_without_statistics",
+    ):
         history = client.get_metric_history(run.info.run_id, name)
         assert [m.value for m in history] == [pytest.approx(final[name])], name
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"spec.json", "manifest.json", "checkpoints", "plots"} <= artifacts
     plots = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert set(plots) == {f"plots/{name}.png" for name in
-                          ("class_frequency", "angular_variance", "tsne", "cmc")}
+    assert set(plots) == {
+        f"plots/{name}.png" for name in ("class_frequency", "angular_variance", "tsne", "cmc")
+    }
     assert min(plots.values()) > 10_000  # rendered figures, not empty files
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == [
-        "checkpoints/last.pt"]
-    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                         output_format="list")
+        "checkpoints/last.pt"
+    ]
+    models = mlflow.search_logged_models(
+        experiment_ids=[run.info.experiment_id], output_format="list"
+    )
     assert [m.source_run_id for m in models] == [run.info.run_id]
 
 
@@ -79,8 +91,9 @@ def test_failed_run_is_marked_failed_with_the_reason(tiny_spec, tmp_path, tracki
             raise RuntimeError("disk on fire")
 
     spec = tiny_spec(eval={"protocol": "none"})
-    trainer = Trainer(spec, tmp_path / "run", [MLflowHook(tracking_uri, log_model=False),
-                                               Explode()])
+    trainer = Trainer(
+        spec, tmp_path / "run", [MLflowHook(tracking_uri, log_model=False), Explode()]
+    )
     with pytest.raises(RuntimeError, match="disk on fire"):
         trainer.fit()
     run = MlflowClient(tracking_uri).get_run(trainer.mlflow_run_id)
@@ -89,8 +102,7 @@ def test_failed_run_is_marked_failed_with_the_reason(tiny_spec, tmp_path, tracki
 
 
 def test_tracking_switches_leave_out_plots_and_model(tiny_spec, tmp_path, tracking_uri):
-    spec = tiny_spec(eval={"protocol": "none"},
-                     tracking={"plots": False, "log_model": False})
+    spec = tiny_spec(eval={"protocol": "none"}, tracking={"plots": False, "log_model": False})
     trainer = Trainer(spec, tmp_path / "run", [MLflowHook(tracking_uri)])
     trainer.fit()
     client = MlflowClient(tracking_uri)
@@ -99,5 +111,7 @@ def test_tracking_switches_leave_out_plots_and_model(tiny_spec, tmp_path, tracki
     assert run.data.params["tracking.plots"] == "False"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"spec.json", "manifest.json", "checkpoints"}
-    assert mlflow.search_logged_models(experiment_ids=[run.info.experiment_id],
-                                       output_format="list") == []
+    assert (
+        mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+        == []
+    )

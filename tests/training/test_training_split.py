@@ -13,17 +13,24 @@ from leap_core.training.trainer import Trainer
 
 
 def records(counts: dict[int, int]) -> list[Record]:
-    return [Record(f"/data/{pid}_{i}.jpg", pid, i % 2) for pid, count in counts.items()
-            for i in range(count)]
+    return [
+        Record(f"/data/{pid}_{i}.jpg", pid, i % 2)
+        for pid, count in counts.items()
+        for i in range(count)
+    ]
 
 
-COUNTS = {1: 9, 2: 2, 3: 5, 4: 1, 5: 7}   # sorted by pid: labels 0..4
+COUNTS = {1: 9, 2: 2, 3: 5, 4: 1, 5: 7}  # sorted by pid: labels 0..4
 
 
 def folder_spec(**leap) -> object:
-    return parse_spec({"dataset": {"format": "folders", "root": "/data"},
-                       "method": {"leap": {"cloud_start_epoch": 1, **leap}},
-                       "train": {"epochs": 2}})
+    return parse_spec(
+        {
+            "dataset": {"format": "folders", "root": "/data"},
+            "method": {"leap": {"cloud_start_epoch": 1, **leap}},
+            "train": {"epochs": 2},
+        }
+    )
 
 
 def test_without_a_cut_or_threshold_the_median_count_splits():
@@ -33,8 +40,12 @@ def test_without_a_cut_or_threshold_the_median_count_splits():
     # ... but the run's split is K_i > median(9, 2, 5, 1, 7) = 5: pids 1 and 5.
     assert split.rule == "median" and split.threshold == 5.0
     assert split.head.tolist() == [True, False, False, False, True]
-    assert split.params() == {"split.rule": "median", "split.threshold": "5",
-                              "split.head_classes": "2", "split.tail_classes": "3"}
+    assert split.params() == {
+        "split.rule": "median",
+        "split.threshold": "5",
+        "split.head_classes": "2",
+        "split.tail_classes": "3",
+    }
 
 
 def test_a_threshold_is_the_split_whatever_the_cut_says():
@@ -49,9 +60,16 @@ def test_a_threshold_is_the_split_whatever_the_cut_says():
 
 def test_a_cut_without_threshold_keeps_the_cuts_head():
     manifest = reid_long_tail(records(COUNTS), head=2, tail_samples=2)
-    spec = parse_spec({"dataset": {"format": "folders", "root": "/data",
-                                   "long_tail": {"kind": "reid", "head": 2, "tail_samples": 2}},
-                       "train": {"epochs": 2}})
+    spec = parse_spec(
+        {
+            "dataset": {
+                "format": "folders",
+                "root": "/data",
+                "long_tail": {"kind": "reid", "head": 2, "tail_samples": 2},
+            },
+            "train": {"epochs": 2},
+        }
+    )
     split = head_tail_split(spec, manifest)
     assert split.rule == "cut" and split.threshold is None
     assert split.head.tolist() == list(manifest.head)
@@ -60,8 +78,12 @@ def test_a_cut_without_threshold_keeps_the_cuts_head():
 
 def test_the_trainer_uses_one_split_for_cloud_diagnostics_and_results(tiny_spec, tmp_path):
     # The tiny set is generated cut <H4,S3> (head identities have 16-24 images); T = 3.
-    spec = tiny_spec(method={"head": {"kind": "cosface"},
-                             "leap": {"mode": "vanilla", "threshold": 3, "cloud_start_epoch": 1}})
+    spec = tiny_spec(
+        method={
+            "head": {"kind": "cosface"},
+            "leap": {"mode": "vanilla", "threshold": 3, "cloud_start_epoch": 1},
+        }
+    )
     trainer = Trainer(spec, tmp_path)
     counts = np.asarray(trainer.data.manifest.class_counts)
     assert trainer.split.head.tolist() == (counts > 3).tolist()
@@ -80,14 +102,24 @@ def test_a_split_without_head_classes_is_refused_naming_it(mode):
     split = head_tail_split(spec, manifest)
     assert split.head_classes == 0  # equal counts: nothing is above the median
     with pytest.raises(ValueError, match="head leaves no head class"):
-        FeatureCloud(list(manifest.class_counts), 4, mode=mode, head=split.head,
-                     constant_std=0.1)
+        FeatureCloud(list(manifest.class_counts), 4, mode=mode, head=split.head, constant_std=0.1)
 
 
 def test_a_split_without_head_classes_stops_the_run_before_training(tiny_spec, tmp_path):
-    spec = tiny_spec(method={"leap": {"mode": "constant", "constant_std": 0.1,
-                                      "threshold": 100, "cloud_start_epoch": 1}})
-    with pytest.raises(ValueError, match=r"method.leap.mode 'constant' needs head and tail "
-                                         r"classes, but the run's split \(K_i > 100 "
-                                         r"\(threshold\)\) leaves no head class"):
+    spec = tiny_spec(
+        method={
+            "leap": {
+                "mode": "constant",
+                "constant_std": 0.1,
+                "threshold": 100,
+                "cloud_start_epoch": 1,
+            }
+        }
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"method.leap.mode 'constant' needs head and tail "
+        r"classes, but the run's split \(K_i > 100 "
+        r"\(threshold\)\) leaves no head class",
+    ):
         Trainer(spec, tmp_path)

@@ -11,13 +11,14 @@ from leap_core.training.trainer import NonFiniteLoss, Trainer, TrainingCancelled
 
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
-    return {**{f"model.{k}": v for k, v in trainer.model.state_dict().items()},
-            **{f"head.{k}": v for k, v in trainer.head.state_dict().items()}}
+    return {
+        **{f"model.{k}": v for k, v in trainer.model.state_dict().items()},
+        **{f"head.{k}": v for k, v in trainer.head.state_dict().items()},
+    }
 
 
 def test_resume_after_an_epoch_ends_with_identical_weights(tiny_spec, tmp_path):
-    spec = tiny_spec(train={"epochs": 3, "checkpoint_every": 1},
-                     eval={"protocol": "none"})
+    spec = tiny_spec(train={"epochs": 3, "checkpoint_every": 1}, eval={"protocol": "none"})
     straight = Trainer(spec, tmp_path / "straight")
     straight.fit()
 
