@@ -4,7 +4,7 @@ PYTHON ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo up down test lint bench clean
+.PHONY: install demo up down test test-fast lint bench clean
 
 install: $(STAMP)
 
@@ -26,10 +26,15 @@ down:
 	@test -x $(VENV)/bin/python && $(VENV)/bin/python -m api.stack down || true
 
 test: install
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=20
+
+# Everything that needs no PostgreSQL or Redis: the library, training, sweeps, data.
+test-fast: install
+	$(VENV)/bin/python -m pytest -q -m "not server"
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 bench: install
 	$(VENV)/bin/python benchmarks/leap_overhead.py

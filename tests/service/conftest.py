@@ -28,6 +28,32 @@ from leap_core.training.data_setup import ensure_synthetic
 from tests.tiny import tiny_job
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Tests that start and kill whole processes (workers, a second API, a private Redis, the
+#: embedded stack) or run the load and fuzzing campaigns: the slowest part of the suite.
+PROCESS_LEVEL = {
+    "test_service_crash.py",
+    "test_service_load.py",
+    "test_service_faults.py",
+    "test_service_broker.py",
+    "test_service_embedded.py",
+    "test_service_fuzz.py",
+    "test_service_compose.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test here needs the servers (``server``); the process-level ones are also
+    ``process``, so ``-m "not server"`` is the fast subset and ``-m process`` the slow one."""
+    here = Path(__file__).parent
+    for item in items:
+        path = Path(item.fspath)
+        if here not in path.parents:
+            continue
+        item.add_marker(pytest.mark.server)
+        if path.name in PROCESS_LEVEL:
+            item.add_marker(pytest.mark.process)
+
+
 PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = os.environ.get("LEAP_TEST_REDIS", "redis://127.0.0.1:6379")
 
