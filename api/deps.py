@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,11 +17,13 @@ from jobs.settings import Settings
 
 #: The 401 every route behind :func:`current_owner` may answer, declared in the OpenAPI
 #: schema so that clients (and the schema fuzzer) know it is part of the contract.
-UNAUTHORIZED = {401: {"model": Problem, "description": "missing, invalid or revoked API key"}}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "missing, invalid or revoked API key"}
+}
 
 #: What a submission (a POST with a body) may answer besides its own outcomes: a body that
 #: is not decodable JSON (FastAPI's 400), too large, a reused Idempotency-Key, the rate.
-SUBMIT_ERRORS = {
+SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "the body could not be parsed (not UTF-8 JSON)"},
     409: {"model": Problem, "description": "Idempotency-Key already used with another body"},
     413: {"model": Problem, "description": "body larger than LEAP_MAX_BODY_BYTES"},

@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # ``uvicorn api.main:app`` builds the app on first access, after the environment is set.
     if name == "app":
         return create_app()

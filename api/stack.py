@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -105,7 +106,7 @@ def pid_of(name: str) -> int | None:
     return pid
 
 
-def wait_until(check, timeout: float, what: str, name: str) -> None:
+def wait_until(check: Callable[[], bool], timeout: float, what: str, name: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid_of(name) is None:

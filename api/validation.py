@@ -39,7 +39,7 @@ def body_problems(data: Any) -> list[tuple[tuple[str, ...], str, Any]]:
     store, each number JSON cannot carry (NaN, ±Infinity, which Python's JSON parser reads)
     and each list or mapping nested deeper than :data:`MAX_DEPTH`, anywhere in ``data``, in
     path order. Iterative, so a deep body costs no stack here."""
-    found = []
+    found: list[tuple[tuple[str, ...], str, str | None]] = []
     pending: list[tuple[tuple[str, ...], Any]] = [((), data)]
     while pending:
         path, value = pending.pop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from api.schemas import EventPublic, JobDetail, JobPublic, Links, MLflowLink, Progress
 from jobs.models import Job, JobEvent
 from jobs.settings import Settings
@@ -13,14 +15,24 @@ def mlflow_url(settings: Settings, run_id: str | None) -> str | None:
     return f"{settings.mlflow_ui_url.rstrip('/')}/#/runs/{run_id}"
 
 
-def job_public(job: Job, settings: Settings, detail: bool = False) -> JobPublic:
+def job_public(job: Job, settings: Settings) -> JobPublic:
+    """A job as lists show it."""
+    return JobPublic(**_fields(job, settings))
+
+
+def job_detail(job: Job, settings: Settings) -> JobDetail:
+    """A job as its own endpoints show it: the public fields and the spec."""
+    return JobDetail(**_fields(job, settings), spec=job.spec)
+
+
+def _fields(job: Job, settings: Settings) -> dict[str, Any]:
     base = f"/v1/jobs/{job.id}"
     fraction = (
         job.global_step / job.total_steps
         if job.global_step is not None and job.total_steps
         else None
     )
-    fields = dict(
+    fields: dict[str, Any] = dict(
         id=job.id,
         name=job.name,
         status=job.status,
@@ -49,9 +61,7 @@ def job_public(job: Job, settings: Settings, detail: bool = False) -> JobPublic:
             self=base, events=f"{base}/events", cancel=f"{base}/cancel", retry=f"{base}/retry"
         ),
     )
-    if detail:
-        return JobDetail(**fields, spec=job.spec)
-    return JobPublic(**fields)
+    return fields
 
 
 def event_public(event: JobEvent) -> EventPublic:

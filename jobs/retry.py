@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
@@ -29,7 +29,7 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, DBAPIError) and error.connection_invalidated
 
 
-def backoff_delays(first: float = 0.5, factor: float = 2.0, cap: float = 15.0):
+def backoff_delays(first: float = 0.5, factor: float = 2.0, cap: float = 15.0) -> Iterator[float]:
     """0.5, 1, 2, 4, 8, 15, 15, … seconds."""
     delay = first
     while True:

@@ -135,9 +135,11 @@ class LEAPLoss(nn.Module):
         last = self._last
         if not last:
             raise RuntimeError("figures() needs a step first: call the criterion")
+        loss, logits, labels = last["loss"], last["logits"], last["labels"]
+        assert loss is not None and logits is not None and labels is not None
         result = {
-            "loss": float(last["loss"]),
-            "accuracy": float((last["logits"].argmax(dim=1) == last["labels"]).float().mean()),
+            "loss": float(loss),
+            "accuracy": float((logits.argmax(dim=1) == labels).float().mean()),
             "cloud_fraction": 0.0,
             "cloud_std_mean": 0.0,
         }

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from celery.signals import worker_process_init
 
@@ -57,7 +58,7 @@ def claim_for_worker(gpus: list[str], wanted: str, lock_dir: Path) -> list[str]:
     if wanted in ("", "all"):
         return gpus
     count = int(wanted)
-    claimed = []
+    claimed: list[str] = []
     while len(claimed) < count:
         gpu = claim_gpu([g for g in gpus if g not in claimed], lock_dir, kind="worker")
         if gpu is None:
@@ -72,7 +73,7 @@ def claim_for_worker(gpus: list[str], wanted: str, lock_dir: Path) -> list[str]:
 
 
 @worker_process_init.connect
-def pin_child_to_gpu(**_kwargs) -> None:
+def pin_child_to_gpu(**_kwargs: Any) -> None:
     gpus = visible_gpus()
     if not gpus:
         return  # no GPU: the child trains on the CPU

@@ -16,8 +16,10 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 
 from jobs.db import session_scope
 from jobs.models import Job, JobStatus, utcnow
@@ -64,7 +66,7 @@ class JobRowHook(Hook):
         self._start_step = 0
         self._metrics: dict[str, float] = {}
 
-    def _owned(self):
+    def _owned(self) -> list[Any]:
         """The WHERE clause of a row this attempt still holds."""
         clause = [Job.id == self.job_id, Job.attempt == self.attempt, Job.status.in_(LIVE)]
         if self.worker is not None:
@@ -77,10 +79,10 @@ class JobRowHook(Hook):
                 update(Job).where(*self._owned()).values(heartbeat_at=utcnow(), **values)
             )
             status = session.scalar(select(Job.status).where(Job.id == self.job_id))
-        self._lost = done.rowcount == 0
+        self._lost = cast(CursorResult[Any], done).rowcount == 0
         self._cancel = status == JobStatus.cancelling
 
-    def _write(self, required: bool = False, **values) -> None:
+    def _write(self, required: bool = False, **values: Any) -> None:
         """Update progress fields and read back the status, in one short transaction.
         ``required`` writes (the first and the epoch ends) wait out an outage; a step's
         progress is skipped instead, since the next step writes it again."""
@@ -161,7 +163,7 @@ class JobRowHook(Hook):
         )
         self._log(f"epoch {epoch + 1}/{trainer.spec.train.epochs}: {shown}")
 
-    def on_checkpoint(self, trainer: Trainer, path) -> None:
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
         self._log(f"checkpoint {path} (epoch {trainer.epoch})")
 
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:

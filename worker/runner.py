@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -86,7 +87,7 @@ def lease(settings: Settings, job_id: str, worker: str) -> Lease | None:
     )
 
 
-def _owned(held: Lease):
+def _owned(held: Lease) -> list[Any]:
     return [
         Job.id == held.job_id,
         Job.attempt == held.attempt,
@@ -140,7 +141,7 @@ def finish(
     target: JobStatus,
     message: str,
     events: list[str] | None = None,
-    **fields,
+    **fields: Any,
 ) -> bool:
     """Record the run's outcome (with ``events`` log lines before it) in one transaction,
     waiting out a database outage. Returns False, touching nothing, when the lease was lost
@@ -198,7 +199,7 @@ def _device_of(spec: JobSpec | None) -> str:
     try:
         return str(resolve_device(spec.train.device)) if spec is not None else ""
     except ValueError:
-        return spec.train.device
+        return spec.train.device if spec is not None else ""
 
 
 def _train(settings: Settings, held: Lease) -> str:

@@ -4,6 +4,7 @@ read from the job row, so a redelivered message is harmless."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 # Imported in the parent process so that every forked child starts with torch and MLflow
 # loaded: the time from dispatch to the first step is then setup, not imports.
@@ -16,7 +17,7 @@ import leap_core.training.trainer  # noqa: F401  isort: skip
 
 
 @app.task(name=TRAIN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True)
-def train(self, job_id: str) -> str:
+def train(self: Any, job_id: str) -> str:
     """Run job ``job_id`` if it still needs running; returns what happened."""
     # Host name and process id: prefork children of one worker share the host name, and
     # the lease must tell them apart.

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
 from api.deps import SUBMIT_ERRORS, UNAUTHORIZED, CurrentOwner, SessionDep, SettingsDep
 from api.dispatch import NotDispatched, dispatch_committed, dispatch_new
@@ -24,14 +25,16 @@ from api.schemas import (
     Problem,
 )
 from api.validation import check_body, check_paths, resolved_spec
-from api.views import event_public, job_public
+from api.views import event_public, job_detail, job_public
 from jobs import service
 from jobs.db import session_factory
-from jobs.models import NAME_LENGTH, TERMINAL, JobStatus
+from jobs.models import NAME_LENGTH, TERMINAL, JobEvent, JobStatus
 from jobs.states import IllegalTransition
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
-NOT_FOUND = {404: {"model": Problem, "description": "no such job for this key"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "no such job for this key"}
+}
 
 
 def _not_found(job_id: str) -> HTTPException:
@@ -92,7 +95,7 @@ def submit(
     if not created.created:
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job_public(job, settings, detail=True)
+    return job_detail(job, settings)
 
 
 @router.get("", response_model=JobPage)
@@ -119,7 +122,7 @@ def get_job(
 ) -> JobDetail:
     """Status, timestamps, attempt, progress with ETA, latest metrics, MLflow run link."""
     try:
-        return job_public(service.get_job(session, owner, job_id), settings, detail=True)
+        return job_detail(service.get_job(session, owner, job_id), settings)
     except service.JobNotFound:
         raise _not_found(job_id) from None
 
@@ -138,7 +141,7 @@ def cancel(
         raise _not_found(job_id) from None
     except IllegalTransition as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    return job_public(job, settings, detail=True)
+    return job_detail(job, settings)
 
 
 @router.post(
@@ -156,7 +159,7 @@ def retry(
     except IllegalTransition as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     dispatch_committed(session, settings, job)
-    return job_public(job, settings, detail=True)
+    return job_detail(job, settings)
 
 
 @router.get(
@@ -176,7 +179,7 @@ def events(
     follow: Annotated[
         bool, Query(description="stream server-sent events until the job finishes")
     ] = False,
-):
+) -> EventPage | StreamingResponse:
     """State changes and log lines in order; ``follow=true`` streams them live (SSE)."""
     try:
         job = service.get_job(session, owner, job_id)
@@ -196,8 +199,10 @@ def events(
     )
 
 
-async def _stream(factory, owner: str, job_id: str, after: int) -> AsyncIterator[str]:
-    def read(after: int):
+async def _stream(
+    factory: Callable[[], Session], owner: str, job_id: str, after: int
+) -> AsyncIterator[str]:
+    def read(after: int) -> tuple[str, list[JobEvent]]:
         with factory() as session:
             job = service.get_job(session, owner, job_id)
             return job.status, service.list_events(session, job, after, 500)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 
@@ -17,7 +17,9 @@ from api.validation import check_body
 from jobs import service, sweeps
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], responses=UNAUTHORIZED)
-NOT_FOUND = {404: {"model": Problem, "description": "no such sweep for this key"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "no such sweep for this key"}
+}
 
 
 @router.post(

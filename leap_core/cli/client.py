@@ -373,5 +373,5 @@ def register(app: typer.Typer) -> None:
         ("logs", logs),
         ("sweep-status", sweep_status),
     ]:
-        app.command(name)(command)
+        app.command(name)(command)  # type: ignore[type-var]  # typer's TypeVar vs. a loop
     app.add_typer(admin_app, name="admin")

@@ -7,6 +7,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -32,7 +33,7 @@ class ProgressHook(Hook):
             console=console,
             transient=False,
         )
-        self.task = None
+        self.task: TaskID | None = None
 
     def on_start(self, trainer: Trainer) -> None:
         self.progress.start()
@@ -49,6 +50,7 @@ class ProgressHook(Hook):
             f"loss {info.figures.get('loss', float('nan')):.3f}  lr {info.lr:.2e}  "
             f"{info.images_per_second:.0f} img/s"
         )
+        assert self.task is not None  # added by on_start
         self.progress.update(
             self.task,
             completed=info.global_step,
@@ -63,6 +65,7 @@ class ProgressHook(Hook):
             )
 
     def on_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        assert self.task is not None  # added by on_start
         self.progress.update(self.task, completed=trainer.global_step)
         self.progress.refresh()
         self.progress.stop()

@@ -20,7 +20,7 @@ input listing and the seed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -243,7 +243,7 @@ def full_training_set(records: Sequence[Record], *, seed: int = 0) -> LongTailMa
 def cut_long_tail(records: Sequence[Record], kind: str, **params: Any) -> LongTailManifest:
     """Dispatch on ``kind`` (``reid``, ``face``, ``exponential``, ``full``), as in a job spec's
     ``long_tail: {kind: reid, head: 20, tail_samples: 5, seed: 0}``."""
-    builders = {
+    builders: dict[str, Callable[..., LongTailManifest]] = {
         "reid": reid_long_tail,
         "face": face_long_tail,
         "exponential": exponential_long_tail,

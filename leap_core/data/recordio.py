@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from pathlib import Path
-from typing import NamedTuple
+from typing import BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -214,7 +214,7 @@ class RecordIOReader:
         self.keys, self.offsets = read_index(self.idx_path)
         self._offset_of: dict[int, int] | None = None
         self._order: np.ndarray | None = None
-        self._handle = None
+        self._handle: BinaryIO | None = None
         self.size = self.rec_path.stat().st_size
 
     def offset(self, key: int) -> int:

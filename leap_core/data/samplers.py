@@ -25,7 +25,7 @@ def _check(name: str, value: object, minimum: int) -> int:
     return int(value)
 
 
-class _ShardedSampler(Sampler[int], ABC):
+class ShardedSampler(Sampler[int], ABC):
     """Shared epoch, seed and sharding logic; subclasses return the global order as units."""
 
     def __init__(self, seed: int, rank: int, world_size: int, drop_last: bool) -> None:
@@ -73,7 +73,7 @@ class _ShardedSampler(Sampler[int], ABC):
         return int(self.indices().size)
 
 
-class RandomSampler(_ShardedSampler):
+class RandomSampler(ShardedSampler):
     """A seeded permutation of ``range(num_samples)`` per epoch."""
 
     def __init__(
@@ -110,7 +110,7 @@ def _class_index(labels: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.nda
     return grouped, starts[present], counts[present]
 
 
-class ClassAwareSampler(_ShardedSampler):
+class ClassAwareSampler(ShardedSampler):
     """Class-aware re-sampling: pick a class uniformly, then one of its images uniformly.
 
     Every class is drawn equally often in expectation whatever its size, which is the classic
@@ -139,7 +139,7 @@ class ClassAwareSampler(_ShardedSampler):
         return self._grouped[self._starts[classes] + within].reshape(-1, 1)
 
 
-class PKSampler(_ShardedSampler):
+class PKSampler(ShardedSampler):
     """Identity-balanced batches: P identities × K images each, consecutive in the order.
 
     Per epoch every identity's images are shuffled and cut into chunks of K; the last chunk,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ from leap_core.heads.base import cosine_to_angle
 from leap_core.leap.batching import group_by_class
 from leap_core.leap.memory import AngleMemory
 
+ChoiceT = TypeVar("ChoiceT", bound=str)
 Mode = Literal["full", "vanilla", "constant"]
 CenterUpdate = Literal["literal", "center_loss"]
 Offset = Literal["per_logit", "per_sample", "target_only"]
@@ -59,7 +60,7 @@ class ClassStats(NamedTuple):
 
     mean: torch.Tensor
     variance: torch.Tensor
-    count: torch.Tensor
+    count: torch.Tensor  # type: ignore[assignment]  # the field shadows tuple.count, by design
 
 
 def _class_counts_tensor(class_counts: object) -> torch.Tensor:
@@ -88,12 +89,12 @@ def _class_counts_tensor(class_counts: object) -> torch.Tensor:
     return torch.as_tensor(array.astype(np.int64))
 
 
-def _choice(name: str, value: object, allowed: tuple[str, ...]) -> str:
+def _choice(name: str, value: ChoiceT, allowed: tuple[str, ...]) -> ChoiceT:
     if value not in allowed:
         raise ValueError(
             f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}"
         )
-    return str(value)
+    return value
 
 
 def _head_mask(counts: torch.Tensor, head: object, threshold: float | None) -> torch.Tensor:
@@ -141,6 +142,13 @@ class FeatureCloud(nn.Module):
             :meth:`state_dict` so a resumed run draws the same offsets.
     """
 
+    # Buffers and submodule, declared so type checkers know their types.
+    class_counts: torch.Tensor
+    is_head: torch.Tensor
+    centres: torch.Tensor
+    seen: torch.Tensor
+    memory: AngleMemory
+
     def __init__(
         self,
         class_counts: Sequence[int] | np.ndarray | torch.Tensor,
@@ -161,14 +169,10 @@ class FeatureCloud(nn.Module):
         super().__init__()
         counts = _class_counts_tensor(class_counts)
         self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
-        self.mode: Mode = _choice("mode", mode, MODES)  # type: ignore[assignment]
-        self.center_update: CenterUpdate = _choice(  # type: ignore[assignment]
-            "center_update", center_update, CENTER_UPDATES
-        )
-        self.offset: Offset = _choice("offset", offset, OFFSETS)  # type: ignore[assignment]
-        self.single_slot: SingleSlot = _choice(  # type: ignore[assignment]
-            "single_slot", single_slot, SINGLE_SLOT_POLICIES
-        )
+        self.mode: Mode = _choice("mode", mode, MODES)
+        self.center_update: CenterUpdate = _choice("center_update", center_update, CENTER_UPDATES)
+        self.offset: Offset = _choice("offset", offset, OFFSETS)
+        self.single_slot: SingleSlot = _choice("single_slot", single_slot, SINGLE_SLOT_POLICIES)
         if threshold is None and head is None and mode == "vanilla":
             raise ValueError("threshold (or head) must be given when mode='vanilla', got None")
         self.threshold = (
@@ -311,6 +315,7 @@ class FeatureCloud(nn.Module):
         variance = self.memory.variance
         zero = torch.zeros_like(variance)
         if self.mode == "constant":
+            assert self.constant_std is not None  # checked in __init__
             return torch.where(self.is_head, zero, zero + self.constant_std**2)
         has = self.memory.count >= 2
         known = torch.where(has, variance, zero)

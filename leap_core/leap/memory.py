@@ -26,6 +26,14 @@ class AngleMemory(nn.Module):
         capacities: ``(C,)`` number of angles each class keeps, all >= 1.
     """
 
+    # Buffers, declared so type checkers know them as tensors (register_buffer sets them).
+    capacity: torch.Tensor
+    offset: torch.Tensor
+    angles: torch.Tensor
+    written: torch.Tensor
+    mean: torch.Tensor
+    variance: torch.Tensor
+
     def __init__(self, capacities: torch.Tensor) -> None:
         super().__init__()
         capacities = capacities.to(torch.long)

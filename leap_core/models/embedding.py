@@ -36,7 +36,7 @@ class EmbeddingModel(nn.Module):
                 f"model.embedding_dim must be a positive integer, got {embedding_dim!r}"
             )
         self.trunk = build_backbone(backbone, pretrained, last_stride, width)
-        channels = self.trunk.out_channels
+        channels = int(self.trunk.out_channels)  # type: ignore[arg-type]  # an int attribute
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.projection = (
             nn.Identity()

@@ -130,6 +130,7 @@ class MLflowHook(Hook):
             self.client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
         if self.log_model and trainer.spec.tracking.log_model:
             self._log_model(trainer)
+        assert self.run_id is not None  # set by on_start
         self.client.set_terminated(self.run_id, "FINISHED")
 
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
@@ -146,6 +147,7 @@ class MLflowHook(Hook):
                 mlflow.entities.Metric(k, v, mlflow.utils.time.get_current_time_millis(), step)
                 for k, v in values.items()
             ]
+            assert self.run_id is not None  # set by on_start
             self.client.log_batch(self.run_id, metrics=entities)
 
     def _log_model(self, trainer: Trainer) -> None:

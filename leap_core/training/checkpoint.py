@@ -14,7 +14,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -24,8 +24,8 @@ CHECKPOINT_VERSION = 1
 
 def rng_states() -> dict[str, Any]:
     """Every random stream the run draws from, in a ``weights_only``-loadable form."""
-    python_state = random.getstate()
-    numpy_state = np.random.get_state()
+    python_state: tuple[Any, ...] = random.getstate()
+    numpy_state = cast(tuple[Any, ...], np.random.get_state())  # the legacy tuple form
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": [python_state[0], list(python_state[1]), python_state[2]],

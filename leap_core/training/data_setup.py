@@ -10,9 +10,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from leap_core.config import DatasetSpec, JobSpec
 from leap_core.data import (
@@ -35,6 +36,7 @@ from leap_core.data import (
     reid_test_transform,
     reid_train_transform,
 )
+from leap_core.data.samplers import ShardedSampler
 
 #: Marker written last into a generated synthetic dataset; a folder without it is incomplete.
 SYNTHETIC_DONE = ".leap-synthetic-complete"
@@ -109,10 +111,13 @@ def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest
     """Cut the training split as ``spec.long_tail`` says (spec §7)."""
     records = listing.split("train")
     tail = spec.long_tail
-    common = {"seed": tail.seed, "head_selection": tail.head_selection}
+    common: dict[str, Any] = {"seed": tail.seed, "head_selection": tail.head_selection}
+    # LongTailSpec's validator guarantees the fields each kind needs.
     if tail.kind == "reid":
+        assert tail.head is not None
         return reid_long_tail(records, head=tail.head, tail_samples=tail.tail_samples, **common)
     if tail.kind == "face":
+        assert tail.head is not None and tail.tail_classes is not None
         return face_long_tail(
             records,
             head=tail.head,
@@ -121,6 +126,7 @@ def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest
             **common,
         )
     if tail.kind == "exponential":
+        assert tail.imbalance_factor is not None
         return exponential_long_tail(
             records,
             imbalance_factor=tail.imbalance_factor,
@@ -136,7 +142,7 @@ def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest
     return full_training_set(records, seed=tail.seed)
 
 
-def make_sampler(spec: JobSpec, labels: list[int]) -> Sampler[int]:
+def make_sampler(spec: JobSpec, labels: list[int]) -> ShardedSampler:
     sampler = spec.train.sampler
     seed = spec.train.seed
     if sampler.kind == "pk":
@@ -154,7 +160,7 @@ class TrainingData:
 
     listing: SplitListing
     manifest: LongTailManifest
-    sampler: Sampler[int]
+    sampler: ShardedSampler
     loader: DataLoader
     steps_per_epoch: int
     query: list[Record]

@@ -159,6 +159,8 @@ def unseen_records(data: TrainingData, per_class: int, seed: int) -> list[Record
 
 def evaluate_verification(model: nn.Module, spec: JobSpec, device: torch.device) -> Evaluation:
     """LFW protocol: cosine similarity of each pair, 10-fold threshold selection."""
+    # EvalSpec's validator requires both for the face protocol.
+    assert spec.eval.lfw_root is not None and spec.eval.pairs_file is not None
     pairs = read_lfw_pairs(spec.eval.lfw_root, spec.eval.pairs_file)
     paths = pairs.paths()
     position = {path: index for index, path in enumerate(paths)}
