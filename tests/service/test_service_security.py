@@ -529,7 +529,7 @@ for name, header in {
     "a valid key's stored SHA-256": lambda t: (
         f"Bearer {hashlib.sha256(t.attacker_token.encode()).hexdigest()}".encode()
     ),
-    "a 70 000-character key": lambda t: b"Bearer leap_" + b"x" * 70_000,
+    "a 12 000-character key": lambda t: b"Bearer leap_" + b"x" * 12_000,
     "a key with a non-ASCII byte": lambda t: b"Bearer leap_\xe9t\xe9",
     "a revoked key": lambda t: f"Bearer {t.revoked}".encode(),
 }.items():
@@ -859,6 +859,22 @@ def test_the_attacks_changed_and_stored_nothing(
         jobs = session.scalars(select(Job.id).where(Job.owner == target.attacker_owner)).all()
         sweeps = session.scalar(select(func.count()).where(Sweep.owner == target.attacker_owner))
     assert (jobs, sweeps) == ([target.own_job], 0)
+
+
+def test_a_header_beyond_the_servers_limit_is_cut_off_before_the_app(target: Target) -> None:
+    """A 70 000-character key is past uvicorn's 16 KiB limit on an incomplete request
+    head: depending on how the bytes arrive, the server either answers 400 itself or
+    closes the connection while the client is still writing (a reset). Either way the
+    request never reaches the app, and the API keeps serving."""
+    try:
+        response = target.raw(
+            "GET", "/v1/jobs", headers={"Authorization": b"Bearer leap_" + b"x" * 70_000}
+        )
+    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+        pass
+    else:
+        assert response.status_code in (400, 401), response.text
+    assert httpx.get(f"{target.api_url}/healthz").status_code == 200
 
 
 def test_every_attack_tried_was_refused(capsys: pytest.CaptureFixture) -> None:
