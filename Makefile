@@ -17,13 +17,13 @@ $(STAMP): pyproject.toml
 # The embedded service (SQLite, a broker on SQLite, MLflow server, API, Celery worker):
 # `demo` brings it up and trains CosFace vs LEAP-CF through the REST API; it stays up.
 demo: install
-	$(VENV)/bin/python -m api.stack demo
+	$(VENV)/bin/python -m leap_cli.stack demo
 
 up: install
-	$(VENV)/bin/python -m api.stack up
+	$(VENV)/bin/python -m leap_cli.stack up
 
 down:
-	@test -x $(VENV)/bin/python && $(VENV)/bin/python -m api.stack down || true
+	@test -x $(VENV)/bin/python && $(VENV)/bin/python -m leap_cli.stack down || true
 
 test: install
 	$(VENV)/bin/python -m pytest -q --durations=20

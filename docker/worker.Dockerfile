@@ -13,6 +13,7 @@ WORKDIR /app
 RUN useradd --create-home --uid 1000 leap && mkdir -p /runs /data && chown leap /runs
 COPY pyproject.toml README.md alembic.ini ./
 COPY leap_core ./leap_core
+COPY leap_cli ./leap_cli
 COPY jobs ./jobs
 COPY api ./api
 COPY worker ./worker

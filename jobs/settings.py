@@ -17,12 +17,11 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from leap_core.home import leap_home
+from leap_core.tracking.store import default_tracking_uri
+
 #: Values that mean "somebody copied the example env file and forgot to fill it in".
 PLACEHOLDERS = {"changeme", "change-me", "secret", "password", "please-change"}
-
-
-def leap_home() -> Path:
-    return Path(os.environ.get("LEAP_HOME", ".leap")).resolve()
 
 
 class Settings(BaseSettings):
@@ -37,9 +36,7 @@ class Settings(BaseSettings):
         description="Celery broker (redis://… in production)",
     )
     mlflow_tracking_uri: str = Field(
-        default_factory=lambda: (
-            os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{leap_home() / 'mlflow.db'}"
-        ),
+        default_factory=lambda: default_tracking_uri(),
         description="where workers log runs",
     )
     mlflow_ui_url: str = Field(
@@ -88,7 +85,7 @@ class Settings(BaseSettings):
         description="the reconciler re-sends a queued job whose last dispatch is older than this",
     )
     maintenance_seconds: float = Field(
-        30.0, gt=0, description="seconds between passes of python -m api.maintenance"
+        30.0, gt=0, description="seconds between passes of python -m jobs.maintenance"
     )
     max_body_bytes: int = Field(
         1024 * 1024,

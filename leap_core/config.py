@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -23,9 +23,23 @@ from pydantic import (
     model_validator,
 )
 
-DatasetFormat = Literal[
-    "synthetic", "market1501", "dukemtmc", "msmt17", "folders", "omniglot", "recordio"
-]
+from leap_core.data.readers import READERS
+from leap_core.training.schedules import SCHEDULES
+from leap_core.yaml_files import read_yaml
+
+# The names come from the tables, so a new format or schedule is one entry there; the
+# schema (and the API's OpenAPI document) still lists every accepted name.
+if TYPE_CHECKING:
+    DatasetFormat = str
+    ScheduleKind = str
+else:
+    DatasetFormat = Literal[("synthetic", *READERS)]
+    ScheduleKind = Literal[tuple(SCHEDULES)]
+# Heads and backbones are torch modules, which the API must not import just to validate a
+# spec; their names are listed here and must equal the keys of ``leap_core.heads.HEADS``
+# and ``leap_core.models.backbones.BACKBONES`` (a test holds them equal).
+HeadKind = Literal["normface", "cosface", "arcface"]
+BackboneName = Literal["resnet18", "resnet50", "tiny_cnn"]
 
 #: The paper's head hyper-parameters (spec §2): (scale, margin) per protocol and head.
 PAPER_HEAD_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
@@ -145,7 +159,7 @@ class DatasetSpec(_Spec):
 
     @model_validator(mode="after")
     def _root(self) -> DatasetSpec:
-        if self.root is None and self.format not in ("synthetic", "omniglot"):
+        if self.root is None and self.format != "synthetic" and READERS[self.format].needs_root:
             raise ValueError(f"root is required for format {self.format!r}")
         if min(self.image_size) < 8:
             raise ValueError(f"image_size must be at least 8x8, got {list(self.image_size)}")
@@ -158,7 +172,7 @@ class DatasetSpec(_Spec):
 
 
 class ModelSpec(_Spec):
-    backbone: Literal["resnet18", "resnet50", "tiny_cnn"] = "resnet50"
+    backbone: BackboneName = "resnet50"
     pretrained: bool = Field(
         False,
         description="ImageNet weights from the local torch cache; never downloaded during a run",
@@ -170,7 +184,7 @@ class ModelSpec(_Spec):
 
 
 class HeadSpec(_Spec):
-    kind: Literal["normface", "cosface", "arcface"] = "cosface"
+    kind: HeadKind = "cosface"
     scale: float | None = Field(
         None,
         gt=0,
@@ -269,7 +283,7 @@ class OptimizerSpec(_Spec):
 
 
 class ScheduleSpec(_Spec):
-    kind: Literal["warmup_multistep", "cosine", "triangular", "constant"] = "warmup_multistep"
+    kind: ScheduleKind = "warmup_multistep"
     warmup_epochs: float = Field(10.0, ge=0)
     warmup_factor: float = Field(0.01, gt=0, le=1)
     milestones: list[float] = Field(default_factory=lambda: [40.0, 55.0])
@@ -479,12 +493,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
     """Read a YAML (or JSON) spec file, apply overrides, validate."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as error:
-        raise SpecError(f"spec file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise SpecError(f"spec file {path}: not valid YAML ({error})") from None
+    data = read_yaml(path, f"spec file {path}", SpecError) or {}
     return parse_spec(apply_overrides(data, overrides or []))
 
 

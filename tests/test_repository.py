@@ -1,4 +1,5 @@
-"""Repository-level checks: the layout the README promises and the library boundary."""
+"""Repository-level checks: the layout the README promises and the boundaries between
+the layers, found by import analysis."""
 
 from __future__ import annotations
 
@@ -8,39 +9,117 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN_IN_CORE = {
-    "fastapi",
-    "celery",
-    "sqlalchemy",
-    "alembic",
-    "psycopg",
-    "redis",
-    "uvicorn",
-    "kombu",
+PROJECT_PACKAGES = {"leap_core", "leap_cli", "jobs", "api", "worker"}
+SERVICE_FRAMEWORKS = {"fastapi", "starlette", "celery", "sqlalchemy", "alembic", "psycopg"}
+SERVICE_FRAMEWORKS |= {"redis", "uvicorn", "kombu"}
+HTTP = {"fastapi", "starlette", "uvicorn", "httpx", "requests", "urllib3", "aiohttp"}
+
+#: What each layer must not import: the library knows no service, no command line and no
+#: HTTP client; the job domain knows no HTTP and no worker; the API never imports the
+#: worker (it only sends messages), nor does the worker import the API.
+FORBIDDEN: dict[str, set[str]] = {
+    "leap_core": {"api", "jobs", "worker", "leap_cli"} | SERVICE_FRAMEWORKS | HTTP,
+    "jobs": {"api", "worker", "leap_cli"} | HTTP,
+    "api": {"worker", "leap_cli"},
+    "worker": {"api", "leap_cli"} | HTTP,
 }
+IMPORT_FUNCTIONS = {"import_module", "__import__"}
 
 
-def test_leap_core_imports_no_service_framework():
-    offenders = []
-    for path in sorted((ROOT / "leap_core").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                names = [node.module]
+def _string_prefix(node: ast.expr) -> str | None:
+    """A module name given as a string, or the literal start of an f-string
+    (``f"leap_core.data.{name}"`` names at least ``leap_core.data``)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr) and node.values:
+        first = node.values[0]
+        if isinstance(first, ast.Constant) and isinstance(first.value, str):
+            return first.value.rstrip(".") or None
+    return None
+
+
+def imported_modules(path: Path, module: str) -> list[str]:
+    """Every module a file imports: ``import``/``from`` statements (relative ones resolved
+    against the importing ``module``), and the string arguments of ``importlib.import_module`` and
+    ``__import__``, wherever they appear (inside functions too)."""
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = module.split(".")[: len(module.split(".")) - node.level]
+                base = ".".join(parts + ([node.module] if node.module else []))
             else:
-                continue
-            offenders += [
-                f"{path.relative_to(ROOT)}: {name}"
-                for name in names
-                if name.split(".")[0] in FORBIDDEN_IN_CORE
+                base = node.module or ""
+            names.append(base)
+        elif isinstance(node, ast.Call) and node.args:
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called in IMPORT_FUNCTIONS and (name := _string_prefix(node.args[0])):
+                names.append(name)
+    return names
+
+
+def boundary_violations(root: Path, forbidden: dict[str, set[str]]) -> list[str]:
+    """``file: module`` for each import that crosses a forbidden boundary."""
+    found = []
+    for layer, banned in sorted(forbidden.items()):
+        for path in sorted((root / layer).rglob("*.py")):
+            module = ".".join(path.relative_to(root).with_suffix("").parts)
+            found += [
+                f"{path.relative_to(root)}: {name}"
+                for name in imported_modules(path, module)
+                if name.split(".")[0] in banned
             ]
-    assert offenders == []
+    return found
+
+
+def test_every_layer_keeps_to_its_boundaries():
+    assert sorted(PROJECT_PACKAGES) == sorted(
+        path.parent.name for path in ROOT.glob("*/__init__.py") if path.parent.name != "tests"
+    )
+    assert boundary_violations(ROOT, FORBIDDEN) == []
+
+
+def test_a_deliberate_violation_is_found_in_every_form(tmp_path: Path):
+    """The check is not vacuous: a library module that reaches the service by a plain
+    import, a relative import, a lazy import inside a function, ``import_module`` with a
+    string or an f-string, and ``__import__``, is named once for each."""
+    (tmp_path / "leap_core" / "sub").mkdir(parents=True)
+    (tmp_path / "leap_core" / "__init__.py").write_text("")
+    (tmp_path / "leap_core" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "leap_core" / "sub" / "bad.py").write_text(
+        "import importlib\n"
+        "import jobs.admin\n"
+        "from .. import sibling\n"
+        "def later():\n"
+        "    from api.main import app\n"
+        "    importlib.import_module('worker.runner')\n"
+        "    name = 'x'\n"
+        "    importlib.import_module(f'leap_cli.{name}')\n"
+        "    __import__('httpx')\n"
+    )
+    found = boundary_violations(tmp_path, {"leap_core": FORBIDDEN["leap_core"] | {"leap_core"}})
+    assert found == [
+        "leap_core/sub/bad.py: jobs.admin",
+        "leap_core/sub/bad.py: leap_core",
+        "leap_core/sub/bad.py: api.main",
+        "leap_core/sub/bad.py: worker.runner",
+        "leap_core/sub/bad.py: leap_cli",
+        "leap_core/sub/bad.py: httpx",
+    ]
+    assert (
+        boundary_violations(tmp_path, {"leap_core": FORBIDDEN["leap_core"]})
+        == found[:1] + found[2:]
+    )
 
 
 def test_top_level_layout_exists():
     for name in [
         "api",
+        "jobs",
+        "leap_cli",
         "worker",
         "leap_core",
         "docker",

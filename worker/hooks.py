@@ -14,7 +14,6 @@ instead of running the job twice. Progress writes during a database outage are s
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -25,12 +24,11 @@ from jobs.db import session_scope
 from jobs.models import Job, JobStatus, utcnow
 from jobs.retry import is_transient, with_db_retry
 from jobs.states import log
-from leap_core.training.hooks import Hook, StepInfo
+from leap_core.training.hooks import Hook, StepInfo, finite_metrics
 from leap_core.training.trainer import Trainer
+from worker.lease import Lease, owned
 
 logger = logging.getLogger(__name__)
-
-LIVE = (JobStatus.running, JobStatus.cancelling)
 
 
 class LeaseLost(RuntimeError):
@@ -38,25 +36,18 @@ class LeaseLost(RuntimeError):
     it."""
 
 
-def _finite(values: dict[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in values.items() if math.isfinite(float(v))}
-
-
 class JobRowHook(Hook):
     def __init__(
         self,
         database_url: str,
-        job_id: str,
+        held: Lease,
         every: float = 1.0,
-        attempt: int = 1,
-        worker: str | None = None,
         db_retry_seconds: float = 600.0,
     ) -> None:
         self.database_url = database_url
-        self.job_id = job_id
+        self.held = held
+        self.job_id = held.job_id
         self.every = every
-        self.attempt = attempt
-        self.worker = worker
         self.db_retry_seconds = db_retry_seconds
         self._last_write = 0.0
         self._cancel = False
@@ -67,11 +58,7 @@ class JobRowHook(Hook):
         self._metrics: dict[str, float] = {}
 
     def _owned(self) -> list[Any]:
-        """The WHERE clause of a row this attempt still holds."""
-        clause = [Job.id == self.job_id, Job.attempt == self.attempt, Job.status.in_(LIVE)]
-        if self.worker is not None:
-            clause.append(Job.worker == self.worker)
-        return clause
+        return owned(self.held)
 
     def _write_once(self, values: dict) -> None:
         with session_scope(self.database_url) as session:
@@ -110,27 +97,30 @@ class JobRowHook(Hook):
         self._last_write = time.monotonic()
         if self._lost:
             raise LeaseLost(
-                f"job {self.job_id} attempt {self.attempt} is no longer held by "
-                f"{self.worker}; stopping without touching the row"
+                f"job {self.job_id} attempt {self.held.attempt} is no longer held by "
+                f"{self.held.worker}; stopping without touching the row"
             )
 
     def on_start(self, trainer: Trainer) -> None:
         self._started = time.monotonic()
         self._start_step = trainer.global_step
-        self._metrics = _finite(trainer.last_metrics)
+        self._metrics = finite_metrics(trainer.last_metrics)
         self._write(
             required=True,
             total_steps=trainer.total_steps,
-            epochs=trainer.spec.train.epochs,
             epoch=trainer.epoch,
             global_step=trainer.global_step,
-            mlflow_run_id=trainer.mlflow_run_id,
         )
         self._log(
             f"training on {trainer.device}: {trainer.data.manifest.num_classes} classes, "
             f"{len(trainer.data.manifest.records)} images, {trainer.total_steps} steps"
             + (f", resumed at epoch {trainer.epoch}" if trainer.global_step else "")
         )
+
+    def record_run(self, run_id: str) -> None:
+        """Put the MLflow run's id on the row as soon as the run exists (given to the
+        MLflow hook as its ``on_run``), so the job links to its run while it trains."""
+        self._write(required=True, mlflow_run_id=run_id)
 
     def on_step(self, trainer: Trainer, info: StepInfo) -> None:
         first = info.global_step == self._start_step + 1
@@ -139,7 +129,10 @@ class JobRowHook(Hook):
         done = info.global_step - self._start_step
         elapsed = time.monotonic() - self._started
         eta = (info.total_steps - info.global_step) * elapsed / done if done else None
-        latest = {**self._metrics, **{f"step_{k}": v for k, v in _finite(info.figures).items()}}
+        latest = {
+            **self._metrics,
+            **{f"step_{k}": v for k, v in finite_metrics(info.figures).items()},
+        }
         self._write(
             epoch=info.epoch,
             step=info.step,
@@ -152,7 +145,7 @@ class JobRowHook(Hook):
             self._log(f"first step done (global step {info.global_step})")
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
-        self._metrics = _finite(metrics)
+        self._metrics = finite_metrics(metrics)
         self._write(
             required=True, epoch=epoch + 1, global_step=trainer.global_step, metrics=self._metrics
         )

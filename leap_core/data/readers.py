@@ -1,8 +1,15 @@
-"""One entry point that reads any supported layout by name (used by the CLI and job specs)."""
+"""One entry point that reads any supported layout by name (used by the CLI and job specs).
+
+:data:`READERS` is the one table of dataset formats: the spec's ``dataset.format``, the
+``leap data inspect --format`` choices and :func:`read_dataset` all come from it, so a new
+layout is one entry here.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from leap_core.data.folders import read_folders
@@ -12,7 +19,45 @@ from leap_core.data.omniglot import read_omniglot
 from leap_core.data.recordio import read_recordio
 from leap_core.data.records import DatasetError, SplitListing
 
-FORMATS: tuple[str, ...] = ("market1501", "dukemtmc", "msmt17", "folders", "omniglot", "recordio")
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What some layouts take: ``skip_bad`` for the name-parsing ones, ``holdout`` and
+    ``seed`` for identity folders."""
+
+    skip_bad: bool = False
+    holdout: int = 0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Format:
+    """How to read one layout; ``needs_root`` is False when it has a default copy."""
+
+    read: Callable[[Path | None, ReadOptions], SplitListing]
+    needs_root: bool = True
+
+
+def _given(root: Path | None) -> Path:
+    if root is None:  # read_dataset refuses this first; a direct call gets the same error
+        raise DatasetError("root is required for this format")
+    return root
+
+
+def _recordio_file(root: Path) -> Path:
+    return root / "train.rec" if root.is_dir() else root
+
+
+#: ``dataset.format`` → how to read it.
+READERS: dict[str, Format] = {
+    "market1501": Format(lambda root, o: read_market1501(_given(root), skip_bad=o.skip_bad)),
+    "dukemtmc": Format(lambda root, o: read_dukemtmc(_given(root), skip_bad=o.skip_bad)),
+    "msmt17": Format(lambda root, o: read_msmt17(_given(root), skip_bad=o.skip_bad)),
+    "folders": Format(lambda root, o: read_folders(_given(root), holdout=o.holdout, seed=o.seed)),
+    "omniglot": Format(lambda root, o: read_omniglot(root), needs_root=False),
+    "recordio": Format(lambda root, o: read_recordio(_recordio_file(_given(root)))),
+}
+FORMATS: tuple[str, ...] = tuple(READERS)
 
 
 def read_dataset(
@@ -29,19 +74,10 @@ def read_dataset(
     ``root`` is the ``.rec`` file or a folder holding ``train.rec``. ``skip_bad`` applies to the
     name-parsing layouts, ``holdout`` and ``seed`` to identity folders.
     """
-    if format not in FORMATS:
+    layout = READERS.get(format)
+    if layout is None:
         raise DatasetError(f"format must be one of {list(FORMATS)}, got {format!r}")
-    if root is None and format != "omniglot":
+    if root is None and layout.needs_root:
         raise DatasetError(f"root is required for format {format!r}")
-    if format == "market1501":
-        return read_market1501(root, skip_bad=skip_bad)  # type: ignore[arg-type]
-    if format == "dukemtmc":
-        return read_dukemtmc(root, skip_bad=skip_bad)  # type: ignore[arg-type]
-    if format == "msmt17":
-        return read_msmt17(root, skip_bad=skip_bad)  # type: ignore[arg-type]
-    if format == "folders":
-        return read_folders(root, holdout=holdout, seed=seed)  # type: ignore[arg-type]
-    if format == "omniglot":
-        return read_omniglot(root)
-    rec = Path(root)  # type: ignore[arg-type]
-    return read_recordio(rec / "train.rec" if rec.is_dir() else rec)
+    options = ReadOptions(skip_bad=skip_bad, holdout=holdout, seed=seed)
+    return layout.read(Path(root) if root is not None else None, options)

@@ -10,4 +10,11 @@ from leap_core.heads.base import COS_EPS, MarginHead
 from leap_core.heads.cosface import CosFaceHead
 from leap_core.heads.normface import NormFaceHead
 
-__all__ = ["COS_EPS", "ArcFaceHead", "CosFaceHead", "MarginHead", "NormFaceHead"]
+#: ``head.kind`` → the head class: the one table a new head is added to.
+HEADS: dict[str, type[MarginHead]] = {
+    "normface": NormFaceHead,
+    "cosface": CosFaceHead,
+    "arcface": ArcFaceHead,
+}
+
+__all__ = ["COS_EPS", "HEADS", "ArcFaceHead", "CosFaceHead", "MarginHead", "NormFaceHead"]

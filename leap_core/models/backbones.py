@@ -8,14 +8,13 @@ put them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import nn
 from torchvision import models as tv_models
-
-BackboneName = Literal["resnet18", "resnet50", "tiny_cnn"]
 
 
 class PretrainedWeightsMissing(FileNotFoundError):
@@ -102,16 +101,27 @@ class TinyCNN(nn.Module):
         return self.body(images)
 
 
+def _tiny_cnn(pretrained: bool, last_stride: int, width: int) -> nn.Module:
+    if pretrained:
+        raise ValueError("model.pretrained must be false for backbone 'tiny_cnn', got true")
+    return TinyCNN(width)
+
+
+#: ``model.backbone`` → a builder ``(pretrained, last_stride, width)`` of the trunk: the one
+#: table a new backbone is added to.
+BACKBONES: dict[str, Callable[[bool, int, int], nn.Module]] = {
+    "resnet18": lambda pretrained, last_stride, _: ResNetTrunk("resnet18", pretrained, last_stride),
+    "resnet50": lambda pretrained, last_stride, _: ResNetTrunk("resnet50", pretrained, last_stride),
+    "tiny_cnn": _tiny_cnn,
+}
+
+
 def build_backbone(
-    name: BackboneName, pretrained: bool = False, last_stride: int = 1, width: int = 32
+    name: str, pretrained: bool = False, last_stride: int = 1, width: int = 32
 ) -> nn.Module:
     """A trunk mapping images ``(B, 3, H, W)`` to a feature map with ``out_channels``."""
     if last_stride not in (1, 2):
         raise ValueError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
-    if name in ("resnet18", "resnet50"):
-        return ResNetTrunk(name, pretrained, last_stride)
-    if name == "tiny_cnn":
-        if pretrained:
-            raise ValueError("model.pretrained must be false for backbone 'tiny_cnn', got true")
-        return TinyCNN(width)
-    raise ValueError(f"model.backbone must be one of resnet18, resnet50, tiny_cnn, got {name!r}")
+    if name not in BACKBONES:
+        raise ValueError(f"model.backbone must be one of {', '.join(BACKBONES)}, got {name!r}")
+    return BACKBONES[name](pretrained, last_stride, width)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from leap_core.models.backbones import BackboneName, build_backbone
+from leap_core.config import BackboneName
+from leap_core.models.backbones import build_backbone
 
 
 class EmbeddingModel(nn.Module):

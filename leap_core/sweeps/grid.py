@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from leap_core.config import JobSpec, SpecError, parse_spec, set_dotted
 from leap_core.sweeps.sweepfile import SweepError, SweepFile
+from leap_core.yaml_files import read_yaml
 
 
 @dataclass(frozen=True)
@@ -61,13 +60,7 @@ def base_mapping(sweep: SweepFile, folder: Path) -> dict[str, Any]:
         return copy.deepcopy(sweep.base)
     path = Path(sweep.base)
     path = path if path.is_absolute() else folder / path
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise SweepError(f"base: {sweep.base}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        first = str(error).splitlines()[0]
-        raise SweepError(f"base: {sweep.base}: not valid YAML ({first})") from None
+    data = read_yaml(path, f"base: {sweep.base}", SweepError)
     if not isinstance(data, dict):
         raise SweepError(f"base: {sweep.base} must hold a spec mapping, got {type(data).__name__}")
     return data

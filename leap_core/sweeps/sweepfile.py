@@ -24,10 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from leap_core.config import MAX_INT32, format_validation_error
+from leap_core.yaml_files import read_yaml
 
 #: A LEAP method's baseline (paper Tables 4-5): the margin loss it is built on.
 PAPER_BASELINES: dict[str, str] = {
@@ -148,11 +148,5 @@ def parse_sweep(data: Any) -> SweepFile:
 def load_sweep(path: str | Path) -> tuple[SweepFile, Path]:
     """Read a sweep file; returns it and the folder its relative ``base`` is resolved from."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise SweepError(f"sweep file {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        first = str(error).splitlines()[0]
-        raise SweepError(f"sweep file {path}: not valid YAML ({first})") from None
+    data = read_yaml(path, f"sweep file {path}", SweepError)
     return parse_sweep(data), path.resolve().parent

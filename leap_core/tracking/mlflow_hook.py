@@ -8,10 +8,10 @@ global step; epoch metrics (and evaluation) against the epoch number.
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from leap_core.config import flatten
 from leap_core.evaluation import plots
 from leap_core.tracking import store
-from leap_core.training.hooks import Hook, StepInfo
+from leap_core.training.hooks import Hook, StepInfo, finite_metrics
 from leap_core.training.trainer import Trainer, TrainingCancelled
 
 
@@ -34,10 +34,6 @@ def metric_name(name: str) -> str:
     so ``tpr@fpr=1e-4`` becomes ``tpr_at_fpr_1e-4``."""
     name = name.replace("@", "_at_").replace("=", "_")
     return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
-
-
-def _finite(metrics: dict[str, float]) -> dict[str, float]:
-    return {metric_name(k): float(v) for k, v in metrics.items() if math.isfinite(float(v))}
 
 
 class MLflowHook(Hook):
@@ -49,6 +45,8 @@ class MLflowHook(Hook):
     log_model: also log the model with ``mlflow.pytorch`` at the end (when the spec's
         ``tracking.log_model`` agrees).
     tags: extra run tags.
+    on_run: called with the run's id once the run exists (created, or resumed from the
+        checkpoint), e.g. to show it on a job before training ends.
     """
 
     def __init__(
@@ -58,6 +56,7 @@ class MLflowHook(Hook):
         log_every: int = 10,
         log_model: bool = True,
         tags: dict[str, str] | None = None,
+        on_run: Callable[[str], None] | None = None,
     ) -> None:
         self.tracking_uri = tracking_uri or store.default_tracking_uri()
         self.experiment = experiment
@@ -65,13 +64,19 @@ class MLflowHook(Hook):
         self.log_model = log_model
         self.tags = dict(tags or {})
         self.client = MlflowClient(self.tracking_uri)
+        self.on_run = on_run
         self.run_id: str | None = None
+
+    def _announce(self, run_id: str) -> None:
+        if self.on_run is not None:
+            self.on_run(run_id)
 
     def on_start(self, trainer: Trainer) -> None:
         spec = trainer.spec
         if trainer.mlflow_run_id:
             self.run_id = trainer.mlflow_run_id
             self.client.update_run(self.run_id, status="RUNNING")
+            self._announce(self.run_id)
             return
         tags = {
             "method": spec.method_label(),
@@ -87,6 +92,7 @@ class MLflowHook(Hook):
             store.experiment_id(self.client, self.experiment), run_name=spec.run_name(), tags=tags
         )
         self.run_id = trainer.mlflow_run_id = run.info.run_id
+        self._announce(self.run_id)
         params = flatten(spec)
         params.update(
             {
@@ -141,7 +147,7 @@ class MLflowHook(Hook):
         self.client.set_terminated(self.run_id, status)
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
-        values = _finite(metrics)
+        values = {metric_name(k): v for k, v in finite_metrics(metrics).items()}
         if values:
             entities = [
                 mlflow.entities.Metric(k, v, mlflow.utils.time.get_current_time_millis(), step)

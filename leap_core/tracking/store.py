@@ -9,17 +9,14 @@ at an MLflow server.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from leap_core.home import leap_home
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 EXPERIMENT = "leap"
-
-
-def leap_home() -> Path:
-    return Path(os.environ.get("LEAP_HOME", ".leap")).resolve()
 
 
 def default_tracking_uri() -> str:

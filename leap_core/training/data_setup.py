@@ -37,6 +37,7 @@ from leap_core.data import (
     reid_train_transform,
 )
 from leap_core.data.samplers import ShardedSampler
+from leap_core.home import leap_home
 
 #: Marker written last into a generated synthetic dataset; a folder without it is incomplete.
 SYNTHETIC_DONE = ".leap-synthetic-complete"
@@ -44,7 +45,7 @@ SYNTHETIC_DONE = ".leap-synthetic-complete"
 
 def default_data_home() -> Path:
     """Where generated datasets are cached: ``$LEAP_HOME/data`` (default ``.leap/data``)."""
-    return Path(os.environ.get("LEAP_HOME", ".leap")) / "data"
+    return leap_home() / "data"
 
 
 def synthetic_root(spec: DatasetSpec) -> Path:

@@ -7,12 +7,20 @@ job's state, the CLI from Ctrl-C.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from leap_core.training.trainer import Trainer
+
+
+def finite_metrics(values: dict[str, float]) -> dict[str, float]:
+    """The metrics worth recording: NaN and ±inf (a metric undefined for this run, e.g. a
+    face protocol's figure without pairs) are dropped, since neither MLflow nor JSON
+    stores them."""
+    return {name: float(value) for name, value in values.items() if math.isfinite(float(value))}
 
 
 @dataclass

@@ -3,13 +3,18 @@
 Each returns the learning rate at a fractional epoch ``t`` (``epoch + step / steps_per_epoch``),
 so the rate is recomputed from the step counter alone: a resumed run needs no scheduler
 state beyond the counter kept in its checkpoint, and the schedule is trivially testable.
+:data:`SCHEDULES` is the one table from a spec's ``train.schedule.kind`` to its rate.
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from leap_core.config import TrainSpec
 
 
 def warmup_multistep(
@@ -47,3 +52,36 @@ def triangular(t: float, base_lr: float, max_lr: float, cycle_epochs: float) -> 
     position = (t / cycle_epochs) % 1.0
     height = 1.0 - abs(2.0 * position - 1.0)
     return base_lr + (max_lr - base_lr) * height
+
+
+def constant(t: float, base_lr: float) -> float:
+    """The same rate throughout."""
+    return base_lr
+
+
+#: ``train.schedule.kind`` → the rate at fractional epoch ``t`` for a run's training spec.
+SCHEDULES: dict[str, Callable[[float, TrainSpec], float]] = {
+    "warmup_multistep": lambda t, train: warmup_multistep(
+        t,
+        train.optimizer.lr,
+        train.schedule.warmup_epochs,
+        train.schedule.milestones,
+        train.schedule.gamma,
+        train.schedule.warmup_factor,
+    ),
+    "cosine": lambda t, train: cosine(
+        t, train.optimizer.lr, train.epochs, train.schedule.warmup_epochs, train.schedule.min_lr
+    ),
+    "triangular": lambda t, train: triangular(
+        t,
+        train.optimizer.lr,
+        train.schedule.max_lr if train.schedule.max_lr is not None else 10 * train.optimizer.lr,
+        train.schedule.cycle_epochs,
+    ),
+    "constant": lambda t, train: constant(t, train.optimizer.lr),
+}
+
+
+def learning_rate(train: TrainSpec, t: float) -> float:
+    """The learning rate at fractional epoch ``t`` under the training spec's schedule."""
+    return SCHEDULES[train.schedule.kind](t, train)

@@ -17,22 +17,16 @@ import torch
 from torch import nn
 
 from leap_core.config import JobSpec
-from leap_core.heads import ArcFaceHead, CosFaceHead, MarginHead, NormFaceHead
+from leap_core.heads import HEADS
 from leap_core.leap import FeatureCloud
 from leap_core.losses import LEAPLoss
 from leap_core.models import EmbeddingModel
 from leap_core.training import checkpoint as ckpt
-from leap_core.training import schedules
 from leap_core.training.data_setup import TrainingData, prepare_data
 from leap_core.training.evaluate import Diagnostics, Evaluation, diagnose, evaluate
 from leap_core.training.hooks import Hook, StepInfo
+from leap_core.training.schedules import learning_rate
 from leap_core.training.split import HeadTailSplit, head_tail_split
-
-HEADS: dict[str, type[MarginHead]] = {
-    "normface": NormFaceHead,
-    "cosface": CosFaceHead,
-    "arcface": ArcFaceHead,
-}
 
 
 class NonFiniteLoss(RuntimeError):
@@ -56,26 +50,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def learning_rate(spec: JobSpec, t: float) -> float:
-    """The learning rate at fractional epoch ``t`` under the spec's schedule."""
-    schedule, base = spec.train.schedule, spec.train.optimizer.lr
-    if schedule.kind == "warmup_multistep":
-        return schedules.warmup_multistep(
-            t,
-            base,
-            schedule.warmup_epochs,
-            schedule.milestones,
-            schedule.gamma,
-            schedule.warmup_factor,
-        )
-    if schedule.kind == "cosine":
-        return schedules.cosine(t, base, spec.train.epochs, schedule.warmup_epochs, schedule.min_lr)
-    if schedule.kind == "triangular":
-        peak = schedule.max_lr if schedule.max_lr is not None else 10 * base
-        return schedules.triangular(t, base, peak, schedule.cycle_epochs)
-    return base
 
 
 class Trainer:
@@ -227,7 +201,7 @@ class Trainer:
         started = time.perf_counter()
         images_seen = 0
         for step, (images, labels, _camids) in enumerate(self.data.loader, start=1):
-            lr = learning_rate(self.spec, epoch + (step - 1) / steps)
+            lr = learning_rate(self.spec.train, epoch + (step - 1) / steps)
             figures = self.train_step(images, labels, epoch, lr)
             images_seen += labels.numel()
             for name, value in figures.items():

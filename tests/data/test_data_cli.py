@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from leap_core.cli import app
+from leap_cli import app
 from leap_core.data import omniglot_available, write_recordio
 
 runner = CliRunner()
@@ -171,7 +171,7 @@ def test_skip_bad_names(market: Path, tmp_path: Path) -> None:
 
 
 def test_console_script_exits_2_without_traceback(tmp_path: Path) -> None:
-    script = "import sys; from leap_core.cli import app; sys.argv = ['leap'] + sys.argv[1:]; app()"
+    script = "import sys; from leap_cli import app; sys.argv = ['leap'] + sys.argv[1:]; app()"
     done = subprocess.run(
         [
             sys.executable,

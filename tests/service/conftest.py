@@ -28,30 +28,29 @@ from leap_core.training.data_setup import ensure_synthetic
 from tests.tiny import tiny_job
 
 ROOT = Path(__file__).resolve().parents[2]
-#: Tests that start and kill whole processes (workers, a second API, a private Redis, the
-#: embedded stack) or run the load and fuzzing campaigns: the slowest part of the suite.
-PROCESS_LEVEL = {
-    "test_service_crash.py",
-    "test_service_load.py",
-    "test_service_faults.py",
-    "test_service_broker.py",
-    "test_service_embedded.py",
-    "test_service_fuzz.py",
-    "test_service_compose.py",
-}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Every test here needs the servers (``server``); the process-level ones are also
-    ``process``, so ``-m "not server"`` is the fast subset and ``-m process`` the slow one."""
+    """Every test here needs the servers (``server``). The folders follow the layers:
+    ``domain/`` (jobs: states, lease, recovery), ``api/`` (the REST API, in process and as
+    a uvicorn process), ``worker/`` (jobs trained by a Celery worker) and ``process/``:
+    tests that start and kill whole processes (workers, a second API, a private Redis, the
+    embedded stack) or run the load and fuzzing campaigns, the slowest part of the suite,
+    also marked ``process``. ``-m "not server"`` is the fast subset, ``-m process`` the
+    slow one."""
     here = Path(__file__).parent
     for item in items:
         path = Path(item.fspath)
         if here not in path.parents:
             continue
         item.add_marker(pytest.mark.server)
-        if path.name in PROCESS_LEVEL:
+        if here / "process" in path.parents:
             item.add_marker(pytest.mark.process)
+        if "worker" in getattr(item, "fixturenames", ()) and here / "worker" not in path.parents:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the session worker, which only tests under "
+                "tests/service/worker/ may use (see the worker fixture)"
+            )
 
 
 PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -217,7 +216,12 @@ def api_url(service_env: dict[str, str]) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def worker(service_env: dict[str, str], api_url: str) -> Iterator[subprocess.Popen]:
     """A real Celery worker process (solo pool: one job at a time, like one GPU). The
-    queue is emptied first: API tests leave jobs queued that no worker should train."""
+    queue is emptied first: API tests leave jobs queued that no worker should train.
+
+    Session-scoped, so it consumes the session's queue from its first use to the end:
+    only tests under ``worker/`` (which pytest runs after ``api/``, ``domain/`` and
+    ``process/``) may use it, since the recovery and fault tests start workers of their
+    own on the same queue and count what waits in it."""
     queue = service_env["LEAP_QUEUE"]
     broker = redis.Redis.from_url(service_env["LEAP_BROKER_URL"])
     broker.delete(*[queue + (f"\x06\x16{p}" if p else "") for p in (0, 3, 6, 9)])

@@ -81,10 +81,10 @@ def extra_api(service_env: dict[str, str], **settings: str) -> Iterator[str]:
 
 
 def maintenance_once(env: dict[str, str], **settings: str) -> subprocess.CompletedProcess:
-    """One pass of ``python -m api.maintenance --once`` with ``LEAP_<NAME>=value``
+    """One pass of ``python -m jobs.maintenance --once`` with ``LEAP_<NAME>=value``
     overrides; it must succeed. Its log (what it requeued, re-sent, …) is in ``stderr``."""
     run = subprocess.run(
-        [sys.executable, "-m", "api.maintenance", "--once"],
+        [sys.executable, "-m", "jobs.maintenance", "--once"],
         cwd=ROOT,
         env={**env, **{f"LEAP_{key.upper()}": value for key, value in settings.items()}},
         capture_output=True,
@@ -97,7 +97,7 @@ def maintenance_once(env: dict[str, str], **settings: str) -> subprocess.Complet
 
 @contextmanager
 def maintenance_loop(service_env: dict[str, str], **settings: str) -> Iterator[Path]:
-    """``python -m api.maintenance`` running every second; yields its log."""
+    """``python -m jobs.maintenance`` running every second; yields its log."""
     env = {
         **service_env,
         "LEAP_MAINTENANCE_SECONDS": "1",
@@ -106,7 +106,7 @@ def maintenance_loop(service_env: dict[str, str], **settings: str) -> Iterator[P
     log_path = Path(service_env["LEAP_HOME"]) / f"maintenance-{uuid.uuid4().hex[:6]}.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "api.maintenance"],
+            [sys.executable, "-m", "jobs.maintenance"],
             cwd=ROOT,
             env=env,
             stdout=log,

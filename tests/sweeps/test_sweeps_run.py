@@ -12,7 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from leap_core.cli import app
+from leap_cli import app
 from leap_core.sweeps import SweepError, expand, parse_sweep
 from leap_core.sweeps.results import read_result, result_path
 from leap_core.sweeps.runner import run_sweep

@@ -7,7 +7,7 @@ import json
 import yaml
 from typer.testing import CliRunner
 
-from leap_core.cli import app
+from leap_cli import app
 
 runner = CliRunner()
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from leap_core.cli import app
+from leap_cli import app
 from leap_core.training import data_setup, evaluate
 from leap_core.training.evaluate import group_accuracy, unseen_records
 from leap_core.training.trainer import Trainer

@@ -10,6 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from leap_core.config import flatten
 from leap_core.tracking.mlflow_hook import MLflowHook
+from leap_core.training.hooks import Hook
 from leap_core.training.trainer import Trainer
 
 
@@ -115,3 +116,32 @@ def test_tracking_switches_leave_out_plots_and_model(tiny_spec, tmp_path, tracki
         mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
         == []
     )
+
+
+def test_on_run_hears_the_run_id_before_any_other_hook_starts_and_again_on_resume(
+    tiny_spec, tmp_path, tracking_uri
+):
+    """``on_run`` is how a job row learns its run: it is called once the run exists, before
+    the hooks listed after it start (so their order does not matter), and on a resumed run
+    with the same id."""
+    heard: list[tuple[str, str]] = []
+
+    class Starts(Hook):
+        def on_start(self, trainer):
+            heard.append(("start", trainer.mlflow_run_id))
+
+    spec = tiny_spec(train={"epochs": 2}, eval={"protocol": "none"})
+    hook = MLflowHook(tracking_uri, log_model=False, on_run=lambda run: heard.append(("run", run)))
+    run_dir = tmp_path / "run"
+    first = Trainer(
+        spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 1})}),
+        run_dir,
+        [Starts(), hook],
+    )
+    first.fit()
+    run_id = first.mlflow_run_id
+    assert heard == [("start", None), ("run", run_id)]
+    resumed = Trainer(spec, run_dir, [hook, Starts()])
+    resumed.fit(run_dir / "last.pt")
+    assert heard[2:] == [("run", run_id), ("start", run_id)]
+    assert MlflowClient(tracking_uri).get_run(run_id).info.status == "FINISHED"

@@ -1,0 +1,1 @@
+"""ASGI middleware that guards the app before any route runs: body size, admission."""

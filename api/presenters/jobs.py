@@ -1,0 +1,76 @@
+"""From a job row to its public representation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.schemas.jobs import EventPublic, JobDetail, JobPublic, Links, MLflowLink, Progress
+from jobs.models import Job, JobEvent
+from jobs.settings import Settings
+
+
+def mlflow_url(settings: Settings, run_id: str | None) -> str | None:
+    if run_id is None:
+        return None
+    return f"{settings.mlflow_ui_url.rstrip('/')}/#/runs/{run_id}"
+
+
+def job_public(job: Job, settings: Settings) -> JobPublic:
+    """A job as lists show it."""
+    return JobPublic(**_fields(job, settings))
+
+
+def job_detail(job: Job, settings: Settings) -> JobDetail:
+    """A job as its own endpoints show it: the public fields and the spec."""
+    return JobDetail(**_fields(job, settings), spec=job.spec)
+
+
+def _fields(job: Job, settings: Settings) -> dict[str, Any]:
+    base = f"/v1/jobs/{job.id}"
+    fraction = (
+        job.global_step / job.total_steps
+        if job.global_step is not None and job.total_steps
+        else None
+    )
+    fields: dict[str, Any] = dict(
+        id=job.id,
+        name=job.name,
+        status=job.status,
+        tags=job.tags or [],
+        priority=job.priority,
+        attempt=job.attempt,
+        worker=job.worker,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        heartbeat_at=job.heartbeat_at,
+        progress=Progress(
+            epoch=job.epoch,
+            epochs=job.epochs,
+            step=job.step,
+            global_step=job.global_step,
+            total_steps=job.total_steps,
+            fraction=fraction,
+            eta_seconds=job.eta_seconds,
+        ),
+        metrics={k: float(v) for k, v in (job.metrics or {}).items()},
+        mlflow=MLflowLink(run_id=job.mlflow_run_id, url=mlflow_url(settings, job.mlflow_run_id)),
+        error=job.error,
+        links=Links(
+            self=base, events=f"{base}/events", cancel=f"{base}/cancel", retry=f"{base}/retry"
+        ),
+    )
+    return fields
+
+
+def event_public(event: JobEvent) -> EventPublic:
+    return EventPublic(
+        id=event.id,
+        at=event.at,
+        kind=event.kind,
+        from_status=event.from_status,
+        to_status=event.to_status,
+        attempt=event.attempt,
+        message=event.message,
+    )

@@ -1,0 +1,219 @@
+"""``/v1/jobs``: submit, list, read, cancel, retry and follow training jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from api.deps import (
+    SUBMIT_ERRORS,
+    UNAUTHORIZED,
+    CurrentOwner,
+    SessionDep,
+    SettingsDep,
+    SubmitRate,
+)
+from api.presenters.jobs import event_public, job_detail, job_public
+from api.schemas.common import JobId, Problem
+from api.schemas.jobs import MAX_EVENT_ID, EventPage, JobCreate, JobDetail, JobPage
+from jobs import service
+from jobs.db import session_factory
+from jobs.dispatch import NotDispatched, dispatch_committed, dispatch_new
+from jobs.models import NAME_LENGTH, TERMINAL, JobEvent, JobStatus
+from jobs.states import IllegalTransition
+from jobs.submission import check_storable, confined_spec
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "no such job for this key"}
+}
+
+
+def _not_found(job_id: str) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id} not found")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[SubmitRate],
+    response_model=JobDetail,
+    responses=SUBMIT_ERRORS
+    | {
+        200: {
+            "model": JobDetail,
+            "description": "the job an earlier request with this Idempotency-Key created",
+        },
+        422: {"description": "invalid spec"},
+        503: {"model": Problem, "description": "stored, but the broker did not take it"},
+    },
+)
+def submit(
+    body: JobCreate,
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JobDetail:
+    """Store a queued job and hand its id to the workers. With ``Idempotency-Key``, a
+    retried request returns the job the first one created (200) instead of a second job."""
+    check_storable(body.model_dump())
+    spec = confined_spec(body.spec_json(), settings)
+    payload = body.model_dump(mode="json")
+    try:
+        created = service.create_job(
+            session,
+            owner,
+            name=(body.name or body.run_name())[:NAME_LENGTH],
+            spec=spec,
+            tags=body.tags,
+            priority=body.priority,
+            idempotency_key=idempotency_key,
+            body_hash=service.request_hash(payload) if idempotency_key else None,
+        )
+    except service.IdempotencyConflict as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    job = created.job
+    try:
+        dispatch_new(session, settings, [job], created.created)
+    except NotDispatched:  # the broker is down: the job is stored but not yet sent
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"job {job.id} is stored but the broker did not take it; repeat the request "
+            f"with the same Idempotency-Key to send it",
+        ) from None
+    if not created.created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return job_detail(job, settings)
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    status_: Annotated[JobStatus | None, Query(alias="status")] = None,
+    tag: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> JobPage:
+    """The caller's jobs, newest first; follow ``next_cursor`` for older ones."""
+    try:
+        rows, next_cursor = service.list_jobs(session, owner, status_, tag, limit, cursor)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    return JobPage(items=[job_public(job, settings) for job in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND)
+def get_job(
+    job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
+) -> JobDetail:
+    """Status, timestamps, attempt, progress with ETA, latest metrics, MLflow run link."""
+    try:
+        return job_detail(service.get_job(session, owner, job_id), settings)
+    except service.JobNotFound:
+        raise _not_found(job_id) from None
+
+
+@router.post(
+    "/{job_id}/cancel", response_model=JobDetail, responses=NOT_FOUND | {409: {"model": Problem}}
+)
+def cancel(
+    job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
+) -> JobDetail:
+    """A queued job is cancelled at once; a running one becomes ``cancelling`` and its
+    worker stops it between steps, keeping the last checkpoint."""
+    try:
+        job = service.cancel_job(session, owner, job_id)
+    except service.JobNotFound:
+        raise _not_found(job_id) from None
+    except IllegalTransition as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    return job_detail(job, settings)
+
+
+@router.post(
+    "/{job_id}/retry", response_model=JobDetail, responses=NOT_FOUND | {409: {"model": Problem}}
+)
+def retry(
+    job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
+) -> JobDetail:
+    """A failed or cancelled job runs again as a new attempt, resuming from its last
+    checkpoint."""
+    try:
+        job = service.retry_job(session, owner, job_id)
+    except service.JobNotFound:
+        raise _not_found(job_id) from None
+    except IllegalTransition as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+    dispatch_committed(session, settings, job)
+    return job_detail(job, settings)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_model=EventPage,
+    responses=NOT_FOUND | {200: {"content": {"text/event-stream": {}}}},
+)
+def events(
+    job_id: JobId,
+    session: SessionDep,
+    owner: CurrentOwner,
+    settings: SettingsDep,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_EVENT_ID, description="last event id already read")
+    ] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    follow: Annotated[
+        bool, Query(description="stream server-sent events until the job finishes")
+    ] = False,
+) -> EventPage | StreamingResponse:
+    """State changes and log lines in order; ``follow=true`` streams them live (SSE)."""
+    try:
+        job = service.get_job(session, owner, job_id)
+    except service.JobNotFound:
+        raise _not_found(job_id) from None
+    if follow:
+        # The stream reads with short sessions of its own; this one (and its pooled
+        # connection) is let go now, not when the stream ends minutes later.
+        session.close()
+        return StreamingResponse(
+            _stream(session_factory(settings.database_url), owner, job_id, after),
+            media_type="text/event-stream",
+        )
+    rows = service.list_events(session, job, after, limit)
+    return EventPage(
+        items=[event_public(row) for row in rows], next_after=rows[-1].id if rows else after
+    )
+
+
+async def _stream(
+    factory: Callable[[], Session], owner: str, job_id: str, after: int
+) -> AsyncIterator[str]:
+    def read(after: int) -> tuple[str, list[JobEvent]]:
+        with factory() as session:
+            job = service.get_job(session, owner, job_id)
+            return job.status, service.list_events(session, job, after, 500)
+
+    while True:
+        job_status, rows = await run_in_threadpool(read, after)
+        for row in rows:
+            after = row.id
+            data = event_public(row).model_dump_json()
+            yield f"id: {row.id}\nevent: {row.kind}\ndata: {data}\n\n"
+        if not rows and job_status in TERMINAL:
+            yield f"event: end\ndata: {json.dumps({'status': job_status})}\n\n"
+            return
+        if not rows:
+            yield ": keep-alive\n\n"
+            await asyncio.sleep(1.0)

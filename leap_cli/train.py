@@ -1,0 +1,149 @@
+"""``leap train`` and ``leap eval``: run a job spec locally and re-evaluate a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from leap_cli.progress import ProgressHook
+from leap_core.config import JobSpec, SpecError, apply_overrides, load_spec, parse_spec
+from leap_core.data import DatasetError
+from leap_core.home import leap_home
+from leap_core.models import PretrainedWeightsMissing
+from leap_core.training.checkpoint import load_checkpoint
+from leap_core.training.data_setup import TrainingData, prepare_data
+from leap_core.training.hooks import Hook
+from leap_core.training.trainer import NonFiniteLoss, Trainer
+
+USAGE_ERRORS = (SpecError, DatasetError, PretrainedWeightsMissing, FileNotFoundError, ValueError)
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a spec field: path.to.field=value (repeatable)"),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="print the final metrics as one JSON object on stdout")
+]
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _default_run_dir(spec: JobSpec) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", spec.name or spec.run_name()).strip("-").lower()
+    return leap_home() / "runs" / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _prepare(spec: JobSpec, console: Console) -> TrainingData:
+    """Prepare data, showing a bar while a synthetic dataset is generated."""
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("generating synthetic dataset", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return prepare_data(spec, progress=report)
+
+
+def _metrics_table(metrics: dict[str, float]) -> Table:
+    table = Table(title="final metrics")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        shown = (
+            "nan"
+            if not math.isfinite(value)
+            else (
+                f"{value:.1%}"
+                if name in ("mAP", "mINP") or name.startswith("rank")
+                else f"{value:.4g}"
+            )
+        )
+        table.add_row(name, shown)
+    return table
+
+
+def train(
+    spec_file: Annotated[Path, typer.Argument(help="job spec (YAML or JSON)")],
+    overrides: SetOption = None,
+    resume: Annotated[Path | None, typer.Option(help="checkpoint to continue from")] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="where checkpoints go")] = None,
+    mlflow: Annotated[bool, typer.Option(help="log the run to MLflow")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a model as the spec says, logging to MLflow; prints the final metrics."""
+    console = Console(stderr=as_json)
+    try:
+        spec = load_spec(spec_file, overrides or [])
+        if resume is not None:
+            saved = JobSpec.model_validate(load_checkpoint(resume)["spec"])
+            if saved.model_dump() != spec.model_dump():
+                raise SpecError(
+                    f"--resume {resume}: the checkpoint was trained with a "
+                    f"different spec; resume with the same spec and --set values"
+                )
+            run_dir = run_dir or Path(resume).parent
+        data = _prepare(spec, console)
+        hooks: list[Hook] = [ProgressHook(console)]
+        if mlflow:
+            # Imported here: mlflow takes seconds to import and --no-mlflow runs skip it.
+            from leap_core.tracking.mlflow_hook import MLflowHook
+
+            hooks.append(MLflowHook())
+        trainer = Trainer(spec, run_dir or _default_run_dir(spec), hooks, data=data)
+        console.print(
+            f"[bold]{spec.run_name()}[/]: {data.manifest.num_classes} classes, "
+            f"{len(data.manifest.records)} training images, "
+            f"{data.steps_per_epoch} steps/epoch on {trainer.device}; "
+            f"checkpoints in {trainer.run_dir}",
+            highlight=False,
+        )
+        metrics = trainer.fit(resume)
+    except NonFiniteLoss as error:
+        _fail(str(error), code=1)
+    except KeyboardInterrupt:
+        _fail("interrupted; continue with --resume <run dir>/last.pt", code=130)
+    except USAGE_ERRORS as error:
+        _fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(metrics, sort_keys=True))
+    else:
+        console.print(_metrics_table(metrics))
+        if trainer.mlflow_run_id:
+            console.print(
+                f"MLflow run {trainer.mlflow_run_id} (browse: mlflow ui "
+                f"--backend-store-uri sqlite:///{leap_home() / 'mlflow.db'})",
+                highlight=False,
+            )
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint written by leap train")],
+    overrides: SetOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Re-evaluate a saved model on its dataset's query and gallery splits."""
+    console = Console(stderr=as_json)
+    try:
+        payload = load_checkpoint(checkpoint)
+        spec = parse_spec(apply_overrides(payload["spec"], overrides or []))
+        trainer = Trainer(spec, Path(checkpoint).parent, data=_prepare(spec, console))
+        trainer.model.load_state_dict(payload["model"])
+        metrics = trainer.evaluate()
+    except USAGE_ERRORS as error:
+        _fail(str(error))
+    if as_json:
+        typer.echo(json.dumps(metrics, sort_keys=True))
+    else:
+        console.print(_metrics_table(metrics))

@@ -1,0 +1,127 @@
+"""The API in process: FastAPI's test client on :func:`api.main.create_app`, against the
+session's real PostgreSQL and Redis (no uvicorn, no worker). What a route answers is
+checked together with what it left in the database and the queue: a submission is
+validated once, its data paths confined once and stored absolute; a refused one leaves
+nothing behind; every error has the one JSON shape."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from api.main import create_app
+from jobs.admin import create_key
+from jobs.db import session_scope
+from jobs.models import Job, Sweep
+from jobs.settings import Settings
+from tests.service.api.test_service_api import queue_length
+
+
+@pytest.fixture(scope="module")
+def settings(service_env: dict[str, str]) -> Settings:
+    return Settings(
+        database_url=service_env["LEAP_DATABASE_URL"],
+        broker_url=service_env["LEAP_BROKER_URL"],
+        data_roots=[Path(service_env["LEAP_DATA_ROOTS"])],
+        queue=service_env["LEAP_QUEUE"],
+        mlflow_ui_url="http://mlflow.test:5000",
+        runs_dir=Path(service_env["LEAP_RUNS_DIR"]),
+    )
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    token = create_key(f"in-process-{uuid.uuid4().hex[:8]}", settings.database_url)
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"}) as test:
+        yield test
+
+
+def _counts(database_url: str) -> tuple[int, int]:
+    with session_scope(database_url) as session:
+        return (
+            session.scalar(select(func.count()).select_from(Job)) or 0,
+            session.scalar(select(func.count()).select_from(Sweep)) or 0,
+        )
+
+
+def test_a_submission_is_stored_with_its_path_made_absolute_and_queued_once(
+    client: TestClient, settings: Settings, service_env: dict[str, str], job_body, tiny_root
+):
+    relative = str(Path(tiny_root).relative_to(settings.data_roots[0]))
+    before = queue_length(service_env)
+    response = client.post("/v1/jobs", json={**job_body(), "name": None, "tags": ["in-process"]})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert response.headers["location"] == f"/v1/jobs/{job['id']}"
+    assert job["status"] == "queued"
+    assert job["name"] == "synthetic <H4,S3> LEAP-CF seed0"  # the spec's run name
+    assert queue_length(service_env) == before + 1
+    with session_scope(settings.database_url) as session:
+        row = session.get(Job, job["id"])
+        assert row is not None
+        stored = (row.spec["dataset"]["root"], row.epochs, row.tags, row.owner.startswith("in-"))
+    assert stored == (tiny_root, 2, ["in-process"], True)
+    # A relative root is confined and stored absolute under the first data root.
+    relative_job = client.post("/v1/jobs", json=job_body(dataset={"root": relative})).json()
+    with session_scope(settings.database_url) as session:
+        row = session.get(Job, relative_job["id"])
+        assert row is not None and row.spec["dataset"]["root"] == tiny_root
+
+
+def test_a_path_outside_the_data_roots_is_one_422_and_nothing_is_stored(
+    client: TestClient, settings: Settings, service_env: dict[str, str], job_body
+):
+    before, queued = _counts(settings.database_url), queue_length(service_env)
+    response = client.post("/v1/jobs", json=job_body(dataset={"root": "/etc"}))
+    assert response.status_code == 422
+    body = response.json()
+    assert [(e["path"], e["input"]) for e in body["errors"]] == [("dataset.root", "/etc")]
+    assert "must be inside the allowed data directories" in body["errors"][0]["message"]
+    assert body["detail"].startswith("dataset.root: must be inside the allowed data directories")
+    assert (_counts(settings.database_url), queue_length(service_env)) == (before, queued)
+
+
+def test_a_sweep_names_the_cell_whose_path_escapes_and_stores_nothing(
+    client: TestClient, settings: Settings, job_body
+):
+    before = _counts(settings.database_url)
+    sweep = {
+        "name": "escape",
+        "base": job_body(),
+        "axes": {"data": {"inside": {}, "outside": {"dataset.root": "../../.."}}},
+    }
+    response = client.post("/v1/sweeps", json=sweep)
+    assert response.status_code == 422
+    paths = [error["path"] for error in response.json()["errors"]]
+    assert paths == ["cells.data=outside__seed0.dataset.root"]
+    assert _counts(settings.database_url) == before
+
+
+def test_values_the_database_cannot_store_are_named_before_any_other_check(
+    client: TestClient, job_body
+):
+    response = client.post("/v1/jobs", json={**job_body(), "name": "a\x00b", "tags": ["\x00"]})
+    assert response.status_code == 422
+    assert [(e["path"], e["input"]) for e in response.json()["errors"]] == [
+        ("name", "a\x00b"),
+        ("tags.0", "\x00"),
+    ]
+
+
+def test_every_error_has_the_one_shape(client: TestClient):
+    missing = client.get(f"/v1/jobs/{'0' * 32}")
+    assert (missing.status_code, missing.json()) == (404, {"detail": f"job {'0' * 32} not found"})
+    anonymous = client.get("/v1/jobs", headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    assert anonymous.json() == {
+        "detail": "missing or invalid API key (Authorization: Bearer <key>)"
+    }
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    odd_id = client.get("/v1/jobs/not-an-id")
+    assert odd_id.status_code == 422
+    assert [error["path"] for error in odd_id.json()["errors"]] == ["path.job_id"]

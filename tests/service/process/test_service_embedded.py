@@ -1,0 +1,79 @@
+"""The embedded default end to end: ``python -m leap_cli.stack demo`` on SQLite with kombu's
+SQLAlchemy broker, a real worker process and a real MLflow server, in a fresh LEAP_HOME;
+then the ``leap`` client against the stack it left running; then ``down``."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.service.conftest import ROOT, TINY_JOB, free_port
+
+
+def test_embedded_demo_runs_both_methods_and_leaves_a_browsable_stack(tmp_path):
+    home = tmp_path / "leap-home"
+    spec = copy.deepcopy(TINY_JOB)
+    spec_file = tmp_path / "tiny.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    api_port, mlflow_port = free_port(), free_port()
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("LEAP_", "MLFLOW_"))
+    }
+    env.update(LEAP_HOME=str(home), PYTHONPATH=str(ROOT))
+    stack = [sys.executable, "-m", "leap_cli.stack"]
+    ports = ["--api-port", str(api_port), "--mlflow-port", str(mlflow_port)]
+    try:
+        demo = subprocess.run(
+            [*stack, "demo", *ports, "--spec", str(spec_file)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "CosFace" in demo.stdout and "LEAP-CF" in demo.stdout
+        assert f"MLflow UI: http://127.0.0.1:{mlflow_port}" in demo.stdout
+        assert (home / "service.db").is_file() and (home / "broker.db").is_file()
+
+        # The stack is still up: the leap client (config from $LEAP_HOME/client.yaml) sees
+        # both jobs, and the MLflow server holds both runs with their checkpoints.
+        listing = subprocess.run(
+            [str(Path(sys.executable).parent / "leap"), "list", "--status", "succeeded"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert listing.returncode == 0, listing.stderr
+        assert listing.stdout.count("succeeded") == 2
+        mlflow = MlflowClient(f"http://127.0.0.1:{mlflow_port}")
+        runs = mlflow.search_runs([mlflow.get_experiment_by_name("leap").experiment_id])
+        assert sorted(run.data.tags["method"] for run in runs) == ["CosFace", "LEAP-CF"]
+        for run in runs:
+            assert run.info.status == "FINISHED"
+            assert [a.path for a in mlflow.list_artifacts(run.info.run_id, "checkpoints")] == [
+                "checkpoints/last.pt"
+            ]
+    finally:
+        down = subprocess.run(
+            [*stack, "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
+    assert down.returncode == 0, down.stderr
+    assert sorted(line.split(":")[0] for line in down.stdout.splitlines()) == [
+        "api",
+        "maintenance",
+        "mlflow",
+        "worker",
+    ]
+    status = subprocess.run(
+        [*stack, "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert status.stdout.count("stopped") == 4
