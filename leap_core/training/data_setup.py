@@ -38,6 +38,7 @@ from leap_core.data import (
 )
 from leap_core.data.samplers import ShardedSampler
 from leap_core.home import leap_home
+from leap_core.locks import file_lock
 
 #: Marker written last into a generated synthetic dataset; a folder without it is incomplete.
 SYNTHETIC_DONE = ".leap-synthetic-complete"
@@ -62,13 +63,31 @@ def ensure_synthetic(spec: DatasetSpec, progress: Callable[[int, int], None] | N
     """Generate the synthetic dataset unless a complete copy exists; returns its root.
 
     Generation happens in a temporary sibling folder renamed into place at the end, so an
-    interrupted run never leaves a half-written dataset that a later run would trust.
+    interrupted run never leaves a half-written dataset that a later run would trust. Two
+    processes asking at once (two workers starting their first jobs on a fresh machine)
+    take turns on a lock file beside the root: the first generates, the second finds the
+    copy complete. A complete copy is never deleted or replaced, even by a generator that
+    did not see the lock (another machine on a shared folder): that one discards its own.
     """
     root = synthetic_root(spec)
     if (root / SYNTHETIC_DONE).is_file():
         return root
+    with file_lock(root.parent / f".{root.name}.lock"):
+        if (root / SYNTHETIC_DONE).is_file():  # made while this process waited
+            return root
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+        try:
+            generate_synthetic(staging / "data", _synth_config(spec), progress=progress)
+            (staging / "data" / SYNTHETIC_DONE).write_text(json.dumps(spec.synthetic.model_dump()))
+            install_generated(staging / "data", root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return root
+
+
+def _synth_config(spec: DatasetSpec) -> SynthConfig:
     synth = spec.synthetic
-    config = SynthConfig(
+    return SynthConfig(
         identities=synth.identities,
         test_identities=synth.test_identities,
         cameras=synth.cameras,
@@ -80,17 +99,19 @@ def ensure_synthetic(spec: DatasetSpec, progress: Callable[[int, int], None] | N
         width=synth.width,
         seed=synth.seed,
     )
-    root.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
-    try:
-        generate_synthetic(staging / "data", config, progress=progress)
-        (staging / "data" / SYNTHETIC_DONE).write_text(json.dumps(synth.model_dump()))
-        if root.exists():
-            shutil.rmtree(root)
-        os.replace(staging / "data", root)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return root
+
+
+def install_generated(generated: Path, root: Path) -> bool:
+    """Move a complete generated copy to ``root``; returns whether it was installed. A
+    complete copy already there is kept as it is (readers may be listing it), and the new
+    one is left for the caller to discard. Only an incomplete leftover (no marker: an
+    interrupted generation from before the staging folders) is replaced."""
+    if (root / SYNTHETIC_DONE).is_file():
+        return False
+    if root.exists():
+        shutil.rmtree(root)
+    os.replace(generated, root)
+    return True
 
 
 def read_listing(
