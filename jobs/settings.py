@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         "state write (lease, progress log, final status) while "
         "the database is unreachable, with backoff",
     )
+    tracking_retry_seconds: float = Field(
+        600.0,
+        ge=0,
+        description="how long a worker retries the tracking store (MLflow) while it is "
+        "unreachable, with backoff, keeping the metrics logged meanwhile; past this the "
+        "job is requeued as a new attempt",
+    )
     redispatch_seconds: float = Field(
         600.0,
         gt=0,

@@ -49,8 +49,11 @@ def revoke_key(
 
 @app.command("migrate")
 def migrate() -> None:
-    """Bring the job database to the latest schema (Alembic upgrade head)."""
+    """Bring the job database to the latest schema (Alembic upgrade head) and create the
+    workers' tracking store and experiment when that store is a database."""
     from jobs import migrate as schema
 
     schema.upgrade()
     typer.echo("job database is at the latest schema")
+    if schema.prepare_tracking() is not None:
+        typer.echo("tracking store and experiment are ready")

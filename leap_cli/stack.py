@@ -167,6 +167,10 @@ def up(api_port: int, mlflow_port: int) -> None:
     wait_until(
         lambda: httpx.get(f"{mlflow_url}/health").status_code == 200, 120, "MLflow server", "mlflow"
     )
+    # The experiment exists before the worker's first jobs, which may start together.
+    from leap_core.tracking.store import prepare_store
+
+    prepare_store(env["LEAP_MLFLOW_TRACKING_URI"])
     wait_until(lambda: httpx.get(f"{api_url}/readyz").status_code == 200, 60, "API", "api")
     worker_log = stack_dir() / "worker.log"
     wait_until(lambda: " ready." in worker_log.read_text(), 120, "worker", "worker")

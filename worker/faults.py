@@ -11,8 +11,10 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
+from jobs.retry import is_transient
 from leap_core.config import JobSpec
 from leap_core.data.records import DatasetError
+from leap_core.tracking.retry import TrackingUnavailable
 from leap_core.training.checkpoint import CheckpointWriteError
 from leap_core.training.trainer import NonFiniteLoss
 
@@ -56,6 +58,14 @@ def missing_dataset_root(spec: JobSpec) -> Path | None:
         return None
     root = Path(spec.dataset.root)
     return None if root.exists() else root
+
+
+def is_infrastructure(error: BaseException) -> bool:
+    """Whether the run failed because a service it needs was away (the tracking store past
+    its retry window, the job database) rather than because of the spec, the data or the
+    training itself. Such a job is not at fault: it is requeued as a new attempt, as for a
+    lost worker."""
+    return isinstance(error, TrackingUnavailable) or is_transient(error)
 
 
 def describe(error: BaseException, spec: JobSpec | None, device: str = "") -> str:

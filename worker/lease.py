@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from jobs.db import session_scope
+from jobs.dispatch import dispatch_committed
 from jobs.models import Job, JobStatus, utcnow
 from jobs.recovery import recover
 from jobs.retry import with_db_retry
@@ -157,3 +158,36 @@ def finish(
             target.value,
         )
     return done
+
+
+def _requeue_once(settings: Settings, held: Lease, reason: str) -> Job | None:
+    with session_scope(settings.database_url) as session:
+        job = session.scalar(select(Job).where(*owned(held)).with_for_update())
+        if job is None:
+            return None
+        outcome = recover(session, job, settings, reason)
+        session.flush()
+        session.expunge(job)
+        return job if outcome == "requeued" else None
+
+
+def requeue(settings: Settings, held: Lease, reason: str) -> str:
+    """Give the job back after a failure that was not its own (a service it needs was
+    away): the same decision as for a lost worker (:func:`jobs.recovery.recover`): a new
+    attempt, sent to the queue again, or a failure after ``LEAP_MAX_ATTEMPTS``. Returns the
+    job's status afterwards, or ``lease lost``."""
+    job = with_db_retry(
+        lambda: _requeue_once(settings, held, reason),
+        f"job {held.job_id}: requeueing",
+        settings.db_retry_seconds,
+    )
+    if job is None:
+        with session_scope(settings.database_url) as session:
+            status = session.scalar(select(Job.status).where(Job.id == held.job_id))
+        return str(status) if status is not None else "lease lost"
+    try:
+        with session_scope(settings.database_url) as session:
+            dispatch_committed(session, settings, session.merge(job))
+    except Exception:  # the reconciler sends it after LEAP_REDISPATCH_SECONDS
+        logger.warning("job %s: requeued but not sent; the reconciler will", held.job_id)
+    return JobStatus.queued.value

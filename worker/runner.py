@@ -16,9 +16,9 @@ from jobs.settings import Settings, get_settings
 from leap_core.config import JobSpec, parse_spec
 from leap_core.training.hooks import finite_metrics
 from leap_core.training.trainer import Trainer, TrainingCancelled, resolve_device
-from worker.faults import describe, missing_dataset_root
+from worker.faults import describe, is_infrastructure, missing_dataset_root
 from worker.hooks import JobRowHook, LeaseLost
-from worker.lease import Heartbeat, Lease, finish, lease
+from worker.lease import Heartbeat, Lease, finish, lease, requeue
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,17 @@ def _device_of(spec: JobSpec | None) -> str:
         return spec.train.device if spec is not None else ""
 
 
+def _requeue_or_leave(settings: Settings, held: Lease, message: str) -> str:
+    """A new attempt for a job whose run a service failed; if the job database is the
+    service that is away, the row cannot be written now: the job stays running, its
+    heartbeat stops, and the reaper requeues it once the database is back."""
+    try:
+        return requeue(settings, held, message)
+    except Exception:
+        logger.exception("job %s: not requeued; the reaper will", held.job_id)
+        return "left to the reaper"
+
+
 def _train(settings: Settings, held: Lease) -> str:
     from leap_core.tracking.mlflow_hook import MLflowHook
 
@@ -87,6 +98,7 @@ def _train(settings: Settings, held: Lease) -> str:
             tracking_uri=settings.mlflow_tracking_uri,
             tags={"job_id": held.job_id, "attempt": str(held.attempt)},
             on_run=row.record_run,
+            retry_seconds=settings.tracking_retry_seconds,
         )
         trainer = Trainer(spec, run_dir, [tracking, row])
         metrics = trainer.fit(resume if resume.is_file() else None)
@@ -96,10 +108,13 @@ def _train(settings: Settings, held: Lease) -> str:
     except TrainingCancelled as error:
         finish(settings, held, JobStatus.cancelled, f"{error}; last checkpoint kept")
         return JobStatus.cancelled.value
-    except Exception as error:  # any failure of the run is the job's failure
-        logger.exception("job %s failed", held.job_id)
+    except Exception as error:  # any other failure of the run is the job's failure
         device = str(trainer.device) if trainer is not None else _device_of(spec)
         message = describe(error, spec, device)
+        if is_infrastructure(error):
+            logger.warning("job %s attempt %d: %s", held.job_id, held.attempt, message)
+            return _requeue_or_leave(settings, held, message)
+        logger.exception("job %s failed", held.job_id)
         finish(settings, held, JobStatus.failed, message, error=message)
         return JobStatus.failed.value
     final = finite_metrics(metrics)

@@ -3,16 +3,26 @@
 One MLflow run per training run; a resumed run continues the same MLflow run (its id
 travels in the checkpoint). Step metrics are logged every ``log_every`` steps against the
 global step; epoch metrics (and evaluation) against the epoch number.
+
+The tracking store may be away for a while (a server restarting, a SQLite file locked by
+another writer): every call is retried with backoff for up to ``retry_seconds``
+(:mod:`leap_core.tracking.retry`). Metrics logged meanwhile are kept, in order, and sent
+with the next call that gets through, so training does not wait on the store; if it is
+still away after the window, the run fails with
+:class:`~leap_core.tracking.retry.TrackingUnavailable`, naming the store.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -25,8 +35,19 @@ from mlflow.tracking import MlflowClient
 from leap_core.config import flatten
 from leap_core.evaluation import plots
 from leap_core.tracking import store
+from leap_core.tracking.retry import (
+    TrackingUnavailable,
+    is_permanent,
+    unavailable,
+    with_tracking_retry,
+)
 from leap_core.training.hooks import Hook, StepInfo, finite_metrics
 from leap_core.training.trainer import Trainer, TrainingCancelled
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+#: Metrics per ``log_batch`` call (MLflow accepts at most 1000).
+BATCH = 1000
 
 
 def metric_name(name: str) -> str:
@@ -57,6 +78,7 @@ class MLflowHook(Hook):
         log_model: bool = True,
         tags: dict[str, str] | None = None,
         on_run: Callable[[str], None] | None = None,
+        retry_seconds: float = 60.0,
     ) -> None:
         self.tracking_uri = tracking_uri or store.default_tracking_uri()
         self.experiment = experiment
@@ -65,7 +87,15 @@ class MLflowHook(Hook):
         self.tags = dict(tags or {})
         self.client = MlflowClient(self.tracking_uri)
         self.on_run = on_run
+        self.retry_seconds = retry_seconds
         self.run_id: str | None = None
+        self._pending: list[mlflow.entities.Metric] = []
+        self._away_since: float | None = None
+        self._next_try = 0.0
+
+    def _call(self, what: str, call: Callable[[], T]) -> T:
+        """A tracking call, retried while the store is away (see the module docstring)."""
+        return with_tracking_retry(call, self.tracking_uri, what, self.retry_seconds)
 
     def _announce(self, run_id: str) -> None:
         if self.on_run is not None:
@@ -75,8 +105,9 @@ class MLflowHook(Hook):
         spec = trainer.spec
         if trainer.mlflow_run_id:
             self.run_id = trainer.mlflow_run_id
-            self.client.update_run(self.run_id, status="RUNNING")
-            self._announce(self.run_id)
+            run_id = self.run_id
+            self._call("resuming the run", lambda: self.client.update_run(run_id, "RUNNING"))
+            self._announce(run_id)
             return
         tags = {
             "method": spec.method_label(),
@@ -88,11 +119,15 @@ class MLflowHook(Hook):
         }
         if spec.name:
             tags["job_name"] = spec.name
-        run = self.client.create_run(
-            store.experiment_id(self.client, self.experiment), run_name=spec.run_name(), tags=tags
+        experiment = self._call(
+            "opening the experiment", lambda: store.experiment_id(self.client, self.experiment)
         )
-        self.run_id = trainer.mlflow_run_id = run.info.run_id
-        self._announce(self.run_id)
+        run = self._call(
+            "creating the run",
+            lambda: self.client.create_run(experiment, run_name=spec.run_name(), tags=tags),
+        )
+        run_id = self.run_id = trainer.mlflow_run_id = run.info.run_id
+        self._announce(run_id)
         params = flatten(spec)
         params.update(
             {
@@ -102,16 +137,15 @@ class MLflowHook(Hook):
             }
         )
         params.update(trainer.split.params())
-        self.client.log_batch(
-            self.run_id, params=[mlflow.entities.Param(k, v[:6000]) for k, v in params.items()]
-        )
+        entities = [mlflow.entities.Param(k, v[:6000]) for k, v in params.items()]
+        self._call("logging params", lambda: self.client.log_batch(run_id, params=entities))
         with tempfile.TemporaryDirectory() as folder:
             spec_path = Path(folder) / "spec.json"
             spec_path.write_text(json.dumps(spec.model_dump(mode="json"), indent=2))
             manifest_path = Path(folder) / "manifest.json"
             trainer.data.manifest.save(manifest_path)
-            self.client.log_artifact(self.run_id, str(spec_path))
-            self.client.log_artifact(self.run_id, str(manifest_path))
+            self._artifact(spec_path)
+            self._artifact(manifest_path)
 
     def on_step(self, trainer: Trainer, info: StepInfo) -> None:
         if info.global_step % self.log_every:
@@ -127,34 +161,94 @@ class MLflowHook(Hook):
         if trainer.diagnostics is not None:
             self._log(trainer.diagnostics.metrics(), trainer.epoch)
         self._log(trainer.cloud_counts(), trainer.epoch)
+        self._flush(wait=True)
         if trainer.spec.tracking.plots:
             with tempfile.TemporaryDirectory() as folder:
                 for path in draw_plots(trainer, Path(folder)):
-                    self.client.log_artifact(self.run_id, str(path), "plots")
+                    self._artifact(path, "plots")
         checkpoint = trainer.run_dir / "last.pt"
         if checkpoint.is_file():
-            self.client.log_artifact(self.run_id, str(checkpoint), "checkpoints")
+            self._artifact(checkpoint, "checkpoints")
         if self.log_model and trainer.spec.tracking.log_model:
-            self._log_model(trainer)
-        assert self.run_id is not None  # set by on_start
-        self.client.set_terminated(self.run_id, "FINISHED")
+            self._call("logging the model", lambda: self._log_model(trainer))
+        run_id = self._run()
+        self._call("ending the run", lambda: self.client.set_terminated(run_id, "FINISHED"))
 
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
-        if self.run_id is None:
+        """Best effort: mark the run failed (or killed). When the store itself is what
+        failed, or fails now, the run stays as it was; the job's own record says why."""
+        if self.run_id is None or isinstance(error, TrackingUnavailable):
             return
         status = "KILLED" if isinstance(error, TrainingCancelled | KeyboardInterrupt) else "FAILED"
-        self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
-        self.client.set_terminated(self.run_id, status)
+        try:
+            self._flush(wait=False)
+            self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+            self.client.set_terminated(self.run_id, status)
+        except Exception:
+            logger.warning("run %s: could not be marked %s", self.run_id, status, exc_info=True)
+
+    def _run(self) -> str:
+        if self.run_id is None:
+            raise RuntimeError("the MLflow run is used before on_start created it")
+        return self.run_id
+
+    def _artifact(self, path: Path, folder: str | None = None) -> None:
+        run_id = self._run()
+        self._call(
+            f"logging {path.name}", lambda: self.client.log_artifact(run_id, str(path), folder)
+        )
 
     def _log(self, metrics: dict[str, float], step: int) -> None:
-        values = {metric_name(k): v for k, v in finite_metrics(metrics).items()}
-        if values:
-            entities = [
-                mlflow.entities.Metric(k, v, mlflow.utils.time.get_current_time_millis(), step)
-                for k, v in values.items()
-            ]
-            assert self.run_id is not None  # set by on_start
-            self.client.log_batch(self.run_id, metrics=entities)
+        """Queue the metrics and send what is queued; training goes on while the store is
+        away, until it has been away longer than ``retry_seconds``."""
+        now = mlflow.utils.time.get_current_time_millis()
+        self._pending += [
+            mlflow.entities.Metric(metric_name(k), v, now, step)
+            for k, v in finite_metrics(metrics).items()
+        ]
+        self._flush(wait=False)
+
+    def _send_pending(self) -> None:
+        """Send the queued metrics in order, in batches MLflow accepts, dropping each batch
+        once it is stored (so a batch is never sent twice)."""
+        run_id = self._run()
+        while self._pending:
+            batch = self._pending[:BATCH]
+            self.client.log_batch(run_id, metrics=batch)
+            del self._pending[: len(batch)]
+
+    def _flush(self, wait: bool) -> None:
+        if not self._pending:
+            return
+        if wait:
+            self._call("sending metrics", self._send_pending)
+            self._away_since = None
+            return
+        now = time.monotonic()
+        if self._away_since is not None and now < self._next_try:
+            return  # the store was away a moment ago: let training go on
+        try:
+            self._send_pending()
+        except Exception as error:
+            if is_permanent(error):
+                raise
+            if self._away_since is None:
+                self._away_since = now
+                logger.warning(
+                    "run %s: metrics kept while the tracking store is away (%s)",
+                    self.run_id,
+                    type(error).__name__,
+                )
+            away = now - self._away_since
+            if away > self.retry_seconds:
+                raise unavailable(
+                    self.tracking_uri, self.retry_seconds, "sending metrics", error
+                ) from error
+            self._next_try = now + min(8.0, 0.5 * 2 ** min(away, 4))
+            return
+        if self._away_since is not None:
+            logger.info("run %s: tracking store back; queued metrics sent", self.run_id)
+        self._away_since = None
 
     def _log_model(self, trainer: Trainer) -> None:
         """The embedding network in MLflow's safe ``pt2`` format (an exported graph), so

@@ -4,14 +4,24 @@ MLflow 3 refuses its old plain-file store, so the embedded default is a SQLite d
 ``$LEAP_HOME/mlflow.db`` (``.leap/`` by default) for run metadata, with artifacts under
 ``$LEAP_HOME/mlruns``. ``MLFLOW_TRACKING_URI`` (or an explicit URI) points elsewhere, e.g.
 at an MLflow server.
+
+A store and its experiment are created once. MLflow creates (and migrates) a SQLite store
+on the first call that touches it, and that is not safe for two processes at once: the
+first call is made under a lock file beside the database, so a second process waits and
+then finds the store ready. An experiment that another process has just created is taken
+as found, not as an error.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from leap_core.home import leap_home
+from leap_core.locks import file_lock
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -27,13 +37,53 @@ def default_artifact_location() -> str:
     return (leap_home() / "mlruns").as_uri()
 
 
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, else None."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+@contextmanager
+def creation_lock(uri: str) -> Iterator[None]:
+    """Held while a process may be the one that creates the store: a lock file beside a
+    SQLite database; nothing for a server (it serialises its own writes) or a database
+    server (``python -m jobs.migrate`` creates that store before the workers start)."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    with file_lock(path.with_name(f"{path.name}.lock")):
+        yield
+
+
 def experiment_id(client: MlflowClient, name: str = EXPERIMENT) -> str:
     """The id of experiment ``name``, created (with local artifacts when the store is the
-    embedded SQLite one) if it does not exist."""
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    local = client.tracking_uri.startswith("sqlite:")
-    return client.create_experiment(
-        name, artifact_location=default_artifact_location() if local else None
-    )
+    embedded SQLite one) if it does not exist. The first call of a process opens, and if
+    need be creates, the store: it is made under :func:`creation_lock`."""
+    from mlflow.exceptions import MlflowException
+
+    with creation_lock(client.tracking_uri):
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        local = client.tracking_uri.startswith("sqlite:")
+        try:
+            return client.create_experiment(
+                name, artifact_location=default_artifact_location() if local else None
+            )
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        created = client.get_experiment_by_name(name)  # by another process, just now
+        if created is None:
+            raise RuntimeError(f"experiment {name!r} exists yet cannot be read back")
+        return created.experiment_id
+
+
+def prepare_store(uri: str, name: str = EXPERIMENT) -> str:
+    """Create the tracking store at ``uri`` and its experiment now, before anything logs
+    to them (the service's migration step and the embedded stack's start-up call this);
+    returns the experiment id."""
+    from mlflow.tracking import MlflowClient
+
+    return experiment_id(MlflowClient(uri), name)
