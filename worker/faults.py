@@ -71,7 +71,9 @@ def is_infrastructure(error: BaseException) -> bool:
 def describe(error: BaseException, spec: JobSpec | None, device: str = "") -> str:
     """The job's failure reason for ``error`` (one line, at most :data:`LIMIT` characters)."""
     detail = _first_line(error)
-    if isinstance(error, NonFiniteLoss):
+    if isinstance(error, TrackingUnavailable):
+        reason = str(error)  # names the store, the window and the error already
+    elif isinstance(error, NonFiniteLoss):
         reason = f"training diverged: {detail}"
     elif is_out_of_memory(error):
         where = f" on {device}" if device else ""

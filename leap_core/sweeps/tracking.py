@@ -15,7 +15,6 @@ from pathlib import Path
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 from leap_core.sweeps.grid import Cell
 from leap_core.sweeps.sweepfile import SweepFile
@@ -36,7 +35,7 @@ class SweepTracker:
         self.sweep = sweep
         self.tracking_uri = tracking_uri or store.default_tracking_uri()
         self.log_model = log_model
-        self.client = MlflowClient(self.tracking_uri)
+        self.client = store.open_client(self.tracking_uri)
         self.state_path = output / "sweep.json"
         self.parent_id = self._parent(output)
 

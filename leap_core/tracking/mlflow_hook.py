@@ -30,7 +30,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import mlflow
 import numpy as np
-from mlflow.tracking import MlflowClient
 
 from leap_core.config import flatten
 from leap_core.evaluation import plots
@@ -85,9 +84,9 @@ class MLflowHook(Hook):
         self.log_every = log_every
         self.log_model = log_model
         self.tags = dict(tags or {})
-        self.client = MlflowClient(self.tracking_uri)
         self.on_run = on_run
         self.retry_seconds = retry_seconds
+        self.client = self._call("opening the store", lambda: store.open_client(self.tracking_uri))
         self.run_id: str | None = None
         self._pending: list[mlflow.entities.Metric] = []
         self._away_since: float | None = None

@@ -80,10 +80,17 @@ def experiment_id(client: MlflowClient, name: str = EXPERIMENT) -> str:
         return created.experiment_id
 
 
+def open_client(uri: str) -> MlflowClient:
+    """A client of the store at ``uri``. Making one opens the store (and creates and
+    migrates a new SQLite one), so it is made under :func:`creation_lock`."""
+    from mlflow.tracking import MlflowClient
+
+    with creation_lock(uri):
+        return MlflowClient(uri)
+
+
 def prepare_store(uri: str, name: str = EXPERIMENT) -> str:
     """Create the tracking store at ``uri`` and its experiment now, before anything logs
     to them (the service's migration step and the embedded stack's start-up call this);
     returns the experiment id."""
-    from mlflow.tracking import MlflowClient
-
-    return experiment_id(MlflowClient(uri), name)
+    return experiment_id(open_client(uri), name)
