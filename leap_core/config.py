@@ -233,7 +233,11 @@ class LeapSpec(_Spec):
         "variance as 0, so they get the whole target variance; "
         "no_cloud leaves them without a cloud",
     )
-    cloud_start_epoch: int = Field(20, ge=0, description="first epoch with the cloud")
+    cloud_start_epoch: int | float = Field(
+        20,
+        description="first epoch with the cloud (0-based), or a fraction of train.epochs "
+        "below 1 (0.33: the paper's 20 of 60), so that shorter runs keep the proportion",
+    )
     update_every: int = Field(1, ge=1, description="statistics refreshed every N steps")
     cloud_samples: int = Field(1, ge=1, description="draws per cloud sample")
 
@@ -242,6 +246,22 @@ class LeapSpec(_Spec):
     def _yaml_off(cls, value: object) -> object:
         # YAML 1.1 reads a bare `off` as the boolean false.
         return "off" if value is False else value
+
+    @field_validator("cloud_start_epoch", mode="before")
+    @classmethod
+    def _epoch_or_fraction(cls, value: object) -> object:
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if number is None or number < 0 or (number >= 1 and number != int(number)):
+            raise ValueError(
+                "must be an epoch (0, 1, 2, …) or a fraction of train.epochs between 0 and 1"
+            )
+        return int(number) if number >= 1 or number == 0 else float(number)
+
+    def start_epoch(self, epochs: int) -> int:
+        """The first epoch with the cloud for a run of ``epochs`` epochs."""
+        if isinstance(self.cloud_start_epoch, int):
+            return self.cloud_start_epoch
+        return round(self.cloud_start_epoch * epochs)
 
     @model_validator(mode="after")
     def _needs(self) -> LeapSpec:
@@ -372,11 +392,12 @@ class JobSpec(_Spec):
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:
         leap = self.method.leap
-        if leap.mode != "off" and leap.cloud_start_epoch >= self.train.epochs:
+        if leap.mode != "off" and leap.start_epoch(self.train.epochs) >= self.train.epochs:
             raise ValueError(
                 f"method.leap.cloud_start_epoch ({leap.cloud_start_epoch}) must "
                 f"be below train.epochs ({self.train.epochs}) or the cloud "
-                f"never applies"
+                f"never applies; give it as a fraction of training (e.g. 0.25) to "
+                f"keep it in proportion when the run is shortened"
             )
         sampler = self.train.sampler.kind
         if leap.mode in ("vanilla", "full") and leap.center_update == "literal" and sampler != "pk":

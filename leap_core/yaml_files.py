@@ -16,9 +16,19 @@ def read_yaml(path: Path, label: str, error: type[Exception] = ValueError) -> An
     """The parsed content of ``path``; ``error`` naming ``label`` (e.g. ``"spec file x.yaml"``)
     when it cannot be read or is not valid YAML."""
     try:
-        return yaml.safe_load(path.read_text())
+        with path.open() as stream:
+            return yaml.safe_load(stream)
     except OSError as problem:
         raise error(f"{label}: {problem.strerror}") from None
     except yaml.YAMLError as problem:
-        first = str(problem).splitlines()[0]
-        raise error(f"{label}: not valid YAML ({first})") from None
+        raise error(f"{label}: not valid YAML ({_where(problem)})") from None
+
+
+def _where(problem: yaml.YAMLError) -> str:
+    """``line 3, column 7: mapping values are not allowed here``, or the parser's first
+    line when it gives no position."""
+    mark = getattr(problem, "problem_mark", None)
+    what = getattr(problem, "problem", None)
+    if mark is not None and what:
+        return f"line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return str(problem).splitlines()[0]

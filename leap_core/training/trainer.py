@@ -91,7 +91,9 @@ class Trainer:
         ).to(self.device)
         self.cloud = self._build_cloud()
         self.criterion = LEAPLoss(
-            self.head, self.cloud, spec.method.leap.cloud_start_epoch if self.cloud else 0
+            self.head,
+            self.cloud,
+            spec.method.leap.start_epoch(spec.train.epochs) if self.cloud else 0,
         )
         self.optimizer = self._build_optimizer()
         self.amp = spec.train.amp and self.device.type == "cuda"

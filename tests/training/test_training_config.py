@@ -171,6 +171,12 @@ def test_load_spec_reports_missing_and_malformed_files(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_spec(bad)
+    bad.write_text("train:\n  epochs: 3\n   bad: [\n")
+    with pytest.raises(SpecError) as raised:
+        load_spec(bad)
+    assert str(raised.value) == (
+        f"spec file {bad}: not valid YAML (line 3, column 7: mapping values are not allowed here)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -253,3 +259,24 @@ def test_a_synthetic_tail_range_is_named_in_the_long_tail_label():
     )
     assert spec.long_tail_label() == "<H10,S2-5>"
     assert spec.dataset.synthetic.tail_cap() == 5
+
+
+def test_the_cloud_start_may_be_a_fraction_of_training_so_short_runs_keep_it():
+    """The README's ``leap submit examples/tiny_synthetic.yaml --set train.epochs=5``: the
+    example starts the cloud at a quarter of training, epoch 5 of 20 and epoch 1 of 5."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "tiny_synthetic.yaml"
+    assert load_spec(example).method.leap.start_epoch(20) == 5
+    short = load_spec(example, ["train.epochs=5"])
+    assert (short.method.leap.cloud_start_epoch, short.method.leap.start_epoch(5)) == (0.25, 1)
+    assert load_spec(example, ["method.leap.cloud_start_epoch=3"]).method.leap.start_epoch(20) == 3
+    assert (
+        load_spec(
+            example, ["method.leap.cloud_start_epoch=0.33", "train.epochs=60"]
+        ).method.leap.start_epoch(60)
+        == 20
+    )
+    for bad in ("1.5", "-1", "x"):
+        with pytest.raises(SpecError, match="cloud_start_epoch: must be an epoch"):
+            load_spec(example, [f"method.leap.cloud_start_epoch={bad}"])
+    with pytest.raises(SpecError, match=r"give it as a fraction of training \(e\.g\. 0\.25\)"):
+        load_spec(example, ["method.leap.cloud_start_epoch=20", "train.epochs=5"])
