@@ -21,10 +21,7 @@ import yaml
 from rich.console import Console
 from rich.markdown import Markdown
 
-from leap_core.config import SpecError, apply_overrides, parse_spec
 from leap_core.home import leap_home
-from leap_core.sweeps.grid import base_mapping, expand
-from leap_core.sweeps.sweepfile import SweepError, load_sweep
 from leap_core.yaml_files import read_yaml
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -69,7 +66,12 @@ class Client:
 
     def __init__(self, url: str, key: str, timeout: float = 30.0) -> None:
         self.http = httpx.Client(
-            base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {key}"}
+            base_url=url,
+            timeout=timeout,
+            headers={"Authorization": f"Bearer {key}"},
+            # Loading the CA bundle takes longer than a plain-HTTP request to a local API;
+            # it is only needed, and always used, for https.
+            verify=url.startswith("https://"),
         )
 
     @classmethod
@@ -160,6 +162,10 @@ def submit(
     watch_: Annotated[bool, typer.Option("--watch", help="follow until it ends")] = False,
 ) -> None:
     """Submit a job spec to the training service; prints the job id."""
+    # The spec code (pydantic models, dataset readers) is loaded only by the commands that
+    # read a spec, so status, list, logs and cancel start at once.
+    from leap_core.config import SpecError, apply_overrides, parse_spec
+
     try:
         data = read_yaml(spec_file, f"spec file {spec_file}", SpecError) or {}
         data = apply_overrides(data, overrides or [])
@@ -261,6 +267,9 @@ def sweep_body(sweep_file: Path, overrides: dict[str, Any] | None = None) -> dic
     validated with the code ``leap sweep`` runs (so a typo fails here, naming the cell and
     field, before a round trip), and a ``base`` that names a spec file is inlined from this
     machine, relative to the sweep file: the server cannot read the client's files."""
+    from leap_core.sweeps.grid import base_mapping, expand
+    from leap_core.sweeps.sweepfile import load_sweep
+
     sweep, folder = load_sweep(sweep_file)
     expand(sweep, folder, overrides)
     body = sweep.model_dump(mode="json", exclude_unset=True)
@@ -320,6 +329,8 @@ def submit_sweep(
     the sweep id; ``overrides`` (dotted field: value, as ``leap sweep --set`` parses them)
     apply to every cell over the axes. With ``follow``, watch the cells to the end, print
     the table, and exit 1 unless every cell succeeded. Returns the sweep id."""
+    from leap_core.sweeps.sweepfile import SweepError
+
     try:
         body = sweep_body(sweep_file, overrides)
     except SweepError as error:

@@ -10,24 +10,18 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from leap_core.data.long_tail import (
-    exponential_long_tail,
-    face_long_tail,
-    full_training_set,
-    reid_long_tail,
-)
-from leap_core.data.manifest import LongTailManifest
 from leap_core.data.readers import FORMATS, read_dataset
 from leap_core.data.records import SPLITS, SplitListing
-from leap_core.data.report import plot_class_frequency, summarize
-from leap_core.data.synthetic import SynthConfig, generate_synthetic
+
+if TYPE_CHECKING:
+    from leap_core.data.manifest import LongTailManifest
 
 app = typer.Typer(help="Datasets: synthesise, inspect, cut long tails.", no_args_is_help=True)
 
@@ -68,6 +62,8 @@ def synth(
     layout: Annotated[SynthLayout, typer.Option(help="Folder layout.")] = SynthLayout.market1501,
 ) -> None:
     """Write the seeded synthetic long-tailed person dataset."""
+    from leap_core.data.synthetic import SynthConfig, generate_synthetic
+
     config = SynthConfig(
         identities=identities,
         test_identities=test_identities,
@@ -112,6 +108,13 @@ def _cut(
     seed: int,
 ) -> LongTailManifest:
     """The long-tailed training set the options describe (the full set without options)."""
+    from leap_core.data.long_tail import (
+        exponential_long_tail,
+        face_long_tail,
+        full_training_set,
+        reid_long_tail,
+    )
+
     if not listing.train:
         fail(f"{listing.name}: the train split holds no images")
     if imbalance is not None:
@@ -222,6 +225,8 @@ def inspect(
             f"{format!r} is not one of {', '.join(FORMATS)}", param_hint="'--format'"
         )
     try:
+        from leap_core.data.report import plot_class_frequency, summarize
+
         listing = read_dataset(format, root, skip_bad=skip_bad, holdout=holdout, seed=seed)
         manifest = _cut(
             listing, head, tail_samples, tail_classes, imbalance, head_selection.value, seed

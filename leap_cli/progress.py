@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -14,7 +16,9 @@ from rich.progress import (
 )
 
 from leap_core.training.hooks import Hook, StepInfo
-from leap_core.training.trainer import Trainer
+
+if TYPE_CHECKING:
+    from leap_core.training.trainer import Trainer
 
 
 class ProgressHook(Hook):

@@ -1,4 +1,5 @@
-"""``leap sweep SWEEP.yaml``: a grid of training runs, run locally, ending with the table."""
+"""``leap sweep SWEEP.yaml``: a grid of training runs, run locally (ending with the table)
+or submitted to the service with ``--remote``."""
 
 from __future__ import annotations
 
@@ -8,75 +9,12 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
-from leap_cli.client import submit_sweep
-from leap_cli.train import USAGE_ERRORS, _fail
-from leap_core.home import leap_home
-from leap_core.sweeps.grid import Cell, expand
-from leap_core.sweeps.results import CellResult, finished_result
-from leap_core.sweeps.runner import CellEvents, run_sweep
-from leap_core.sweeps.sweepfile import SweepError, load_sweep
-from leap_core.sweeps.table import Row, cells, headers
-from leap_core.training.hooks import Hook, StepInfo
-from leap_core.training.trainer import Trainer
+from leap_cli.common import fail, usage_errors
 
 
-class _StepHook(Hook):
-    """Moves the per-cell bar after every optimizer step."""
-
-    def __init__(self, progress: Progress, task: TaskID) -> None:
-        self.progress, self.task = progress, task
-
-    def on_start(self, trainer: Trainer) -> None:
-        self.progress.update(self.task, total=trainer.total_steps, completed=trainer.global_step)
-
-    def on_step(self, trainer: Trainer, info: StepInfo) -> None:
-        self.progress.update(
-            self.task,
-            completed=info.global_step,
-            description=f"  epoch {info.epoch + 1}/{trainer.spec.train.epochs}"
-            f"  loss {info.figures.get('loss', float('nan')):.3f}",
-        )
-
-
-class _Bars(CellEvents):
-    """Two bars: cells of the sweep, steps of the current cell."""
-
-    def __init__(self, progress: Progress, total: int) -> None:
-        self.progress = progress
-        self.cells = progress.add_task("sweep", total=total)
-        self.steps = progress.add_task("  cell", total=None, visible=False)
-
-    def cell_started(self, index: int, total: int, cell: Cell) -> None:
-        self.progress.update(self.cells, description=f"{cell.title()}")
-        self.progress.reset(self.steps, total=None, visible=True, description="  preparing")
-
-    def cell_finished(self, cell: Cell, result: CellResult | None, skipped: bool) -> None:
-        self.progress.advance(self.cells)
-        if skipped:
-            return
-        if result is None:
-            self.progress.console.print(f"[red]{cell.title()}: failed[/]", highlight=False)
-            return
-        metrics = result.metrics
-        self.progress.console.print(
-            f"{cell.title()}: rank-1 {metrics.get('rank1', float('nan')):.1%}  "
-            f"mAP {metrics.get('mAP', float('nan')):.1%}  ({result.wall_s:.0f} s)",
-            highlight=False,
-        )
-
-    def hooks(self) -> list[Hook]:
-        return [_StepHook(self.progress, self.steps)]
+class SetError(ValueError):
+    """A malformed ``--set``."""
 
 
 def _parse_sets(values: list[str]) -> dict[str, Any]:
@@ -84,43 +22,9 @@ def _parse_sets(values: list[str]) -> dict[str, Any]:
     for value in values:
         path, sep, raw = value.partition("=")
         if not sep or not path.strip():
-            raise SweepError(f"--set: expected path.to.field=value, got {value!r}")
+            raise SetError(f"--set: expected path.to.field=value, got {value!r}")
         parsed[path.strip()] = yaml.safe_load(raw)
     return parsed
-
-
-def select(grid: list[Cell], only: list[str]) -> list[Cell]:
-    """The cells whose labels match every ``--only axis=label`` (labels of one axis are
-    alternatives)."""
-    wanted: dict[str, set[str]] = {}
-    for item in only:
-        axis, sep, label = item.partition("=")
-        if not sep:
-            raise SweepError(f"--only: expected axis=label, got {item!r}")
-        wanted.setdefault(axis, set()).add(label)
-    if not grid:
-        return grid
-    axes = dict(grid[0].labels)
-    for axis, labels in wanted.items():
-        if axis not in axes:
-            raise SweepError(f"--only: no axis named {axis!r} (axes: {list(axes)})")
-        known = {cell.label(axis) for cell in grid}
-        if labels - known:
-            raise SweepError(
-                f"--only {axis}: no value {sorted(labels - known)[0]!r} (values: {sorted(known)})"
-            )
-    return [
-        cell for cell in grid if all(cell.label(axis) in labels for axis, labels in wanted.items())
-    ]
-
-
-def _rich_table(rows: list[Row], title: str) -> Table:
-    table = Table(title=title)
-    for name in headers(rows):
-        table.add_column(name, justify="left" if name in ("method", "vs") else "right")
-    for row in rows:
-        table.add_row(*cells(row))
-    return table
 
 
 def sweep(
@@ -183,62 +87,42 @@ def sweep(
     """Run a grid of settings × methods × seeds; finished cells are skipped on a rerun."""
     console = Console()
     if remote:
+        from leap_cli.client import submit_sweep
+
         if only or dry_run or table_only:
-            _fail("--only, --dry-run and --table-only apply to local sweeps, not --remote")
+            fail("--only, --dry-run and --table-only apply to local sweeps, not --remote")
         try:
             parsed = _parse_sets(overrides or [])
-        except SweepError as error:
-            _fail(str(error))
+        except SetError as error:
+            fail(str(error))
         submit_sweep(sweep_file, parsed, follow=watch)
         return
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    try:
-        spec, folder = load_sweep(sweep_file)
-        grid = select(expand(spec, folder, _parse_sets(overrides or [])), only or [])
-        out = output or Path(spec.output or leap_home() / "sweeps" / spec.name)
-        if dry_run:
-            for cell in grid:
-                state = "done" if finished_result(out, cell) is not None else "to run"
-                console.print(f"{cell.id}  [dim]{state}[/]", highlight=False)
-            console.print(f"{len(grid)} cells; results in {out}", highlight=False)
-            return
-        tracker = None
-        if mlflow and not table_only:
-            from leap_core.sweeps.tracking import SweepTracker
+    from leap_cli.sweep_local import run_local
+    from leap_core.sweeps.sweepfile import SweepError
 
-            tracker = SweepTracker(spec, out, log_model=log_model)
-        split = "validation split" if spec.validation else "test split"
-        console.print(
-            f"[bold]sweep {spec.name}[/]: {len(grid)} cells ({split}); results in {out}",
-            highlight=False,
+    refused: tuple[type[BaseException], ...] = (SweepError, SetError, *usage_errors())
+    try:
+        outcome = run_local(
+            sweep_file,
+            _parse_sets(overrides or []),
+            output,
+            mlflow,
+            log_model,
+            dry_run,
+            table_only,
+            only or [],
+            console,
         )
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
-            outcome = run_sweep(
-                spec,
-                grid,
-                out,
-                tracker,
-                _Bars(progress, len(grid)),
-                table_only=table_only,
-                echo=console.print,
-            )
     except KeyboardInterrupt:
-        _fail("interrupted; run the same command again to continue", code=130)
-    except (SweepError, *USAGE_ERRORS) as error:
-        _fail(str(error))
-    if outcome.rows:
-        console.print(_rich_table(outcome.rows, f"{spec.name}: mean ± std over seeds (%)"))
+        fail("interrupted; run the same command again to continue", code=130)
+    except refused as error:
+        fail(str(error))
+    if outcome is None:
+        return
     console.print(
         f"ran {len(outcome.ran)}, skipped {len(outcome.skipped)} finished, "
         f"failed {len(outcome.failed)} in {outcome.wall_s:.0f} s; "

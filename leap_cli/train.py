@@ -2,42 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from leap_cli.progress import ProgressHook
-from leap_core.config import JobSpec, SpecError, apply_overrides, load_spec, parse_spec
-from leap_core.data import DatasetError
+from leap_cli.common import JsonOption, SetOption, fail, strict_json, usage_errors
 from leap_core.home import leap_home
-from leap_core.models import PretrainedWeightsMissing
-from leap_core.training.checkpoint import load_checkpoint
-from leap_core.training.data_setup import TrainingData, prepare_data
-from leap_core.training.hooks import Hook
-from leap_core.training.trainer import NonFiniteLoss, Trainer
 
-USAGE_ERRORS = (SpecError, DatasetError, PretrainedWeightsMissing, FileNotFoundError, ValueError)
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="override a spec field: path.to.field=value (repeatable)"),
-]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="print the final metrics as one JSON object on stdout")
-]
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
+if TYPE_CHECKING:
+    from leap_core.config import JobSpec
+    from leap_core.training.data_setup import TrainingData
 
 
 def _default_run_dir(spec: JobSpec) -> Path:
@@ -47,6 +28,8 @@ def _default_run_dir(spec: JobSpec) -> Path:
 
 def _prepare(spec: JobSpec, console: Console) -> TrainingData:
     """Prepare data, showing a bar while a synthetic dataset is generated."""
+    from leap_core.training.data_setup import prepare_data
+
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("generating synthetic dataset", total=None)
 
@@ -83,7 +66,14 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train a model as the spec says, logging to MLflow; prints the final metrics."""
+    from leap_cli.progress import ProgressHook
+    from leap_core.config import JobSpec, SpecError, load_spec
+    from leap_core.training.checkpoint import load_checkpoint
+    from leap_core.training.hooks import Hook
+    from leap_core.training.trainer import NonFiniteLoss, Trainer
+
     console = Console(stderr=as_json)
+    tracking_uri = None
     try:
         spec = load_spec(spec_file, overrides or [])
         if resume is not None:
@@ -100,7 +90,9 @@ def train(
             # Imported here: mlflow takes seconds to import and --no-mlflow runs skip it.
             from leap_core.tracking.mlflow_hook import MLflowHook
 
-            hooks.append(MLflowHook())
+            tracker = MLflowHook()
+            tracking_uri = tracker.tracking_uri
+            hooks.append(tracker)
         trainer = Trainer(spec, run_dir or _default_run_dir(spec), hooks, data=data)
         console.print(
             f"[bold]{spec.run_name()}[/]: {data.manifest.num_classes} classes, "
@@ -111,21 +103,28 @@ def train(
         )
         metrics = trainer.fit(resume)
     except NonFiniteLoss as error:
-        _fail(str(error), code=1)
+        fail(str(error), code=1)
     except KeyboardInterrupt:
-        _fail("interrupted; continue with --resume <run dir>/last.pt", code=130)
-    except USAGE_ERRORS as error:
-        _fail(str(error))
+        fail("interrupted; continue with --resume <run dir>/last.pt", code=130)
+    except usage_errors() as error:
+        fail(str(error))
     if as_json:
-        typer.echo(json.dumps(metrics, sort_keys=True))
+        typer.echo(strict_json(metrics, sort_keys=True))
     else:
         console.print(_metrics_table(metrics))
-        if trainer.mlflow_run_id:
+        if trainer.mlflow_run_id and tracking_uri:
             console.print(
-                f"MLflow run {trainer.mlflow_run_id} (browse: mlflow ui "
-                f"--backend-store-uri sqlite:///{leap_home() / 'mlflow.db'})",
+                f"MLflow run {trainer.mlflow_run_id} ({browse_hint(tracking_uri)})",
                 highlight=False,
+                soft_wrap=True,
             )
+
+
+def browse_hint(tracking_uri: str) -> str:
+    """Where to look at the run: the server's UI, or the command that serves a local store."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"browse: {tracking_uri}"
+    return f"browse: mlflow ui --backend-store-uri {tracking_uri}"
 
 
 def evaluate(
@@ -134,6 +133,10 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Re-evaluate a saved model on its dataset's query and gallery splits."""
+    from leap_core.config import apply_overrides, parse_spec
+    from leap_core.training.checkpoint import load_checkpoint
+    from leap_core.training.trainer import Trainer
+
     console = Console(stderr=as_json)
     try:
         payload = load_checkpoint(checkpoint)
@@ -141,9 +144,9 @@ def evaluate(
         trainer = Trainer(spec, Path(checkpoint).parent, data=_prepare(spec, console))
         trainer.model.load_state_dict(payload["model"])
         metrics = trainer.evaluate()
-    except USAGE_ERRORS as error:
-        _fail(str(error))
+    except usage_errors() as error:
+        fail(str(error))
     if as_json:
-        typer.echo(json.dumps(metrics, sort_keys=True))
+        typer.echo(strict_json(metrics, sort_keys=True))
     else:
         console.print(_metrics_table(metrics))

@@ -4,6 +4,8 @@ the layers, found by import analysis."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
@@ -150,3 +152,17 @@ def test_compose_file_is_valid_and_every_service_is_pinned_and_checked():
             if not source.startswith((".", "/")):
                 assert source in declared_volumes, f"{name}: undeclared volume {source}"
     assert "${LEAP_POSTGRES_PASSWORD:?" in services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """``leap --help`` and the client commands load the CLI's own dependencies only; torch,
+    MLflow, numpy and the database layer come with the commands that use them."""
+    probe = (
+        "import sys, leap_cli, leap_cli.client;"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'torchvision', 'mlflow', 'numpy', 'sqlalchemy', 'PIL', 'matplotlib'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"

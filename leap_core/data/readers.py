@@ -12,11 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from leap_core.data.folders import read_folders
-from leap_core.data.market1501 import read_dukemtmc, read_market1501
-from leap_core.data.msmt17 import read_msmt17
-from leap_core.data.omniglot import read_omniglot
-from leap_core.data.recordio import read_recordio
 from leap_core.data.records import DatasetError, SplitListing
 
 
@@ -44,18 +39,55 @@ def _given(root: Path | None) -> Path:
     return root
 
 
-def _recordio_file(root: Path) -> Path:
-    return root / "train.rec" if root.is_dir() else root
+# The readers are imported when a dataset is read, not with this table: the spec (and so
+# the API and the command line) needs the names only.
+
+
+def _market1501(root: Path | None, o: ReadOptions) -> SplitListing:
+    from leap_core.data.market1501 import read_market1501
+
+    return read_market1501(_given(root), skip_bad=o.skip_bad)
+
+
+def _dukemtmc(root: Path | None, o: ReadOptions) -> SplitListing:
+    from leap_core.data.market1501 import read_dukemtmc
+
+    return read_dukemtmc(_given(root), skip_bad=o.skip_bad)
+
+
+def _msmt17(root: Path | None, o: ReadOptions) -> SplitListing:
+    from leap_core.data.msmt17 import read_msmt17
+
+    return read_msmt17(_given(root), skip_bad=o.skip_bad)
+
+
+def _folders(root: Path | None, o: ReadOptions) -> SplitListing:
+    from leap_core.data.folders import read_folders
+
+    return read_folders(_given(root), holdout=o.holdout, seed=o.seed)
+
+
+def _omniglot(root: Path | None, o: ReadOptions) -> SplitListing:
+    from leap_core.data.omniglot import read_omniglot
+
+    return read_omniglot(root)
+
+
+def _recordio(root: Path | None, o: ReadOptions) -> SplitListing:
+    from leap_core.data.recordio import read_recordio
+
+    given = _given(root)
+    return read_recordio(given / "train.rec" if given.is_dir() else given)
 
 
 #: ``dataset.format`` → how to read it.
 READERS: dict[str, Format] = {
-    "market1501": Format(lambda root, o: read_market1501(_given(root), skip_bad=o.skip_bad)),
-    "dukemtmc": Format(lambda root, o: read_dukemtmc(_given(root), skip_bad=o.skip_bad)),
-    "msmt17": Format(lambda root, o: read_msmt17(_given(root), skip_bad=o.skip_bad)),
-    "folders": Format(lambda root, o: read_folders(_given(root), holdout=o.holdout, seed=o.seed)),
-    "omniglot": Format(lambda root, o: read_omniglot(root), needs_root=False),
-    "recordio": Format(lambda root, o: read_recordio(_recordio_file(_given(root)))),
+    "market1501": Format(_market1501),
+    "dukemtmc": Format(_dukemtmc),
+    "msmt17": Format(_msmt17),
+    "folders": Format(_folders),
+    "omniglot": Format(_omniglot, needs_root=False),
+    "recordio": Format(_recordio),
 }
 FORMATS: tuple[str, ...] = tuple(READERS)
 

@@ -1,0 +1,54 @@
+"""What every ``leap`` command shares: the options, the error exit, strict JSON output.
+
+Light on purpose: ``leap --help`` and the service client import this, and neither may wait
+for torch. Commands import the library's heavy parts inside their bodies.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a spec field: path.to.field=value (repeatable)"),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="print the final metrics as one JSON object on stdout")
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One ``error:`` line on stderr, never wrapped, and the exit code (2: bad input)."""
+    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def usage_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean "the input is wrong" (exit 2, one line, no traceback)."""
+    from leap_core.config import SpecError
+    from leap_core.data.records import DatasetError
+    from leap_core.models import PretrainedWeightsMissing
+
+    return (SpecError, DatasetError, PretrainedWeightsMissing, FileNotFoundError, ValueError)
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN and infinity replaced by None, at any depth: strict JSON
+    has no such numbers, and ``json.dumps`` would write bare ``NaN``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(item) for item in value]
+    return value
+
+
+def strict_json(value: Any, **options: Any) -> str:
+    """JSON any parser accepts (see :func:`finite_or_none`)."""
+    return json.dumps(finite_or_none(value), allow_nan=False, **options)
