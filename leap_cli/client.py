@@ -13,7 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -21,6 +21,7 @@ import yaml
 from rich.console import Console
 from rich.markdown import Markdown
 
+from leap_cli.common import fail
 from leap_core.home import leap_home
 from leap_core.yaml_files import read_yaml
 
@@ -28,18 +29,20 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 console = Console()
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def config_files() -> list[Path]:
+def config_files(start: Path | None = None) -> list[Path]:
+    """Where the client looks for its address and key, in order: ``$LEAP_CONFIG``,
+    ``$LEAP_HOME/client.yaml`` when ``LEAP_HOME`` is set, ``.leap/client.yaml`` in the
+    working directory and each folder above it (as git finds ``.git``), then
+    ``~/.config/leap/client.yaml``."""
     files = []
     if os.environ.get("LEAP_CONFIG"):
         files.append(Path(os.environ["LEAP_CONFIG"]))
-    files.append(leap_home() / "client.yaml")
+    if os.environ.get("LEAP_HOME"):
+        files.append(leap_home() / "client.yaml")
+    here = (start or Path.cwd()).resolve()
+    files += [folder / ".leap" / "client.yaml" for folder in (here, *here.parents)]
     files.append(Path.home() / ".config" / "leap" / "client.yaml")
-    return files
+    return list(dict.fromkeys(files))
 
 
 def client_settings() -> tuple[str, str]:
@@ -51,12 +54,13 @@ def client_settings() -> tuple[str, str]:
         if path.is_file():
             data = yaml.safe_load(path.read_text()) or {}
             url, key = url or data.get("url"), key or data.get("key")
+    looked = ", ".join(str(path) for path in config_files())
     if not url:
-        _fail("no service address: set LEAP_URL or put url: in " + str(config_files()[-1]))
+        fail(f"no service address: set LEAP_URL, or url: in a client.yaml (looked in {looked})")
     if not key:
-        _fail(
-            "no API key: set LEAP_API_KEY (from `leap admin create-key`) or key: in "
-            + str(config_files()[-1])
+        fail(
+            "no API key: set LEAP_API_KEY (from `leap admin create-key`), or key: in a "
+            f"client.yaml (looked in {looked})"
         )
     return url.rstrip("/"), key
 
@@ -82,13 +86,13 @@ class Client:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as error:
-            _fail(f"cannot reach {self.http.base_url}: {error}", code=1)
+            fail(f"cannot reach {self.http.base_url}: {error}", code=1)
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail", response.text)
             except ValueError:
                 detail = response.text
-            _fail(f"{response.status_code}: {detail}", code=1 if response.status_code >= 500 else 2)
+            fail(f"{response.status_code}: {detail}", code=1 if response.status_code >= 500 else 2)
         return response.json()
 
     def submit(self, body: dict, idempotency_key: str | None = None) -> dict:
@@ -171,7 +175,7 @@ def submit(
         data = apply_overrides(data, overrides or [])
         parse_spec(data)  # fail here, naming the field, rather than after a round trip
     except SpecError as error:
-        _fail(str(error))
+        fail(str(error))
     if name:
         data["name"] = name
     client = Client.from_environment()
@@ -334,7 +338,7 @@ def submit_sweep(
     try:
         body = sweep_body(sweep_file, overrides)
     except SweepError as error:
-        _fail(str(error))
+        fail(str(error))
     client = Client.from_environment()
     sweep = client.submit_sweep({**body, "tags": tags or [], "priority": priority}, idempotency_key)
     typer.echo(sweep["id"])

@@ -12,6 +12,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 SetOption = Annotated[
     list[str] | None,
@@ -24,7 +25,8 @@ JsonOption = Annotated[
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One ``error:`` line on stderr, never wrapped, and the exit code (2: bad input)."""
-    Console(stderr=True).print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
+    line = " ".join(str(message).split())
+    Console(stderr=True).print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -10,13 +10,14 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from leap_cli.common import fail
 from leap_core.data.readers import FORMATS, read_dataset
 from leap_core.data.records import SPLITS, SplitListing
 
@@ -38,12 +39,6 @@ class HeadSelection(StrEnum):
 
     count = "count"  # type: ignore[assignment]  # the option's value; shadows str.count
     random = "random"
-
-
-def fail(message: str) -> NoReturn:
-    """Print ``message`` on one stderr line and exit with code 2."""
-    typer.echo(f"error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code=2)
 
 
 @app.command()

@@ -84,3 +84,11 @@ def test_missing_dataset_root_is_a_clear_error(tmp_path):
     result = runner.invoke(app, ["train", str(spec_file), "--no-mlflow"])
     assert result.exit_code == 2
     assert str(tmp_path / "absent") in result.output
+
+
+def test_json_output_is_strict_nan_and_infinities_become_null():
+    from leap_cli.common import strict_json
+
+    shown = strict_json({"mAP": float("nan"), "curve": [float("inf"), 0.5], "n": 3})
+    assert shown == '{"mAP": null, "curve": [null, 0.5], "n": 3}'
+    assert json.loads(shown) == {"mAP": None, "curve": [None, 0.5], "n": 3}
