@@ -36,7 +36,7 @@ class Escape:
         )
         return (
             f"must be inside the allowed data directories "
-            f"({', '.join(map(str, roots))}); {self.value!r} {where}"
+            f"(LEAP_DATA_ROOTS: {', '.join(map(str, roots))}); {self.value!r} {where}"
         )
 
 
@@ -66,6 +66,23 @@ def escapes(spec: dict[str, Any], roots: list[Path]) -> list[Escape]:
         resolved = resolve_under(str(value), roots)
         if resolved is None or not inside(resolved, roots):
             found.append(Escape(f"{section}.{key}", str(value), resolved))
+    return found
+
+
+def missing(spec: dict[str, Any], roots: list[Path]) -> list[tuple[str, str, Path]]:
+    """``(field, value, root)`` for each path field that resolves inside an allowed root
+    this machine can see but names nothing there. A root that is not mounted here (the API
+    may run apart from the GPU machines) says nothing, and a synthetic dataset's root is
+    generated when missing."""
+    found = []
+    for section, key in PATH_FIELDS:
+        value = (spec.get(section) or {}).get(key)
+        if value is None or (section == "dataset" and spec["dataset"].get("format") == "synthetic"):
+            continue
+        resolved = resolve_under(str(value), roots)
+        root = next((r for r in roots if resolved is not None and inside(resolved, [r])), None)
+        if resolved is not None and root is not None and root.is_dir() and not resolved.exists():
+            found.append((f"{section}.{key}", str(value), root))
     return found
 
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from jobs.paths import absolutized, escapes
+from jobs.paths import absolutized, escapes, missing
 from jobs.settings import Settings
 
 #: Problems listed per request at most; one is enough to fix, a few show a pattern.
@@ -99,6 +99,16 @@ def confined_spec(spec: dict[str, Any], settings: Settings, at: tuple[str, ...] 
     problems = [
         Problem((*at, *escape.field.split(".")), escape.message(roots), escape.value)
         for escape in escapes(spec, roots)
+    ]
+    if problems:  # outside is the first thing to fix; only then is existence worth saying
+        raise Refused(problems)
+    problems = [
+        Problem(
+            (*at, *field.split(".")),
+            f"does not exist: {value!r} names nothing in {root} (LEAP_DATA_ROOTS)",
+            value,
+        )
+        for field, value, root in missing(spec, roots)
     ]
     if problems:
         raise Refused(problems)

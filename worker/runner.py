@@ -50,8 +50,9 @@ def _refusal(spec: JobSpec, settings: Settings) -> str | None:
     root = missing_dataset_root(spec)
     if root is not None:
         return (
-            f"dataset root {root} does not exist on this worker (removed or unmounted "
-            f"after the job was submitted)"
+            f"dataset root {root} does not exist on this worker: it was removed or "
+            f"unmounted after the job was submitted, or this worker does not mount it "
+            f"(LEAP_DATA_ROOTS here: {', '.join(map(str, settings.resolved_data_roots()))})"
         )
     return None
 

@@ -81,7 +81,10 @@ def test_a_path_outside_the_data_roots_is_one_422_and_nothing_is_stored(
     assert response.status_code == 422
     body = response.json()
     assert [(e["path"], e["input"]) for e in body["errors"]] == [("dataset.root", "/etc")]
-    assert "must be inside the allowed data directories" in body["errors"][0]["message"]
+    assert (
+        "must be inside the allowed data directories (LEAP_DATA_ROOTS: "
+        in body["errors"][0]["message"]
+    )
     assert body["detail"].startswith("dataset.root: must be inside the allowed data directories")
     assert (_counts(settings.database_url), queue_length(service_env)) == (before, queued)
 
@@ -125,3 +128,24 @@ def test_every_error_has_the_one_shape(client: TestClient):
     odd_id = client.get("/v1/jobs/not-an-id")
     assert odd_id.status_code == 422
     assert [error["path"] for error in odd_id.json()["errors"]] == ["path.job_id"]
+
+
+def test_a_root_inside_the_data_roots_that_names_nothing_is_a_422_at_submission(
+    client: TestClient, settings: Settings, job_body
+):
+    """The API sees the data root, so a dataset that is not there is refused now, not
+    failed later by a worker; a synthetic root is generated when missing, so it passes."""
+    before = _counts(settings.database_url)
+    root = settings.data_roots[0]
+    response = client.post(
+        "/v1/jobs", json=job_body(dataset={"format": "market1501", "root": "no-such-set"})
+    )
+    assert response.status_code == 422
+    (error,) = response.json()["errors"]
+    assert (error["path"], error["input"]) == ("dataset.root", "no-such-set")
+    assert error["message"] == (
+        f"does not exist: 'no-such-set' names nothing in {root.resolve()} (LEAP_DATA_ROOTS)"
+    )
+    assert _counts(settings.database_url) == before
+    generated = client.post("/v1/jobs", json=job_body(dataset={"root": "generated-later"}))
+    assert generated.status_code == 201, generated.text

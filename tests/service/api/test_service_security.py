@@ -826,6 +826,7 @@ def test_a_job_name_longer_than_its_column_is_cut_not_a_500(
     a 270-character name and a 500 at the INSERT into ``jobs.name`` (200 characters)."""
     client = client_of("long-name")
     folder = "f" * 250
+    (target.data_root / folder).mkdir(exist_ok=True)  # a root that names nothing is a 422
     body = target.job(dataset={"format": "folders", "root": folder})
     del body["name"]
     job = client.post("/v1/jobs", json=body)

@@ -169,8 +169,9 @@ def test_a_dataset_root_that_vanished_before_the_run_is_refused_by_the_worker(
     done = wait_status(client, job, {"succeeded", "failed"}, timeout=FAULT_TIMEOUT)
     assert done["status"] == "failed"
     assert done["error"] == (
-        f"dataset root {copy} does not exist on this worker (removed or "
-        f"unmounted after the job was submitted)"
+        f"dataset root {copy} does not exist on this worker: it was removed or unmounted "
+        f"after the job was submitted, or this worker does not mount it (LEAP_DATA_ROOTS "
+        f"here: {Path(tiny_root).parent})"
     )
     assert done["progress"]["global_step"] is None  # it never started training
 
