@@ -35,8 +35,16 @@ def usage_errors() -> tuple[type[BaseException], ...]:
     from leap_core.config import SpecError
     from leap_core.data.records import DatasetError
     from leap_core.models import PretrainedWeightsMissing
+    from leap_core.tracking.retry import TrackingMisconfigured
 
-    return (SpecError, DatasetError, PretrainedWeightsMissing, FileNotFoundError, ValueError)
+    return (
+        SpecError,
+        DatasetError,
+        PretrainedWeightsMissing,
+        TrackingMisconfigured,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 def finite_or_none(value: Any) -> Any:

@@ -74,9 +74,12 @@ def commands(api_port: int, mlflow_port: int) -> dict[str, list[str]]:
             "1",
             "--backend-store-uri",
             f"sqlite:///{base}/mlflow.db",
-            "--artifacts-destination",
-            str(base / "mlruns"),
-            "--serve-artifacts",
+            # Artifacts stay in $LEAP_HOME/mlruns, addressed as files, not proxied through
+            # the server: an experiment the server creates is then usable by `leap train`
+            # on the same store after `make down` (an mlflow-artifacts: location is not).
+            "--default-artifact-root",
+            (base / "mlruns").as_uri(),
+            "--no-serve-artifacts",
         ],
         "api": [
             sys.executable,
@@ -91,6 +94,26 @@ def commands(api_port: int, mlflow_port: int) -> dict[str, list[str]]:
         "worker": [sys.executable, "-m", "worker"],
         "maintenance": [sys.executable, "-m", "jobs.maintenance"],
     }
+
+
+def running_mlflow_url() -> str | None:
+    """The embedded stack's MLflow server, when it is up under this ``$LEAP_HOME``."""
+    url_file = stack_dir() / "mlflow.url"
+    if pid_of("mlflow") is None or not url_file.is_file():
+        return None
+    return url_file.read_text().strip() or None
+
+
+def track_to_running_stack() -> None:
+    """Send this process's runs to the stack's MLflow server while it is up (one writer
+    for the shared store, and the runs appear in its UI at once), unless
+    ``MLFLOW_TRACKING_URI`` says otherwise. After ``make down`` runs go to the same SQLite
+    store directly."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    url = running_mlflow_url()
+    if url is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = url
 
 
 def pid_of(name: str) -> int | None:
@@ -164,6 +187,7 @@ def up(api_port: int, mlflow_port: int) -> None:
             )
         (stack_dir() / f"{name}.pid").write_text(str(process.pid))
     mlflow_url, api_url = env["LEAP_MLFLOW_UI_URL"], env["LEAP_URL"]
+    (stack_dir() / "mlflow.url").write_text(mlflow_url)
     wait_until(
         lambda: httpx.get(f"{mlflow_url}/health").status_code == 200, 120, "MLflow server", "mlflow"
     )

@@ -101,7 +101,11 @@ def sweep(
         import torch
 
         torch.set_num_threads(threads)
+    from leap_cli.stack import track_to_running_stack
     from leap_cli.sweep_local import run_local
+
+    if mlflow:
+        track_to_running_stack()
     from leap_core.sweeps.sweepfile import SweepError
 
     refused: tuple[type[BaseException], ...] = (SweepError, SetError, *usage_errors())

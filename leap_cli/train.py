@@ -67,6 +67,7 @@ def train(
 ) -> None:
     """Train a model as the spec says, logging to MLflow; prints the final metrics."""
     from leap_cli.progress import ProgressHook
+    from leap_cli.stack import track_to_running_stack
     from leap_core.config import JobSpec, SpecError, load_spec
     from leap_core.training.checkpoint import load_checkpoint
     from leap_core.training.hooks import Hook
@@ -74,6 +75,8 @@ def train(
 
     console = Console(stderr=as_json)
     tracking_uri = None
+    if mlflow:
+        track_to_running_stack()
     try:
         spec = load_spec(spec_file, overrides or [])
         if resume is not None:

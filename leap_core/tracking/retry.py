@@ -39,6 +39,10 @@ class TrackingUnavailable(RuntimeError):
     """The tracking store did not answer within the retry window."""
 
 
+class TrackingMisconfigured(RuntimeError):
+    """The store answers, but cannot be used as set up; waiting will not help."""
+
+
 def redacted(uri: str) -> str:
     """``uri`` with any password replaced by ``***`` (``scheme://user:***@host``)."""
     return re.sub(r"(://[^/:@]+:)[^/@]+@", r"\1***@", uri)
@@ -46,6 +50,8 @@ def redacted(uri: str) -> str:
 
 def is_permanent(error: BaseException) -> bool:
     """Whether retrying ``error`` cannot help."""
+    if isinstance(error, TrackingMisconfigured):
+        return True
     if isinstance(error, MlflowException):
         return error.error_code in PERMANENT_CODES
     return isinstance(error, TypeError | AttributeError | KeyError | FileNotFoundError)

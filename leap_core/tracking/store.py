@@ -62,11 +62,20 @@ def experiment_id(client: MlflowClient, name: str = EXPERIMENT) -> str:
     need be creates, the store: it is made under :func:`creation_lock`."""
     from mlflow.exceptions import MlflowException
 
+    from leap_core.tracking.retry import TrackingMisconfigured
+
     with creation_lock(client.tracking_uri):
         experiment = client.get_experiment_by_name(name)
-        if experiment is not None:
-            return experiment.experiment_id
         local = client.tracking_uri.startswith("sqlite:")
+        if experiment is not None:
+            if local and experiment.artifact_location.startswith("mlflow-artifacts:"):
+                raise TrackingMisconfigured(
+                    f"experiment {name!r} in {client.tracking_uri} keeps its artifacts behind "
+                    f"an MLflow server ({experiment.artifact_location}); log through that "
+                    f"server (start it, or set MLFLOW_TRACKING_URI to its address), or use "
+                    f"another LEAP_HOME"
+                )
+            return experiment.experiment_id
         try:
             return client.create_experiment(
                 name, artifact_location=default_artifact_location() if local else None

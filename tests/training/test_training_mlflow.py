@@ -145,3 +145,22 @@ def test_on_run_hears_the_run_id_before_any_other_hook_starts_and_again_on_resum
     resumed.fit(run_dir / "last.pt")
     assert heard[2:] == [("run", run_id), ("start", run_id)]
     assert MlflowClient(tracking_uri).get_run(run_id).info.status == "FINISHED"
+
+
+def test_a_local_store_whose_experiment_lives_behind_a_server_is_a_clear_error(tracking_uri):
+    """A store an older MLflow server made, with artifacts addressed as ``mlflow-artifacts:``:
+    logging to it directly cannot store artifacts, so it is refused at once, saying what to
+    do, rather than failing in the middle of the run."""
+    from leap_core.tracking import store
+    from leap_core.tracking.retry import TrackingMisconfigured, is_permanent
+
+    client = MlflowClient(tracking_uri)
+    client.create_experiment("leap", artifact_location="mlflow-artifacts:/1")
+    with pytest.raises(TrackingMisconfigured) as raised:
+        store.experiment_id(client)
+    assert str(raised.value) == (
+        f"experiment 'leap' in {tracking_uri} keeps its artifacts behind an MLflow server "
+        f"(mlflow-artifacts:/1); log through that server (start it, or set "
+        f"MLFLOW_TRACKING_URI to its address), or use another LEAP_HOME"
+    )
+    assert is_permanent(raised.value)

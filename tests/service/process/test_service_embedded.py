@@ -1,6 +1,8 @@
 """The embedded default end to end: ``python -m leap_cli.stack demo`` on SQLite with kombu's
 SQLAlchemy broker, a real worker process and a real MLflow server, in a fresh LEAP_HOME;
-then the ``leap`` client against the stack it left running; then ``down``."""
+then the ``leap`` client against the stack it left running; ``leap train`` while the stack
+is up (its run goes to the stack's server) and again after ``down`` (to the same store,
+directly): one coherent MLflow setup, every run in one experiment."""
 
 from __future__ import annotations
 
@@ -62,6 +64,11 @@ def test_embedded_demo_runs_both_methods_and_leaves_a_browsable_stack(tmp_path):
             assert [a.path for a in mlflow.list_artifacts(run.info.run_id, "checkpoints")] == [
                 "checkpoints/last.pt"
             ]
+        during = leap_train(spec_file, env, seed=7)
+        assert during.returncode == 0, during.stderr[-3000:]
+        assert f"browse: http://127.0.0.1:{mlflow_port}" in during.stdout
+        runs = mlflow.search_runs([mlflow.get_experiment_by_name("leap").experiment_id])
+        assert len(runs) == 3  # the local run is in the server's experiment already
     finally:
         down = subprocess.run(
             [*stack, "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
@@ -77,3 +84,31 @@ def test_embedded_demo_runs_both_methods_and_leaves_a_browsable_stack(tmp_path):
         [*stack, "status"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert status.stdout.count("stopped") == 4
+    after = leap_train(spec_file, env, seed=8)
+    assert after.returncode == 0, after.stderr[-3000:]
+    store = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    experiment = store.get_experiment_by_name("leap")
+    assert experiment.artifact_location.startswith((home / "mlruns").as_uri())
+    runs = store.search_runs([experiment.experiment_id])
+    assert sorted(run.data.params["train.seed"] for run in runs) == ["0", "0", "7", "8"]
+    assert {run.info.status for run in runs} == {"FINISHED"}
+
+
+def leap_train(spec_file: Path, env: dict[str, str], seed: int) -> subprocess.CompletedProcess:
+    """``leap train`` as a user runs it, from the repository root (where ``.leap`` would be)."""
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "leap"),
+            "train",
+            str(spec_file),
+            "--set",
+            f"train.seed={seed}",
+            "--set",
+            "tracking.log_model=false",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
