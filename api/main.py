@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api import errors
+from api import docs, errors
 from api.middleware.admission import AdmissionLimit
 from api.middleware.body_limit import BodySizeLimit
 from api.routes import health, jobs, sweeps
@@ -24,6 +24,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Submit LEAP training jobs and sweeps, follow them, find "
         "their MLflow runs, read a sweep's results table.",
         version="0.1.0",
+        docs_url=None,
+        redoc_url=None,
     )
     settings = app.state.settings = settings or get_settings()
     # Closed by default: a browser on another origin gets no CORS headers unless its
@@ -44,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # (or waits for a turn).
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     errors.install(app)
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(sweeps.router)
