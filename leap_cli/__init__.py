@@ -9,6 +9,7 @@ import typer
 
 from leap_cli import client
 from leap_cli.data import app as data_app
+from leap_cli.model import embed, export, search
 from leap_cli.sweep import sweep
 from leap_cli.train import evaluate, train
 
@@ -22,4 +23,7 @@ app.add_typer(data_app, name="data")
 app.command("train")(train)
 app.command("eval")(evaluate)
 app.command("sweep")(sweep)
+app.command("embed")(embed)
+app.command("search")(search)
+app.command("export")(export)
 client.register(app)

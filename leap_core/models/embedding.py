@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from leap_core.config import BackboneName
+from leap_core.config import BackboneName, JobSpec
 from leap_core.models.backbones import build_backbone
 
 
@@ -54,3 +54,17 @@ class EmbeddingModel(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(self.trunk(images)).flatten(1)
         return self.neck(self.projection(pooled))
+
+
+def model_for(spec: JobSpec, pretrained: bool | None = None) -> EmbeddingModel:
+    """The network ``spec.model`` describes; ``pretrained`` overrides the spec's (a model
+    whose weights come from a checkpoint needs no ImageNet weights first)."""
+    model = spec.model
+    return EmbeddingModel(
+        model.backbone,
+        model.embedding_dim,
+        model.pretrained if pretrained is None else pretrained,
+        model.last_stride,
+        model.bn_neck,
+        model.width,
+    )

@@ -20,7 +20,7 @@ from leap_core.config import JobSpec
 from leap_core.heads import HEADS
 from leap_core.leap import FeatureCloud
 from leap_core.losses import LEAPLoss
-from leap_core.models import EmbeddingModel
+from leap_core.models.embedding import model_for
 from leap_core.training import checkpoint as ckpt
 from leap_core.training.data_setup import TrainingData, prepare_data
 from leap_core.training.evaluate import Diagnostics, Evaluation, diagnose, evaluate
@@ -77,14 +77,7 @@ class Trainer:
         self.data = data or prepare_data(spec)
         manifest = self.data.manifest
         self.split: HeadTailSplit = head_tail_split(spec, manifest)
-        self.model = EmbeddingModel(
-            spec.model.backbone,
-            spec.model.embedding_dim,
-            spec.model.pretrained,
-            spec.model.last_stride,
-            spec.model.bn_neck,
-            spec.model.width,
-        ).to(self.device)
+        self.model = model_for(spec).to(self.device)
         scale, margin = spec.head_parameters()
         self.head = HEADS[spec.method.head.kind](
             spec.model.embedding_dim, manifest.num_classes, scale=scale, margin=margin

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 
 import mlflow
+import mlflow.pytorch
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from leap_core.config import flatten
@@ -82,6 +84,13 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
         experiment_ids=[run.info.experiment_id], output_format="list"
     )
     assert [m.source_run_id for m in models] == [run.info.run_id]
+    # The logged model loads with MLflow alone and gives the trained network's embeddings.
+    loaded = mlflow.pytorch.load_model(models[0].model_uri)
+    images = torch.randn(3, 3, *spec.dataset.image_size)
+    trainer.model.eval().cpu()
+    with torch.no_grad():
+        expected = trainer.model(images)
+    assert torch.allclose(torch.as_tensor(loaded(images)), expected, atol=1e-5)
 
 
 def test_failed_run_is_marked_failed_with_the_reason(tiny_spec, tmp_path, tracking_uri):

@@ -1,0 +1,1 @@
+"""Using a trained model: embed images, search a gallery, export for serving."""
