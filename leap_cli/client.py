@@ -12,21 +12,23 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
 import typer
 import yaml
-from rich.console import Console
+from rich.live import Live
 from rich.markdown import Markdown
+from rich.text import Text
 
-from leap_cli.common import fail
+from leap_cli.common import fail, output_console
 from leap_core.home import leap_home
 from leap_core.yaml_files import read_yaml
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
-console = Console()
+console = output_console()
 
 
 def config_files(start: Path | None = None) -> list[Path]:
@@ -135,20 +137,51 @@ def describe(job: dict) -> str:
     return "  ".join(parts)
 
 
-def watch(client: Client, job_ids: list[str], interval: float = 2.0) -> list[dict]:
-    """Print each job's line (when it changed) until all are finished; returns the final
-    jobs."""
-    shown: dict[str, str] = {}
+def milestone(job: dict) -> tuple[str, int | None]:
+    """What a line to a pipe or file follows: the state and the epochs done, not every
+    step or metric."""
+    return job["status"], job["progress"].get("epoch")
+
+
+def follow(
+    poll: Callable[[], list[dict]],
+    line: Callable[[dict], str],
+    key: Callable[[dict], object],
+    done: Callable[[list[dict]], bool],
+    interval: float,
+) -> list[dict]:
+    """Poll until ``done``. On a terminal, one live block of lines updated in place, left
+    showing the final state; to a pipe or file, a line for an item each time its ``key``
+    changes (its state or epoch), so a log stays short and every line is news."""
+    if console.is_terminal:
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            while True:
+                items = poll()
+                live.update(Text("\n".join(line(item) for item in items)), refresh=True)
+                if done(items):
+                    return items
+                time.sleep(interval)
+    shown: dict[int, object] = {}
     while True:
-        jobs = [client.job(job_id) for job_id in job_ids]
-        for job in jobs:
-            line = describe(job)
-            if shown.get(job["id"]) != line:
-                console.print(line, highlight=False, soft_wrap=True)
-                shown[job["id"]] = line
-        if all(job["status"] in TERMINAL for job in jobs):
-            return jobs
+        items = poll()
+        for index, item in enumerate(items):
+            if shown.get(index) != (marker := key(item)):
+                console.print(line(item), highlight=False)
+                shown[index] = marker
+        if done(items):
+            return items
         time.sleep(interval)
+
+
+def watch(client: Client, job_ids: list[str], interval: float = 2.0) -> list[dict]:
+    """Follow the jobs until all are finished (see :func:`follow`); returns the final jobs."""
+    return follow(
+        lambda: [client.job(job_id) for job_id in job_ids],
+        describe,
+        milestone,
+        lambda jobs: all(job["status"] in TERMINAL for job in jobs),
+        interval,
+    )
 
 
 def submit(
@@ -305,19 +338,23 @@ def print_sweep_table(sweep: dict) -> None:
 
 
 def watch_sweep(client: Client, sweep_id: str, interval: float = 5.0, echo: bool = True) -> dict:
-    """Poll until every job has finished, printing each cell's line when it changes (unless
-    ``echo`` is off, e.g. for JSON output); returns the final sweep."""
-    shown: dict[str, str] = {}
-    while True:
-        sweep = client.sweep(sweep_id)
-        for cell in sweep["cells"] if echo else []:
-            line = describe_cell(cell)
-            if shown.get(cell["cell"]) != line:
-                console.print(line, highlight=False, soft_wrap=True)
-                shown[cell["cell"]] = line
-        if sweep["status"] not in ("queued", "running"):
-            return sweep
-        time.sleep(interval)
+    """Follow the sweep's cells until every job has finished (see :func:`follow`; quiet
+    when ``echo`` is off, e.g. for JSON output); returns the final sweep."""
+    latest: dict[str, dict] = {}
+
+    def poll() -> list[dict]:
+        latest["sweep"] = client.sweep(sweep_id)
+        return list(latest["sweep"]["cells"])
+
+    def finished(_cells: list[dict]) -> bool:
+        return latest["sweep"]["status"] not in ("queued", "running")
+
+    if not echo:
+        while not finished(poll()):
+            time.sleep(interval)
+        return latest["sweep"]
+    follow(poll, describe_cell, lambda cell: cell["status"], finished, interval)
+    return latest["sweep"]
 
 
 def submit_sweep(

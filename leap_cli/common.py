@@ -23,6 +23,14 @@ JsonOption = Annotated[
 ]
 
 
+def output_console(stderr: bool = False) -> Console:
+    """A console for a command's output. On a terminal it fits the window; to a pipe or a
+    file nothing is wrapped (rich would otherwise cut lines at 80 columns, breaking status
+    lines, table titles and URLs), and there is no colour."""
+    console = Console(stderr=stderr)
+    return console if console.is_terminal else Console(stderr=stderr, width=1000, soft_wrap=True)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """One ``error:`` line on stderr, never wrapped, and the exit code (2: bad input)."""
     line = " ".join(str(message).split())

@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from leap_cli.client import Client, watch
+from leap_cli.common import output_console
 from leap_core.config import JobSpec
 
 METRICS = [("rank1", "rank-1"), ("rank5", "rank-5"), ("mAP", "mAP"), ("mINP", "mINP")]
@@ -22,8 +22,10 @@ def variants(spec: dict) -> dict[str, dict]:
     baseline["method"]["leap"] = {**baseline["method"].get("leap", {}), "mode": "off"}
     leap = yaml.safe_load(yaml.safe_dump(spec))
     leap["method"]["leap"] = {**leap["method"].get("leap", {}), "mode": "full"}
-    name = spec.get("name") or "demo"
-    baseline["name"], leap["name"] = f"{name} CosFace", f"{name} LEAP-CF"
+    # Named by what each job is ("demo synthetic <H10,S5> CosFace seed0"), not after the
+    # spec file, whose name says LEAP-CF for both.
+    for variant in (baseline, leap):
+        variant["name"] = f"demo {JobSpec.model_validate(variant).run_name()}"
     return {"CosFace": baseline, "LEAP-CF": leap}
 
 
@@ -49,7 +51,7 @@ def comparison(jobs: dict[str, dict]) -> Table:
 
 
 def run_demo(spec_path: Path) -> int:
-    console = Console()
+    console = output_console()
     client = Client.from_environment()
     spec = yaml.safe_load(spec_path.read_text())
     submitted = {}

@@ -27,6 +27,9 @@ from typing import TypeVar
 import torch
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow writes "View run … at: …" on stdout each time a run ends (twice per run here: the
+# model upload ends one too), which breaks `--json` output; the callers print the link.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 import mlflow
 import numpy as np

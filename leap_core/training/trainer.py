@@ -95,6 +95,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.epoch = 0
         self.global_step = 0
+        self._epoch_steps: tuple[int, int] | None = None  # (steps before, steps in) this epoch
         self.mlflow_run_id: str | None = None
         self.last_metrics: dict[str, float] = {}
         self.last_evaluation: Evaluation | None = None
@@ -151,7 +152,21 @@ class Trainer:
 
     @property
     def total_steps(self) -> int:
-        return self.spec.train.epochs * self.data.steps_per_epoch
+        """The run's steps: those done, the current epoch's exactly, and the epochs still to
+        come at ``steps_per_epoch`` each. A P×K epoch's batch count varies with its
+        shuffle, so the figure is exact from the last epoch on (a counter ends at N/N)."""
+        if self._epoch_steps is None:
+            return self.spec.train.epochs * self.data.steps_per_epoch
+        start, steps = self._epoch_steps
+        later = self.spec.train.epochs - self.epoch - 1
+        return start + steps + max(later, 0) * self.data.steps_per_epoch
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """How many batches epoch ``epoch`` has (the loader drops a short last one)."""
+        self.data.sampler.set_epoch(epoch)
+        batches = len(self.data.sampler) // (self.data.loader.batch_size or 1)
+        cap = self.spec.train.steps_per_epoch
+        return min(batches, cap) if cap is not None else batches
 
     # ------------------------------------------------------------------------ the loop
     def fit(self, resume: str | Path | None = None) -> dict[str, float]:
@@ -190,8 +205,8 @@ class Trainer:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass of ``steps_per_epoch`` steps; returns the epoch's mean figures."""
         self.model.train()
-        self.data.sampler.set_epoch(epoch)
-        steps = self.data.steps_per_epoch
+        steps = self.steps_in_epoch(epoch)  # sets the sampler's epoch too
+        self._epoch_steps = (self.global_step, steps)
         totals: dict[str, float] = {}
         started = time.perf_counter()
         images_seen = 0

@@ -99,3 +99,29 @@ def test_step_figures_and_epoch_metrics_are_reported(tiny_spec, tmp_path):
     for name in ("rank1", "mAP", "mINP", "train_loss", "train_accuracy", "lr"):
         assert name in metrics
     assert 0.0 <= metrics["rank1"] <= 1.0
+
+
+def test_the_step_counter_ends_at_n_of_n_when_pk_epochs_differ_in_length(tiny_spec, tmp_path):
+    """A P×K epoch's batch count depends on its shuffle; the total the hooks see is exact
+    from the last epoch on, so a progress counter ends at N/N (it once ended at 55/56)."""
+    from leap_core.training.hooks import Hook
+
+    seen: list[tuple[int, int]] = []
+
+    class Count(Hook):
+        def on_step(self, trainer, info):
+            seen.append((info.global_step, info.total_steps))
+
+    spec = tiny_spec(train={"epochs": 7, "steps_per_epoch": None}, eval={"protocol": "none"})
+    trainer = Trainer(spec, tmp_path / "run", [Count()])
+    batch = spec.train.sampler.batch()
+    per_epoch = []
+    for epoch in range(7):
+        trainer.data.sampler.set_epoch(epoch)
+        per_epoch.append(len(trainer.data.sampler) // batch)
+    assert len(set(per_epoch)) > 1  # this seed's epochs do differ (9 and 10 batches)
+    trainer.fit()
+    assert trainer.global_step == sum(per_epoch)
+    assert seen[-1] == (sum(per_epoch), sum(per_epoch))
+    last = [total for step, total in seen if step > sum(per_epoch[:6])]
+    assert last == [sum(per_epoch)] * per_epoch[6]
