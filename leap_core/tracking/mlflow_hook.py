@@ -34,7 +34,7 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import mlflow
 import numpy as np
 
-from leap_core.config import flatten
+from leap_core.config import JobSpec, flatten
 from leap_core.evaluation import plots
 from leap_core.tracking import store
 from leap_core.tracking.retry import (
@@ -43,6 +43,7 @@ from leap_core.tracking.retry import (
     unavailable,
     with_tracking_retry,
 )
+from leap_core.tracking.summary import summary_html
 from leap_core.training.hooks import Hook, StepInfo, finite_metrics
 from leap_core.training.trainer import Trainer, TrainingCancelled
 
@@ -116,7 +117,7 @@ class MLflowHook(Hook):
             "dataset": spec.dataset_label(),
             "long_tail": spec.long_tail_label(),
             "seed": str(spec.train.seed),
-            "mlflow.runName": spec.run_name(),
+            "mlflow.runName": run_title(spec),
             **self.tags,
         }
         if spec.name:
@@ -126,7 +127,7 @@ class MLflowHook(Hook):
         )
         run = self._call(
             "creating the run",
-            lambda: self.client.create_run(experiment, run_name=spec.run_name(), tags=tags),
+            lambda: self.client.create_run(experiment, run_name=run_title(spec), tags=tags),
         )
         run_id = self.run_id = trainer.mlflow_run_id = run.info.run_id
         self._announce(run_id)
@@ -164,10 +165,23 @@ class MLflowHook(Hook):
             self._log(trainer.diagnostics.metrics(), trainer.epoch)
         self._log(trainer.cloud_counts(), trainer.epoch)
         self._flush(wait=True)
-        if trainer.spec.tracking.plots:
-            with tempfile.TemporaryDirectory() as folder:
-                for path in draw_plots(trainer, Path(folder)):
-                    self._artifact(path, "plots")
+        with tempfile.TemporaryDirectory() as folder:
+            drawn = draw_plots(trainer, Path(folder)) if trainer.spec.tracking.plots else []
+            for path in drawn:
+                self._artifact(path, "plots")
+            page = Path(folder) / "summary.html"
+            spec = trainer.spec
+            page.write_text(
+                summary_html(
+                    run_title(spec),
+                    f"{spec.train.epochs} epochs, {trainer.data.manifest.num_classes} classes "
+                    f"({trainer.split.head_classes} head), "
+                    f"{len(trainer.data.manifest.records)} training images",
+                    {**trainer.last_metrics, **metrics},
+                    drawn,
+                )
+            )
+            self._artifact(page)
         checkpoint = trainer.run_dir / "last.pt"
         if checkpoint.is_file():
             self._artifact(checkpoint, "checkpoints")
@@ -267,6 +281,11 @@ class MLflowHook(Hook):
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
         trainer.model.to(trainer.device)
+
+
+def run_title(spec: JobSpec) -> str:
+    """The run's name in MLflow: the job's name when it has one, then what the run is."""
+    return f"{spec.name}: {spec.run_name()}" if spec.name else spec.run_name()
 
 
 def draw_plots(trainer: Trainer, folder: Path) -> list[Path]:

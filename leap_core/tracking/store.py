@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 EXPERIMENT = "leap"
+#: MLflow 3 opens an experiment without this tag in its GenAI view (an empty traces page);
+#: tagged as model training, the UI opens on the runs table.
+KIND_TAG, TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def default_tracking_uri() -> str:
@@ -75,10 +78,14 @@ def experiment_id(client: MlflowClient, name: str = EXPERIMENT) -> str:
                     f"server (start it, or set MLFLOW_TRACKING_URI to its address), or use "
                     f"another LEAP_HOME"
                 )
+            if experiment.tags.get(KIND_TAG) is None:  # made before the tag, or by hand
+                client.set_experiment_tag(experiment.experiment_id, KIND_TAG, TRAINING_KIND)
             return experiment.experiment_id
         try:
             return client.create_experiment(
-                name, artifact_location=default_artifact_location() if local else None
+                name,
+                artifact_location=default_artifact_location() if local else None,
+                tags={KIND_TAG: TRAINING_KIND},
             )
         except MlflowException as error:
             if error.error_code != "RESOURCE_ALREADY_EXISTS":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import mlflow
 import mlflow.pytorch
@@ -38,7 +39,9 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
     client = MlflowClient(tracking_uri)
     run = client.get_run(trainer.mlflow_run_id)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "synthetic <H4,S3> LEAP-CF seed0"
+    assert run.info.run_name == "tiny-test: synthetic <H4,S3> LEAP-CF seed0"  # the job's name first
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert run.data.tags["method"] == "LEAP-CF"
     assert run.data.tags["long_tail"] == "<H4,S3>"
     params = run.data.params
@@ -71,7 +74,13 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
         assert [m.value for m in history] == [pytest.approx(final[name])], name
 
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"spec.json", "manifest.json", "checkpoints", "plots"} <= artifacts
+    assert {"spec.json", "manifest.json", "checkpoints", "plots", "summary.html"} <= artifacts
+    page = Path(
+        client.download_artifacts(run.info.run_id, "summary.html", str(tmp_path))
+    ).read_text()
+    assert "<h1>tiny-test: synthetic &lt;H4,S3&gt; LEAP-CF seed0</h1>" in page
+    assert f"<th>mAP</th><td>{final['mAP']:.1%}</td>" in page
+    assert page.count("<img ") == 4 and page.count("data:image/png;base64,") == 4
     plots = {a.path: a.file_size for a in client.list_artifacts(run.info.run_id, "plots")}
     assert set(plots) == {
         f"plots/{name}.png" for name in ("class_frequency", "angular_variance", "tsne", "cmc")
@@ -120,7 +129,7 @@ def test_tracking_switches_leave_out_plots_and_model(tiny_spec, tmp_path, tracki
     assert run.info.status == "FINISHED"
     assert run.data.params["tracking.plots"] == "False"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert artifacts == {"spec.json", "manifest.json", "checkpoints"}
+    assert artifacts == {"spec.json", "manifest.json", "checkpoints", "summary.html"}
     assert (
         mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
         == []
