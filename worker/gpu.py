@@ -76,7 +76,13 @@ def claim_for_worker(gpus: list[str], wanted: str, lock_dir: Path) -> list[str]:
 def pin_child_to_gpu(**_kwargs: Any) -> None:
     gpus = visible_gpus()
     if not gpus:
-        return  # no GPU: the child trains on the CPU
+        # No GPU: the child trains on the CPU, one of several (one per core), so it uses one
+        # thread; several single-threaded jobs make better use of a small machine than one
+        # job whose threads wait on each other.
+        import torch
+
+        torch.set_num_threads(1)
+        return
     gpu = claim_gpu(gpus)
     # More children than GPUs is a misconfiguration; hide all GPUs rather than share one.
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""

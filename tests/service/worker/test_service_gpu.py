@@ -46,3 +46,27 @@ def test_visible_gpus_follow_cuda_visible_devices(monkeypatch):
     assert gpu.visible_gpus() == ["2", "3"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert gpu.visible_gpus() == []
+
+
+def test_without_gpus_the_worker_runs_one_job_per_core():
+    from worker.__main__ import pool_size
+
+    assert pool_size(["0", "1", "2"], None, 16) == 3  # one per GPU, whatever the cores
+    assert pool_size([], None, 2) == 2  # one per core
+    assert pool_size([], "1", 8) == 1  # LEAP_WORKER_CPU_JOBS chooses
+    assert pool_size([], None, None) == 1
+    with pytest.raises(
+        SystemExit, match="LEAP_WORKER_CPU_JOBS must be a positive integer, got '0'"
+    ):
+        pool_size([], "0", 8)
+
+
+def test_a_cpu_child_trains_on_one_thread():
+    """The child's start-up hook, run in a fresh process with no GPU visible."""
+    probe = (
+        "import torch; torch.set_num_threads(4); from worker import gpu; "
+        "gpu.pin_child_to_gpu(); print(torch.get_num_threads())"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert result.stdout.strip() == "1", result.stderr[-2000:]
