@@ -25,6 +25,7 @@ from jobs.db import engine_for
 from jobs.migrate import upgrade
 from leap_core.config import parse_spec
 from leap_core.training.data_setup import ensure_synthetic
+from tests.service.servers import servers
 from tests.tiny import tiny_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,9 +54,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             )
 
 
-PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_HOST = os.environ.get("LEAP_TEST_REDIS", "redis://127.0.0.1:6379")
-
 TINY_JOB = tiny_job(
     name="tiny-service-test",
     train={"epochs": 2, "schedule": {"warmup_epochs": 1, "milestones": [1]}, "device": "cpu"},
@@ -74,16 +72,17 @@ def scratch_database(migrated: bool = True) -> Iterator[str]:
     """A PostgreSQL database of the caller's own (migrated to the latest schema unless
     ``migrated`` is false), dropped on exit with every connection still open to it."""
     name = f"leap_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+    running = servers()
+    with psycopg.connect(running.pg_admin, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    url = f"postgresql+psycopg://postgres@{running.pg_host}:{running.pg_port}/{name}"
     try:
         if migrated:
             upgrade(url)
         yield url
     finally:
         engine_for(url).dispose()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        with psycopg.connect(running.pg_admin, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -99,15 +98,16 @@ def pg_url() -> Iterator[str]:
 def redis_url() -> Iterator[str]:
     """An empty Redis db number, claimed with a marker key, flushed at the end."""
     marker = f"leap-test-claim-{uuid.uuid4().hex}"
+    host = servers().redis_url
     for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"{REDIS_HOST}/{number}")
+        client = redis.Redis.from_url(f"{host}/{number}")
         if client.dbsize() == 0 and client.set(marker, "1", nx=True):
             if client.dbsize() == 1:
                 break
             client.delete(marker)
     else:
         pytest.fail("no empty Redis database number (1-15) for the tests")
-    yield f"{REDIS_HOST}/{number}"
+    yield f"{host}/{number}"
     if client.exists(marker):  # still ours: nobody else wrote a claim in between
         client.flushdb()
 

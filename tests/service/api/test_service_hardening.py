@@ -18,8 +18,9 @@ import pytest
 from sqlalchemy import make_url
 
 from jobs.admin import create_key, revoke_key
-from tests.service.conftest import PG_ADMIN, ROOT, free_port, scratch_database
+from tests.service.conftest import ROOT, free_port, scratch_database
 from tests.service.processes import extra_api
+from tests.service.servers import servers
 
 TWO_MIB = 2 * 1024 * 1024
 INVALID_JOB = {"train": {"epochs": -1}}
@@ -63,7 +64,7 @@ def test_database_lost_mid_service_is_503_then_recovers(
     headers = {"Authorization": f"Bearer {token}"}
     with extra_api(service_env, database_url=own_database) as url:
         assert httpx.get(f"{url}/v1/jobs", headers=headers).status_code == 200
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        with psycopg.connect(servers().pg_admin, autocommit=True) as admin:
             admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)

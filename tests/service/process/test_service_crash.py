@@ -34,8 +34,9 @@ from jobs.recovery import recover
 from jobs.service import new_job
 from jobs.settings import Settings
 from leap_core.config import parse_spec
-from tests.service.conftest import PG_ADMIN, scratch_database, wait_for, wait_status
+from tests.service.conftest import scratch_database, wait_for, wait_status
 from tests.service.processes import celery_worker, extra_api, maintenance_loop
+from tests.service.servers import servers
 from worker.lease import Lease, finish, lease
 
 TIMEOUT = 120
@@ -162,7 +163,7 @@ def outage_settings(env: dict[str, str]) -> Settings:
 def database_down(database_url: str) -> Iterator[None]:
     """New connections refused and open ones cut, as in a PostgreSQL restart."""
     name = make_url(database_url).database
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+    with psycopg.connect(servers().pg_admin, autocommit=True) as admin:
         admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)

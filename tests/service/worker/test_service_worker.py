@@ -47,16 +47,13 @@ def test_tiny_job_succeeds_and_its_mlflow_run_holds_params_metrics_and_checkpoin
 
 def test_a_failing_job_reports_its_error(worker, make_client, job_body):
     client = make_client()
-    body = job_body(
-        dataset={
-            "format": "market1501",
-            "root": str(Path(job_body()["dataset"]["root"]).parent / "nope"),
-        }
-    )
+    empty = Path(job_body()["dataset"]["root"]).parent / "nope"
+    empty.mkdir(exist_ok=True)  # there, so accepted; but not a Market-1501 tree
+    body = job_body(dataset={"format": "market1501", "root": str(empty)})
     job = client.post("/v1/jobs", json=body).json()
     done = wait_status(client, job["id"], {"succeeded", "failed"}, timeout=60)
     assert done["status"] == "failed"
-    assert "nope" in done["error"]
+    assert done["error"].startswith(f"unreadable dataset: {empty}")
 
 
 def test_cancel_running_within_10s_keeps_checkpoint_queued_at_once_and_retry_resumes(
