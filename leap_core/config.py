@@ -345,6 +345,13 @@ class EvalSpec(_Spec):
         description="after training, embed the training set and "
         "report head/tail intra-class angular statistics",
     )
+    diagnostics_per_class: int | None = Field(
+        50,
+        ge=1,
+        description="diagnostics: at most this many training images per class "
+        "(seeded draw) are embedded, so the end-of-run work stays small on large head "
+        "classes; null: every training image",
+    )
     unseen_per_class: int = Field(
         5,
         ge=0,

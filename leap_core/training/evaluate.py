@@ -96,13 +96,18 @@ def diagnose(
     unseen images is where a long tail hurts, and an underfit one shows neither.
     """
     manifest = data.manifest
-    features = extract_features(model, list(manifest.records), spec, device)
-    labels = np.asarray(manifest.labels)
+    chosen = diagnostic_sample(
+        np.asarray(manifest.labels), spec.eval.diagnostics_per_class, spec.train.seed
+    )
+    records = [manifest.records[i] for i in chosen]
+    features = extract_features(model, records, spec, device)
+    labels = np.asarray(manifest.labels)[chosen]
     stats = class_angular_stats(features, labels, manifest.num_classes)
     weights = classifier.detach().float().cpu()
     accuracy = group_accuracy("train_accuracy", features, labels, weights, head)
     unseen = unseen_records(data, spec.eval.unseen_per_class, spec.train.seed)
     accuracy["unseen_images"] = float(len(unseen))
+    accuracy["diagnostic_images"] = float(len(records))
     if unseen:
         position = {pid: label for label, pid in enumerate(manifest.pids)}
         unseen_labels = np.asarray([position[record.pid] for record in unseen])
@@ -111,6 +116,23 @@ def diagnose(
             group_accuracy("unseen_accuracy", unseen_features, unseen_labels, weights, head)
         )
     return Diagnostics(features, labels, head, stats, accuracy)
+
+
+def diagnostic_sample(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of at most ``per_class`` samples of each class, drawn with ``seed``, in the
+    original order; every index when ``per_class`` is None. Tail classes are small, so they
+    are kept whole; large head classes are sampled, which bounds the end-of-run work."""
+    if per_class is None:
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    order = np.argsort(labels, kind="stable")
+    starts = np.flatnonzero(np.r_[True, labels[order][1:] != labels[order][:-1]])
+    kept = []
+    for group in np.split(order, starts[1:]):
+        kept.append(
+            group if len(group) <= per_class else rng.choice(group, per_class, replace=False)
+        )
+    return np.sort(np.concatenate(kept)) if kept else np.arange(0)
 
 
 _ROWS_PER_CHUNK = 4096
