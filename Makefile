@@ -30,7 +30,7 @@ test: install
 
 # Everything that needs no PostgreSQL or Redis: the library, training, sweeps, data.
 test-fast: install
-	$(VENV)/bin/python -m pytest -q -m "not server"
+	$(VENV)/bin/python -m pytest -q -m "not server and not process"
 
 lint: install
 	$(VENV)/bin/ruff check .

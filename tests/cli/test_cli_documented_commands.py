@@ -78,6 +78,7 @@ RUNNABLE = [
 ]
 
 
+@pytest.mark.process  # a fresh interpreter per command
 @pytest.mark.parametrize(("document", "command"), RUNNABLE, ids=[c for _, c in RUNNABLE])
 def test_a_cheap_documented_command_runs_verbatim(document: str, command: str, tmp_path):
     words = [

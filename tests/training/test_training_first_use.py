@@ -10,10 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from tests.tiny import tiny_job
+
+#: Real processes started together (the process-level tests; not in `make test-fast`).
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parents[2]
 LEAP = "import sys; from leap_cli import app; sys.argv = ['leap', *sys.argv[1:]]; app()"

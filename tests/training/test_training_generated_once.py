@@ -11,10 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from leap_core.config import parse_spec
 from leap_core.locks import file_lock
 from leap_core.training.data_setup import SYNTHETIC_DONE, ensure_synthetic, install_generated
 from tests.tiny import tiny_job
+
+#: Real processes started together (the process-level tests; not in `make test-fast`).
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +29,7 @@ import json, sys, time
 from pathlib import Path
 from leap_core.config import parse_spec
 from leap_core.training.data_setup import ensure_synthetic
+
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)

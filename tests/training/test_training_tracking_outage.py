@@ -17,6 +17,9 @@ from leap_core.training.hooks import Hook
 from leap_core.training.trainer import Trainer
 from tests.mlflow_server import MlflowServer
 
+#: Real processes started together (the process-level tests; not in `make test-fast`).
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture
 def server(tmp_path, monkeypatch) -> Iterator[MlflowServer]:
