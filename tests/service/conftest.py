@@ -6,7 +6,6 @@ what the session created is touched or dropped."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from jobs.db import engine_for
 from jobs.migrate import upgrade
 from leap_core.config import parse_spec
 from leap_core.training.data_setup import ensure_synthetic
+from tests.ports import free_port
 from tests.service.servers import servers
 from tests.tiny import tiny_job
 
@@ -59,12 +59,6 @@ TINY_JOB = tiny_job(
     train={"epochs": 2, "schedule": {"warmup_epochs": 1, "milestones": [1]}, "device": "cpu"},
     eval={"every_epochs": 0, "diagnostics": False},
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextmanager

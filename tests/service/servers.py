@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
-import socket
 import stat
 import subprocess
 import tempfile
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import psycopg
 import redis
+
+from tests.ports import free_port
 
 CONFIGURED_PG = os.environ.get(
     "LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -40,12 +41,6 @@ class Servers:
     redis_url: str  # without a db number
     redis_server: str  # an executable, for tests that start Redis servers of their own
     own: bool
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _answers(pg_admin: str, redis_url: str) -> bool:
@@ -131,7 +126,7 @@ def servers() -> Servers:
         )
     folder = Path(tempfile.mkdtemp(prefix="leap-test-servers-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    pg_port, redis_port = _free_port(), _free_port()
+    pg_port, redis_port = free_port(), free_port()
     _start_postgres(folder, pg_port)
     _start_redis(folder, redis_port)
     own = Servers(
