@@ -99,9 +99,10 @@ def measure(
         turn[name] += 1
         return batches[turn[name] % len(batches)]
 
+    baseline = LEAPLoss(head)  # the criterion a CosFace run trains with
+
     def cosface_step() -> None:
-        features = next_batch("CosFace")
-        F.cross_entropy(head(features, labels), labels).backward()
+        baseline(next_batch("CosFace"), labels, epoch=0).backward()
 
     def leap_step() -> None:
         criterion(next_batch("LEAP"), labels, epoch=0).backward()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from leap_core import checks
-from leap_core.heads.base import MarginHead
+from leap_core.heads.base import MarginHead, compute_dtype
+from leap_core.heads.workspace import Workspace
 from leap_core.leap.cloud import FeatureCloud
 
 
@@ -65,6 +65,7 @@ class LEAPLoss(nn.Module):
         self.cloud = cloud
         self.cloud_start_epoch = cloud_start_epoch
         self._last: dict[str, torch.Tensor | None] = {}
+        self._workspace = Workspace()
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         """The mean loss over the batch, a scalar tensor with gradient."""
@@ -75,49 +76,52 @@ class LEAPLoss(nn.Module):
         if self.cloud is not None:
             self.cloud.observe(features, labels)
         if self.cloud is None or epoch < self.cloud_start_epoch:
-            logits = self.head.logits(features, labels)
-            loss = F.cross_entropy(logits, labels)
-            self._remember(loss, logits, labels, cloud_std=None)
+            loss, correct = self.head.loss(features, labels, self._workspace)
+            self._remember(loss, correct, cloud_std=None)
             return loss
 
         variance = self.cloud.cloud_variance()
         if self.cloud.cloud_samples == 1:
-            rows, row_alpha = self.cloud.draw_rows(labels, variance)
-            logits = self.head.logits(
-                features, labels, rows, row_alpha, self.cloud.shifts_other_logits
+            rows, row_alpha = self.cloud.draw_rows(labels, variance, buffer=self._offsets)
+            loss, correct = self.head.loss(
+                features,
+                labels,
+                self._workspace,
+                rows,
+                row_alpha,
+                self.cloud.shifts_other_logits,
             )
-            loss = F.cross_entropy(logits, labels)
-            self._remember(loss, logits, labels, cloud_std=variance[labels].sqrt())
+            self._remember(loss, correct, cloud_std=variance[labels].sqrt())
             return loss
         index, repeats = self.cloud.repeat_index(labels, variance)
         labels_rows = labels[index]
-        rows, row_alpha = self.cloud.draw_rows(labels_rows, variance)
-        logits = self.head.logits(
-            features[index], labels_rows, rows, row_alpha, self.cloud.shifts_other_logits
+        rows, row_alpha = self.cloud.draw_rows(labels_rows, variance, buffer=self._offsets)
+        # Each sample keeps weight one: its rows share it.
+        weights = 1.0 / (repeats[index].to(torch.float64) * labels.numel())
+        loss, correct = self.head.loss(
+            features[index],
+            labels_rows,
+            self._workspace,
+            rows,
+            row_alpha,
+            self.cloud.shifts_other_logits,
+            weights.to(compute_dtype(features, self.head.weight)),
         )
-        per_row = F.cross_entropy(logits, labels_rows, reduction="none")
-        loss = (per_row / repeats[index].to(per_row.dtype)).sum() / labels.numel()
-        self._remember(loss, logits, labels_rows, cloud_std=variance[labels].sqrt())
+        self._remember(loss, correct, cloud_std=variance[labels].sqrt())
         return loss
 
+    def _offsets(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """A reused buffer for the step's cloud draws (see :class:`Workspace`)."""
+        device = self.head.weight.device
+        return self._workspace.take("offsets", shape, torch.float32, device)
+
     def _remember(
-        self,
-        loss: torch.Tensor,
-        logits: torch.Tensor,
-        labels: torch.Tensor,
-        cloud_std: torch.Tensor | None,
+        self, loss: torch.Tensor, correct: torch.Tensor, cloud_std: torch.Tensor | None
     ) -> None:
         """Keep what the step's figures are made of, as detached tensors; they are reduced
-        and turned into floats only when :meth:`figures` is asked, so a step neither waits on
-        the device nor spends time on figures nobody reads (the arg-max over a face-scale
-        classifier costs as much as the feature cloud). The logits stay referenced until the
-        next step."""
-        self._last = {
-            "loss": loss.detach(),
-            "logits": logits.detach(),
-            "labels": labels,
-            "cloud_std": cloud_std,
-        }
+        and turned into floats only when :meth:`figures` is asked, so a step does not wait
+        on the device for figures nobody reads."""
+        self._last = {"loss": loss.detach(), "correct": correct, "cloud_std": cloud_std}
 
     def figures(self) -> dict[str, float]:
         """Figures of the last step, as floats:
@@ -135,11 +139,11 @@ class LEAPLoss(nn.Module):
         last = self._last
         if not last:
             raise RuntimeError("figures() needs a step first: call the criterion")
-        loss, logits, labels = last["loss"], last["logits"], last["labels"]
-        assert loss is not None and logits is not None and labels is not None
+        loss, correct = last["loss"], last["correct"]
+        assert loss is not None and correct is not None
         result = {
             "loss": float(loss),
-            "accuracy": float((logits.argmax(dim=1) == labels).float().mean()),
+            "accuracy": float(correct.float().mean()),
             "cloud_fraction": 0.0,
             "cloud_std_mean": 0.0,
         }

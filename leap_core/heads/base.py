@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from leap_core import checks
+from leap_core.heads.fused_loss import margin_softmax_cross_entropy
+from leap_core.heads.workspace import Workspace
 
 #: ``cos`` is clamped to ``[-1 + COS_EPS, 1 - COS_EPS]`` before ``arccos``: the derivative
 #: of ``arccos`` is infinite at ±1, and a feature that coincides with a weight would
@@ -179,6 +181,35 @@ class MarginHead(nn.Module):
                 cos = cos.index_copy(0, rows, moved)
         logits = cos.scatter(1, index, self.target_cosine(cos_y, alpha_y))
         return logits * self.scale
+
+    def loss(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        workspace: Workspace,
+        rows: torch.Tensor | None = None,
+        row_alpha: torch.Tensor | None = None,
+        shift_others: bool = True,
+        weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cross-entropy of :meth:`logits` without materialising them more than once
+        (:mod:`leap_core.heads.fused_loss`), and each sample's "target logit is the largest".
+
+        ``row_alpha`` is used as scratch and overwritten; ``weights`` gives a weighted sum
+        instead of the batch mean. The arguments are those of :meth:`logits`, unchecked.
+        """
+        alpha = None if row_alpha is None else row_alpha.detach()
+        return margin_softmax_cross_entropy(
+            self.cosine(features),
+            labels,
+            self.target_cosine,
+            self.scale,
+            workspace,
+            rows,
+            alpha,
+            shift_others,
+            weights,
+        )
 
     def _check_alpha(self, alpha: object, batch: int) -> torch.Tensor:
         if not isinstance(alpha, torch.Tensor) or not alpha.is_floating_point():

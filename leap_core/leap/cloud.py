@@ -24,7 +24,7 @@ as 0, so it receives the whole target variance (it takes no part in the target i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import numpy as np
@@ -364,18 +364,25 @@ class FeatureCloud(nn.Module):
 
     @torch.no_grad()
     def draw_rows(
-        self, labels: torch.Tensor, variance: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        labels: torch.Tensor,
+        variance: torch.Tensor,
+        generator: torch.Generator | None = None,
+        buffer: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The non-zero rows of :meth:`draw`: ``(rows, offsets)`` with ``rows`` the indices of
         the samples whose class has a cloud and ``offsets`` their draws, ``(n, C)`` per logit
         or ``(n, 1)`` per sample. The same generator calls as :meth:`draw`, so both give the
-        same numbers."""
+        same numbers.
+
+        ``buffer(shape)``, when given, supplies the float32 tensor the draws are written into
+        (a reused one saves allocating ``(n, C)`` floats every step)."""
         std = variance[labels].sqrt().to(torch.float32)
         rows = (std > 0).nonzero().squeeze(1)
         width = self.num_classes if self.offset == "per_logit" else 1
-        noise = torch.randn(
-            rows.numel(), width, device=std.device, generator=generator or self._rng()
-        )
+        shape = (rows.numel(), width)
+        noise = torch.empty(shape, device=std.device) if buffer is None else buffer(shape)
+        noise.normal_(generator=generator or self._rng())
         return rows, noise.mul_(std.index_select(0, rows).unsqueeze(1))
 
     def repeat_index(
