@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.schemas.common import Problem
 from jobs.db import session_factory
@@ -51,28 +52,61 @@ KEY_CACHE_SECONDS = 30.0
 _key_cache: dict[str, tuple[str, float]] = {}
 
 
-def get_settings(request: Request) -> Settings:
+# The dependencies below are ``async def`` although none of them awaits the database on
+# its common path: FastAPI runs a plain ``def`` dependency on the thread pool, one round
+# trip through it (a hand-off to a thread and back to the event loop) per dependency and
+# request, which cost more than everything else a GET did. Only the endpoint itself (and
+# what must touch the database: a key not in the cache, closing a session that still
+# holds a connection) goes to the pool.
+
+
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_session(settings: SettingsDep) -> Iterator[Session]:
+async def get_session(settings: SettingsDep) -> AsyncIterator[Session]:
+    """A session for the request. Making one connects to nothing (the pool is used at its
+    first query), so it is made on the event loop; closing one that still holds a
+    connection rolls it back on the server, so that is done on the thread pool."""
     session = session_factory(settings.database_url)()
     try:
         yield session
     finally:
-        session.close()
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
-def current_owner(
-    session: SessionDep,
+async def get_sessions(settings: SettingsDep) -> sessionmaker[Session]:
+    """The session factory, for the busiest routes (read a job, submit one): they open,
+    use and close their session inside their own trip to the thread pool (``with
+    sessions() as session``), which spares them the generator dependency's enter and
+    exit and a second trip to close it."""
+    return session_factory(settings.database_url)
+
+
+SessionsDep = Annotated[sessionmaker[Session], Depends(get_sessions)]
+
+
+def _owner_of(sessions: sessionmaker[Session], token: str) -> str | None:
+    with sessions() as session:
+        return owner_of(session, token)
+
+
+async def current_owner(
+    sessions: SessionsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str:
+    """The owner of the presented key. A key seen valid in the last
+    :data:`KEY_CACHE_SECONDS` is answered from memory; otherwise it is looked up (by
+    prefix, hash compared) on the thread pool, with a session of its own."""
     unauthorized = HTTPException(
         status.HTTP_401_UNAUTHORIZED,
         "missing or invalid API key (Authorization: Bearer <key>)",
@@ -84,7 +118,7 @@ def current_owner(
     cached = _key_cache.get(digest)
     if cached is not None and cached[1] > time.monotonic():
         return cached[0]
-    owner = owner_of(session, credentials.credentials)
+    owner = await run_in_threadpool(_owner_of, sessions, credentials.credentials)
     if owner is None:
         raise unauthorized
     _key_cache[digest] = (owner, time.monotonic() + KEY_CACHE_SECONDS)
@@ -96,7 +130,8 @@ CurrentOwner = Annotated[str, Depends(current_owner)]
 
 class TokenBuckets:
     """One bucket per key, ``per_minute`` tokens deep, refilled at ``per_minute / 60`` a
-    second. Thread-safe: FastAPI runs sync dependencies in a thread pool."""
+    second. Thread-safe, so that it may be used from the thread pool as well as the event
+    loop."""
 
     def __init__(self, per_minute: int) -> None:
         self.capacity = float(per_minute)
@@ -124,7 +159,7 @@ def _buckets(request: Request, per_minute: int) -> TokenBuckets:
     return buckets
 
 
-def submit_rate(
+async def submit_rate(
     request: Request,
     settings: SettingsDep,
     owner: CurrentOwner,

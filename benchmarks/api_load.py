@@ -16,33 +16,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import httpx
-import psycopg
 import redis
 from sqlalchemy import func, select
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import ROOT, Loopback, loopback, percentile, start_uvicorn, stop, wait_http
+
 sys.path.insert(0, str(ROOT))
 
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.tracking import MlflowClient
 
-from jobs.admin import create_key  # noqa: E402
-from jobs.db import session_scope  # noqa: E402
-from jobs.migrate import upgrade  # noqa: E402
-from jobs.models import Job, JobEvent  # noqa: E402
-from leap_core.config import parse_spec  # noqa: E402
-from leap_core.training.data_setup import ensure_synthetic  # noqa: E402
+from jobs.admin import create_key
+from jobs.db import session_scope
+from jobs.migrate import upgrade
+from jobs.models import Job, JobEvent
+from leap_core.config import parse_spec
+from leap_core.training.data_setup import ensure_synthetic
 
-PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 TINY = {
     "dataset": {
         "format": "synthetic",
@@ -69,34 +66,6 @@ TINY = {
     },
     "eval": {"every_epochs": 0, "diagnostics": False},
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def claim_redis_db() -> tuple[redis.Redis, str]:
-    marker = f"leap-bench-claim-{uuid.uuid4().hex}"
-    for number in range(15, 0, -1):
-        client = redis.Redis.from_url(f"redis://127.0.0.1:6379/{number}")
-        if client.dbsize() == 0 and client.set(marker, "1", nx=True) and client.dbsize() == 1:
-            return client, f"redis://127.0.0.1:6379/{number}"
-    raise SystemExit("no empty Redis db number for the benchmark")
-
-
-def wait_http(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"process exited with {process.returncode}")
-        try:
-            if httpx.get(url).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not up within {timeout}s")
 
 
 async def load(url: str, token: str, body: dict, clients: int, jobs: int):
@@ -202,108 +171,76 @@ def main() -> None:
     parser.add_argument("--first-step-runs", type=int, default=3)
     args = parser.parse_args()
 
-    name = f"leap_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    broker, broker_url = claim_redis_db()
-    home = Path(tempfile.mkdtemp(prefix="leap-bench-"))
-    database_url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    env = {
-        **os.environ,
-        "LEAP_HOME": str(home),
-        "LEAP_DATABASE_URL": database_url,
-        "LEAP_BROKER_URL": broker_url,
-        "LEAP_QUEUE": "bench",
-        "LEAP_MLFLOW_TRACKING_URI": f"sqlite:///{home / 'mlflow.db'}",
-        "LEAP_DATA_ROOTS": str(home / "data"),
-        "LEAP_RUNS_DIR": str(home / "jobs"),
-        "PYTHONPATH": str(ROOT),
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
     port = 18765
-    api = None
-    try:
-        upgrade(database_url)
-        token = create_key("bench", database_url)
-        MlflowClient(env["LEAP_MLFLOW_TRACKING_URI"]).search_experiments()  # store exists
-        root = home / "data" / "tiny"
-        ensure_synthetic(
-            parse_spec({**TINY, "dataset": {**TINY["dataset"], "root": str(root)}}).dataset
-        )
-        body = {**TINY, "dataset": {**TINY["dataset"], "root": str(root)}}
-        api = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.main:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.api_workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        url = f"http://127.0.0.1:{port}"
-        wait_http(f"{url}/readyz", api)
-        httpx.post(f"{url}/v1/jobs", json=body, headers={"Authorization": f"Bearer {token}"})
+    processes: list[subprocess.Popen] = []
+    with loopback() as stack:
+        try:
+            run(args, stack, port, processes)
+        finally:
+            for process in processes:
+                stop(process)
 
-        ids, posts, gets, submit_s, read_s = asyncio.run(
-            load(url, token, body, args.clients, args.jobs)
+
+def run(
+    args: argparse.Namespace, stack: Loopback, port: int, processes: list[subprocess.Popen]
+) -> None:
+    """Everything but the set-up; the API process goes into ``processes`` to be stopped."""
+    database_url, broker, env, home = stack.database_url, stack.broker, stack.env, stack.home
+    upgrade(database_url)
+    token = create_key("bench", database_url)
+    MlflowClient(env["LEAP_MLFLOW_TRACKING_URI"]).search_experiments()  # store exists
+    root = home / "data" / "tiny"
+    ensure_synthetic(
+        parse_spec({**TINY, "dataset": {**TINY["dataset"], "root": str(root)}}).dataset
+    )
+    body = {**TINY, "dataset": {**TINY["dataset"], "root": str(root)}}
+    api = start_uvicorn("api.main:app", port, args.api_workers, env)
+    processes.append(api)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/readyz", api)
+    httpx.post(f"{url}/v1/jobs", json=body, headers={"Authorization": f"Bearer {token}"})
+
+    ids, posts, gets, submit_s, read_s = asyncio.run(
+        load(url, token, body, args.clients, args.jobs)
+    )
+    with session_scope(database_url) as session:
+        stored = session.scalar(
+            select(func.count()).select_from(Job).where(Job.name.like("load-%"))
         )
-        with session_scope(database_url) as session:
-            stored = session.scalar(
-                select(func.count()).select_from(Job).where(Job.name.like("load-%"))
-            )
-            distinct = session.scalar(
-                select(func.count(func.distinct(Job.idempotency_key))).where(
-                    Job.name.like("load-%")
-                )
-            )
-        queued = queued_messages(broker, "bench") - 1  # minus the warm-up job
-        once = stored == distinct == len(set(ids)) == queued == args.jobs
+        distinct = session.scalar(
+            select(func.count(func.distinct(Job.idempotency_key))).where(Job.name.like("load-%"))
+        )
+    queued = queued_messages(broker, "bench") - 1  # minus the warm-up job
+    once = stored == distinct == len(set(ids)) == queued == args.jobs
+    print(
+        f"API load: {args.clients} concurrent clients, {args.jobs} jobs, "
+        f"{args.api_workers} uvicorn workers, PostgreSQL + Redis on loopback"
+    )
+    print(
+        f"  stored {stored} rows ({distinct} distinct keys), {len(set(ids))} distinct "
+        f"ids returned, {queued} messages queued: "
+        f"{'exactly once' if once else 'MISMATCH'}"
+    )
+    for label, times, seconds in [
+        ("POST /v1/jobs", posts, submit_s),
+        ("GET /v1/jobs/{id}", gets, read_s),
+    ]:
+        ms = [t * 1000 for t in times]
         print(
-            f"API load: {args.clients} concurrent clients, {args.jobs} jobs, "
-            f"{args.api_workers} uvicorn workers, PostgreSQL + Redis on loopback"
+            f"  {label:18s} p50 {statistics.median(ms):7.1f} ms  p99 "
+            f"{percentile(ms, 99):7.1f} ms  max {max(ms):7.1f} ms  "
+            f"{len(ms) / seconds:7.0f} req/s"
         )
+    for key in [k for k in broker.scan_iter("bench*")]:
+        broker.delete(key)  # the load's jobs must not reach the worker below
+    figures = first_step_latency(env, url, token, body, args.first_step_runs)
+    print("dispatch → first training step on an idle worker (tiny job, data on disk):")
+    for n, f in enumerate(figures, 1):
         print(
-            f"  stored {stored} rows ({distinct} distinct keys), {len(set(ids))} distinct "
-            f"ids returned, {queued} messages queued: "
-            f"{'exactly once' if once else 'MISMATCH'}"
+            f"  run {n}: {f['status']}; dispatch→lease {f['dispatch_to_lease']:.2f} s, "
+            f"lease→trainer ready (incl. data loading) {f['setup_incl_data']:.2f} s, "
+            f"dispatch→first step {f['to_first_step']:.2f} s"
         )
-        for label, times, seconds in [
-            ("POST /v1/jobs", posts, submit_s),
-            ("GET /v1/jobs/{id}", gets, read_s),
-        ]:
-            ms = [t * 1000 for t in times]
-            print(
-                f"  {label:18s} p50 {statistics.median(ms):7.1f} ms  p99 "
-                f"{percentile(ms, 99):7.1f} ms  max {max(ms):7.1f} ms  "
-                f"{len(ms) / seconds:7.0f} req/s"
-            )
-        for key in [k for k in broker.scan_iter("bench*")]:
-            broker.delete(key)  # the load's jobs must not reach the worker below
-        figures = first_step_latency(env, url, token, body, args.first_step_runs)
-        print("dispatch → first training step on an idle worker (tiny job, data on disk):")
-        for n, f in enumerate(figures, 1):
-            print(
-                f"  run {n}: {f['status']}; dispatch→lease {f['dispatch_to_lease']:.2f} s, "
-                f"lease→trainer ready (incl. data loading) {f['setup_incl_data']:.2f} s, "
-                f"dispatch→first step {f['to_first_step']:.2f} s"
-            )
-    finally:
-        if api is not None:
-            api.terminate()
-            api.wait(30)
-        broker.flushdb()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

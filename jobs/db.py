@@ -25,7 +25,11 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # 32 kept (the API admits LEAP_MAX_CONCURRENT_REQUESTS, 32 by default, at once), 40 at
+    # most. A connection above the kept ones is closed when it is handed back, so a pool
+    # keeping fewer than a busy API uses opens and closes a PostgreSQL connection (a
+    # server process) per request.
+    return create_engine(url, pool_size=32, max_overflow=8, pool_pre_ping=True)
 
 
 @lru_cache(maxsize=8)

@@ -66,13 +66,37 @@ class NotDispatched(RuntimeError):
 def dispatch_new(session: Session, settings: Settings, jobs: list[Job], created: bool) -> None:
     """After the commit of a submission: send every job it created, or, when the request was
     an idempotent replay, those still queued that never went out (the broker was down the
-    first time). Raises :class:`NotDispatched` at the first job the broker refuses."""
+    first time). Raises :class:`NotDispatched` at the first job the broker refuses.
+
+    A created job already stamped ``dispatched_at`` (in the transaction that stored it,
+    which spares a submission its second commit) is only sent; if the broker refuses it,
+    the stamp is taken back, so that a replay of the request sends it. Should the process
+    die between the commit and the send, the stamp stays without a message: the
+    reconciler re-sends such a job after ``LEAP_REDISPATCH_SECONDS``, as it does a job
+    whose message Redis lost."""
     for job in jobs:
-        if created or (job.dispatched_at is None and job.status == JobStatus.queued):
+        if created and job.dispatched_at is not None:
+            try:
+                dispatch(settings, job)
+            except Exception:
+                _unstamp(session, job)
+                raise NotDispatched(job.id) from None
+        elif created or (job.dispatched_at is None and job.status == JobStatus.queued):
             try:
                 dispatch_committed(session, settings, job)
             except Exception:
                 raise NotDispatched(job.id) from None
+
+
+def _unstamp(session: Session, job: Job) -> None:
+    """Mark a job whose message the broker refused as never sent. Best effort: with the
+    database gone too, the reconciler is left to send it."""
+    try:
+        session.execute(update(Job).where(Job.id == job.id).values(dispatched_at=None))
+        session.commit()
+        job.dispatched_at = None
+    except Exception:
+        session.rollback()
 
 
 def broker_reachable(settings: Settings) -> bool:

@@ -52,9 +52,11 @@ def new_job(
     priority: int,
     idempotency_key: str | None = None,
     body_hash: str | None = None,
+    dispatched_at: datetime | None = None,
 ) -> Job:
     """Add a queued job and its first event to the session without committing, so that a
-    sweep can add all its jobs and commit them in one transaction."""
+    sweep can add all its jobs and commit them in one transaction. ``dispatched_at``
+    stamps it as sent in the same transaction (see :func:`jobs.dispatch.dispatch_new`)."""
     job = Job(
         owner=owner,
         name=name,
@@ -64,6 +66,7 @@ def new_job(
         idempotency_key=idempotency_key,
         request_hash=body_hash,
         epochs=spec.get("train", {}).get("epochs"),
+        dispatched_at=dispatched_at,
     )
     transition(session, job, JobStatus.queued, "submitted")
     return job
@@ -78,6 +81,7 @@ def create_job(
     priority: int,
     idempotency_key: str | None = None,
     body_hash: str | None = None,
+    dispatched_at: datetime | None = None,
 ) -> Created:
     """Insert a queued job and its first event, and commit. With an idempotency key, a
     repeat of the same request returns the job made the first time (even when the two
@@ -86,7 +90,9 @@ def create_job(
         existing = _by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return _replay(existing, body_hash)
-    job = new_job(session, owner, name, spec, tags, priority, idempotency_key, body_hash)
+    job = new_job(
+        session, owner, name, spec, tags, priority, idempotency_key, body_hash, dispatched_at
+    )
     raced = commit_or_find(
         session,
         lambda: _by_idempotency_key(session, owner, idempotency_key) if idempotency_key else None,

@@ -50,11 +50,14 @@ class AdmissionLimit:
         if self._slots is None:  # made here, inside the server's event loop
             self._slots = asyncio.Semaphore(self.limit)
         slots = self._slots
-        try:
-            await asyncio.wait_for(slots.acquire(), self.wait_seconds)
-        except TimeoutError:
-            await self._busy(scope, receive, send)
-            return
+        if slots.locked():  # only then wait, with a timeout (wait_for costs a task)
+            try:
+                await asyncio.wait_for(slots.acquire(), self.wait_seconds)
+            except TimeoutError:
+                await self._busy(scope, receive, send)
+                return
+        else:
+            await slots.acquire()  # a free slot is taken without suspending
         held = True
 
         def release() -> None:

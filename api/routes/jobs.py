@@ -17,16 +17,18 @@ from api.deps import (
     UNAUTHORIZED,
     CurrentOwner,
     SessionDep,
+    SessionsDep,
     SettingsDep,
     SubmitRate,
 )
 from api.presenters.jobs import event_public, job_detail, job_public
+from api.replies import json_reply
 from api.schemas.common import JobId, Problem
 from api.schemas.jobs import MAX_EVENT_ID, EventPage, JobCreate, JobDetail, JobPage
 from jobs import service
 from jobs.db import session_factory
 from jobs.dispatch import NotDispatched, dispatch_committed, dispatch_new
-from jobs.models import NAME_LENGTH, TERMINAL, JobEvent, JobStatus
+from jobs.models import NAME_LENGTH, TERMINAL, JobEvent, JobStatus, utcnow
 from jobs.states import IllegalTransition
 from jobs.submission import check_storable, confined_spec
 
@@ -57,43 +59,48 @@ def _not_found(job_id: str) -> HTTPException:
 )
 def submit(
     body: JobCreate,
-    session: SessionDep,
+    sessions: SessionsDep,
     owner: CurrentOwner,
     settings: SettingsDep,
-    response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-) -> JobDetail:
+) -> Response:
     """Store a queued job and hand its id to the workers. With ``Idempotency-Key``, a
     retried request returns the job the first one created (200) instead of a second job."""
     check_storable(body.model_dump())
     spec = confined_spec(body.spec_json(), settings)
-    payload = body.model_dump(mode="json")
-    try:
-        created = service.create_job(
-            session,
-            owner,
-            name=(body.name or body.run_name())[:NAME_LENGTH],
-            spec=spec,
-            tags=body.tags,
-            priority=body.priority,
-            idempotency_key=idempotency_key,
-            body_hash=service.request_hash(payload) if idempotency_key else None,
-        )
-    except service.IdempotencyConflict as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    job = created.job
-    try:
-        dispatch_new(session, settings, [job], created.created)
-    except NotDispatched:  # the broker is down: the job is stored but not yet sent
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            f"job {job.id} is stored but the broker did not take it; repeat the request "
-            f"with the same Idempotency-Key to send it",
-        ) from None
-    if not created.created:
-        response.status_code = status.HTTP_200_OK
-    response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return job_detail(job, settings)
+    with sessions() as session:
+        try:
+            created = service.create_job(
+                session,
+                owner,
+                name=(body.name or body.run_name())[:NAME_LENGTH],
+                spec=spec,
+                tags=body.tags,
+                priority=body.priority,
+                idempotency_key=idempotency_key,
+                body_hash=service.request_hash(body.model_dump(mode="json"))
+                if idempotency_key
+                else None,
+                # Stamped in the transaction that stores the job (one commit per
+                # submission); the stamp is taken back if the broker refuses the message.
+                dispatched_at=utcnow(),
+            )
+        except service.IdempotencyConflict as error:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
+        job = created.job
+        try:
+            dispatch_new(session, settings, [job], created.created)
+        except NotDispatched as error:  # the broker is down: stored, not yet sent
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"job {error.job_id} is stored but the broker did not take it; repeat the "
+                f"request with the same Idempotency-Key to send it",
+            ) from None
+    return json_reply(
+        job_detail(job, settings),
+        status.HTTP_201_CREATED if created.created else status.HTTP_200_OK,
+        {"Location": f"/v1/jobs/{job.id}"},
+    )
 
 
 @router.get("", response_model=JobPage)
@@ -116,13 +123,15 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND)
 def get_job(
-    job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
-) -> JobDetail:
+    job_id: JobId, sessions: SessionsDep, owner: CurrentOwner, settings: SettingsDep
+) -> Response:
     """Status, timestamps, attempt, progress with ETA, latest metrics, MLflow run link."""
-    try:
-        return job_detail(service.get_job(session, owner, job_id), settings)
-    except service.JobNotFound:
-        raise _not_found(job_id) from None
+    with sessions() as session:
+        try:
+            job = service.get_job(session, owner, job_id)
+        except service.JobNotFound:
+            raise _not_found(job_id) from None
+    return json_reply(job_detail(job, settings))
 
 
 @router.post(
@@ -130,7 +139,7 @@ def get_job(
 )
 def cancel(
     job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
-) -> JobDetail:
+) -> Response:
     """A queued job is cancelled at once; a running one becomes ``cancelling`` and its
     worker stops it between steps, keeping the last checkpoint."""
     try:
@@ -139,7 +148,7 @@ def cancel(
         raise _not_found(job_id) from None
     except IllegalTransition as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
-    return job_detail(job, settings)
+    return json_reply(job_detail(job, settings))
 
 
 @router.post(
@@ -147,7 +156,7 @@ def cancel(
 )
 def retry(
     job_id: JobId, session: SessionDep, owner: CurrentOwner, settings: SettingsDep
-) -> JobDetail:
+) -> Response:
     """A failed or cancelled job runs again as a new attempt, resuming from its last
     checkpoint."""
     try:
@@ -157,7 +166,7 @@ def retry(
     except IllegalTransition as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
     dispatch_committed(session, settings, job)
-    return job_detail(job, settings)
+    return json_reply(job_detail(job, settings))
 
 
 @router.get(

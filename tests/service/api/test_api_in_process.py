@@ -149,3 +149,34 @@ def test_a_root_inside_the_data_roots_that_names_nothing_is_a_422_at_submission(
     assert _counts(settings.database_url) == before
     generated = client.post("/v1/jobs", json=job_body(dataset={"root": "generated-later"}))
     assert generated.status_code == 201, generated.text
+
+
+def test_a_job_is_stamped_sent_in_its_one_commit_and_unstamped_if_the_broker_refuses_it(
+    client: TestClient, settings: Settings, service_env: dict[str, str], job_body
+):
+    """The dispatch stamp is written with the job (one commit per submission). When the
+    broker refuses the message, the 503 leaves the job queued and unstamped, so the
+    replay with the same Idempotency-Key sends it (and stamps it)."""
+    sent = client.post("/v1/jobs", json=job_body())
+    assert sent.status_code == 201, sent.text
+    with session_scope(settings.database_url) as session:
+        assert session.get(Job, sent.json()["id"]).dispatched_at is not None
+
+    key = f"refused-{uuid.uuid4().hex}"
+    no_broker = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(no_broker), headers=client.headers) as down:
+        refused = down.post("/v1/jobs", json=job_body(), headers={"Idempotency-Key": key})
+    assert refused.status_code == 503, refused.text
+    job_id = refused.json()["detail"].split()[1]
+    assert "is stored but the broker did not take it" in refused.json()["detail"]
+    with session_scope(settings.database_url) as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.dispatched_at) == ("queued", None)
+
+    before = queue_length(service_env)
+    replay = client.post("/v1/jobs", json=job_body(), headers={"Idempotency-Key": key})
+    assert (replay.status_code, replay.json()["id"]) == (200, job_id)
+    assert replay.headers["location"] == f"/v1/jobs/{job_id}"
+    assert queue_length(service_env) == before + 1
+    with session_scope(settings.database_url) as session:
+        assert session.get(Job, job_id).dispatched_at is not None
