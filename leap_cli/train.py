@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from leap_cli.common import JsonOption, SetOption, fail, strict_json, usage_errors
@@ -27,16 +28,26 @@ def _default_run_dir(spec: JobSpec) -> Path:
 
 
 def _prepare(spec: JobSpec, console: Console) -> TrainingData:
-    """Prepare data, showing a bar while a synthetic dataset is generated."""
+    """Prepare data, showing a bar while a synthetic dataset is generated and while the
+    training images are decoded into memory."""
     from leap_core.training.data_setup import prepare_data
 
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("generating synthetic dataset", total=None)
+        tasks: dict[str, TaskID] = {}
 
-        def report(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+        def reporter(label: str) -> Callable[[int, int], None]:
+            def report(done: int, total: int) -> None:
+                if label not in tasks:
+                    tasks[label] = progress.add_task(label, total=total)
+                progress.update(tasks[label], completed=done, total=total)
 
-        return prepare_data(spec, progress=report)
+            return report
+
+        return prepare_data(
+            spec,
+            progress=reporter("generating synthetic dataset"),
+            decode_progress=reporter("decoding training images"),
+        )
 
 
 def _metrics_table(metrics: dict[str, float]) -> Table:

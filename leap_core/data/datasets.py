@@ -2,14 +2,16 @@
 
 One dataset class serves training (targets are manifest labels) and evaluation (targets are
 pids), whatever the storage: ``load_image`` dispatches on the record path's scheme. RecordIO
-readers are cached per process and reopen their file after a DataLoader fork, since a file
-handle shared across processes would interleave seeks.
+readers are cached per process and thread, and reopen their file after a DataLoader fork or
+in another thread (decoding a set into memory uses several), since a file handle shared
+across processes or threads would interleave seeks.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,15 +22,20 @@ from leap_core.data import omniglot, recordio
 from leap_core.data.manifest import LongTailManifest
 from leap_core.data.records import DatasetError, Record
 
-_READERS: dict[tuple[int, str], recordio.RecordIOReader] = {}
+_LOCAL = threading.local()  # per thread: {(pid, rec_path): reader}; gone with its thread
 
 
 def _recordio_reader(rec_path: str) -> recordio.RecordIOReader:
+    readers: dict[tuple[int, str], recordio.RecordIOReader] | None = getattr(
+        _LOCAL, "readers", None
+    )
+    if readers is None:
+        readers = _LOCAL.readers = {}
     key = (os.getpid(), rec_path)
-    reader = _READERS.get(key)
+    reader = readers.get(key)
     if reader is None:
         reader = recordio.RecordIOReader(rec_path)
-        _READERS[key] = reader
+        readers[key] = reader
     return reader
 
 

@@ -137,6 +137,7 @@ class MLflowHook(Hook):
                 "data.num_classes": str(trainer.data.manifest.num_classes),
                 "data.train_images": str(len(trainer.data.manifest.records)),
                 "data.head_classes": str(trainer.split.head_classes),
+                "data.decoded_in_memory": str(trainer.data.decoded).lower(),
             }
         )
         params.update(trainer.split.params())

@@ -1,12 +1,20 @@
-"""From a ``DatasetSpec`` to the training manifest and loaders the trainer consumes."""
+"""From a ``DatasetSpec`` to the training manifest and loaders the trainer consumes.
+
+A training set whose decoded pixels fit ``train.cache_decoded_mb`` is decoded once into
+memory and served by :class:`~leap_core.data.decoded.DecodedBatches` (batch augmentation, no
+workers); a larger one is read and transformed image by image by a ``DataLoader`` with
+``train.num_workers`` processes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +44,13 @@ from leap_core.data import (
     reid_test_transform,
     reid_train_transform,
 )
+from leap_core.data.batch_augment import BatchAugment, face_batch_augment, reid_batch_augment
+from leap_core.data.decoded import DecodedBatches, decode_images, decoded_bytes
 from leap_core.data.samplers import ShardedSampler
 from leap_core.home import leap_home
 from leap_core.locks import file_lock
+
+logger = logging.getLogger(__name__)
 
 #: Marker written last into a generated synthetic dataset; a folder without it is incomplete.
 SYNTHETIC_DONE = ".leap-synthetic-complete"
@@ -178,63 +190,164 @@ def make_sampler(spec: JobSpec, labels: list[int]) -> ShardedSampler:
 
 @dataclass
 class TrainingData:
-    """Everything the trainer reads: the manifest, its loader and the evaluation splits."""
+    """Everything the trainer reads: the manifest, its loader and the evaluation splits.
+
+    ``decoded`` says whether the loader serves images decoded once into memory
+    (:class:`DecodedBatches`) rather than decoding each image at every step."""
 
     listing: SplitListing
     manifest: LongTailManifest
     sampler: ShardedSampler
-    loader: DataLoader
+    loader: DataLoader | DecodedBatches
     steps_per_epoch: int
     query: list[Record]
     gallery: list[Record]
+    decoded: bool = False
 
 
 def prepare_data(
     spec: JobSpec,
     progress: Callable[[int, int], None] | None = None,
     listing: SplitListing | None = None,
+    decode_progress: Callable[[int, int], None] | None = None,
 ) -> TrainingData:
-    """Read, cut and wrap the dataset; ``progress`` reports synthetic generation.
+    """Read, cut and wrap the dataset; ``progress`` reports synthetic generation and
+    ``decode_progress`` the one-time decoding of the training images (without it, decoding
+    a large set is reported in the log).
 
     ``listing`` replaces the dataset's own splits (sweeps pass one whose query and gallery
     are training identities held out for validation)."""
     listing = listing if listing is not None else read_listing(spec.dataset, progress)
     manifest = build_manifest(spec.dataset, listing)
-    dataset = ImageDataset.from_manifest(manifest, train_transform(spec))
     sampler = make_sampler(spec, list(manifest.labels))
     batch = spec.train.sampler.batch()
-    loader = DataLoader(
+    steps = len(sampler) // batch  # the loaders drop a short last batch
+    if steps == 0:
+        raise ValueError(
+            f"train.sampler: a batch of {batch} images is larger than one epoch "
+            f"of the sampler ({len(sampler)} images)"
+        )
+    loader: DataLoader | DecodedBatches | None = decoded_loader(
+        spec, manifest, sampler, decode_progress
+    )
+    if loader is None:
+        loader = per_image_loader(spec, manifest, sampler)
+    if spec.train.steps_per_epoch is not None:
+        steps = min(steps, spec.train.steps_per_epoch)
+    return TrainingData(
+        listing,
+        manifest,
+        sampler,
+        loader,
+        steps,
+        listing.split("query"),
+        listing.split("gallery"),
+        decoded=isinstance(loader, DecodedBatches),
+    )
+
+
+def per_image_loader(
+    spec: JobSpec, manifest: LongTailManifest, sampler: ShardedSampler
+) -> DataLoader:
+    """The loader that reads, decodes and transforms every image at every step."""
+    dataset = ImageDataset.from_manifest(manifest, train_transform(spec))
+    return DataLoader(
         dataset,
-        batch_size=batch,
+        batch_size=spec.train.sampler.batch(),
         sampler=sampler,
         drop_last=True,
         num_workers=spec.train.num_workers,
         persistent_workers=spec.train.num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
-    steps = len(loader)
-    if steps == 0:
-        raise ValueError(
-            f"train.sampler: a batch of {batch} images is larger than one epoch "
-            f"of the sampler ({len(sampler)} images)"
+
+
+def decoded_loader(
+    spec: JobSpec,
+    manifest: LongTailManifest,
+    sampler: ShardedSampler,
+    progress: Callable[[int, int], None] | None = None,
+) -> DecodedBatches | None:
+    """Decode the training images once into memory and serve batches from there, or None
+    (logged) when their pixels would exceed ``train.cache_decoded_mb``."""
+    height, width = spec.dataset.image_size
+    augment = train_augment(spec)  # refuses bad sizes before any decoding
+    records = manifest.records
+    needed = decoded_bytes(len(records), height, width)
+    budget = spec.train.cache_decoded_mb * 2**20
+    if needed > budget:
+        logger.info(
+            "training images: %d at %dx%d need %.1f MiB decoded, over train.cache_decoded_mb "
+            "(%d); decoding and transforming each image at every step instead",
+            len(records),
+            height,
+            width,
+            needed / 2**20,
+            spec.train.cache_decoded_mb,
         )
-    if spec.train.steps_per_epoch is not None:
-        steps = min(steps, spec.train.steps_per_epoch)
-    return TrainingData(
-        listing, manifest, sampler, loader, steps, listing.split("query"), listing.split("gallery")
+        return None
+    logger.info(
+        "training images: decoding %d at %dx%d once into memory (%.1f MiB)",
+        len(records),
+        height,
+        width,
+        needed / 2**20,
+    )
+    started = time.perf_counter()
+    images = decode_images(
+        [record.path for record in records], (height, width), progress or _LogProgress()
+    )
+    logger.info("training images: decoded in %.1f s", time.perf_counter() - started)
+    return DecodedBatches(
+        images,
+        manifest.labels,
+        [record.camid for record in records],
+        sampler,
+        spec.train.sampler.batch(),
+        augment,
     )
 
 
-def train_transform(spec: JobSpec) -> Callable:
-    """Augmenting transform of the spec's kind, at the spec's image size."""
+class _LogProgress:
+    """Decoding progress in the log, at every tenth of a large set (a worker has no bar)."""
+
+    def __init__(self, least: int = 10_000) -> None:
+        self.least = least
+        self.tenths = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        tenths = done * 10 // max(total, 1)
+        if total >= self.least and tenths > self.tenths:
+            self.tenths = tenths
+            logger.info("training images: decoded %d of %d", done, total)
+
+
+def _train_settings(spec: JobSpec) -> tuple[str, int, int, int]:
+    """(kind, height, width, padding) of the augmenting transform; checks face sizes."""
     height, width = spec.dataset.image_size
     if spec.dataset.transform_kind() == "face":
         if height != width:
             raise ValueError(
                 f"dataset.image_size must be square for face transforms, got {[height, width]}"
             )
+        return "face", height, width, 0
+    return "reid", height, width, max(1, round(10 * height / 256))
+
+
+def train_transform(spec: JobSpec) -> Callable:
+    """Augmenting per-image transform of the spec's kind, at the spec's image size."""
+    kind, height, width, padding = _train_settings(spec)
+    if kind == "face":
         return face_train_transform(height)
-    return reid_train_transform(height, width, padding=max(1, round(10 * height / 256)))
+    return reid_train_transform(height, width, padding=padding)
+
+
+def train_augment(spec: JobSpec) -> BatchAugment:
+    """The batch form of :func:`train_transform`, for images decoded and resized already."""
+    kind, height, width, padding = _train_settings(spec)
+    if kind == "face":
+        return face_batch_augment(height)
+    return reid_batch_augment(height, width, padding=padding)
 
 
 def test_transform(spec: JobSpec) -> Callable:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from leap_core.config import JobSpec
+from leap_core.data.decoded import DecodedBatches
 from leap_core.heads import HEADS
 from leap_core.leap import FeatureCloud
 from leap_core.losses import LEAPLoss
@@ -75,6 +76,8 @@ class Trainer:
         self.device = resolve_device(spec.train.device)
         seed_everything(spec.train.seed)
         self.data = data or prepare_data(spec)
+        if isinstance(self.data.loader, DecodedBatches):
+            self.data.loader.device = self.device  # augment where the model runs
         manifest = self.data.manifest
         self.split: HeadTailSplit = head_tail_split(spec, manifest)
         self.model = model_for(spec).to(self.device)

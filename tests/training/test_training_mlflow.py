@@ -48,6 +48,8 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
     for key, value in flatten(spec).items():
         assert params[key] == value, key
     assert params["data.num_classes"] == "24"
+    assert params["train.cache_decoded_mb"] == "2048"
+    assert params["data.decoded_in_memory"] == "true"  # 24 small images fit the budget
     assert (params["split.rule"], params["split.head_classes"], params["split.tail_classes"]) == (
         "cut",
         "4",
