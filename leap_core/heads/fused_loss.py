@@ -56,6 +56,7 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
 
             alpha_y = None
             slope = None
+            drawn_buffer = row_offsets
             if rows is not None and row_offsets is not None and rows.numel() > 0:
                 row_offsets = row_offsets.to(cos.dtype)
                 row_target = (
@@ -107,6 +108,8 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
                 workspace.give_back(picked, slope)
             grad.scatter_(1, index, grad_y)
 
+        if drawn_buffer is not None:
+            workspace.give_back(drawn_buffer)
         ctx.grad = grad
         ctx.workspace = workspace
         ctx.mark_non_differentiable(correct)

@@ -10,10 +10,13 @@ per role between steps and lends it out again.
 Lending is explicit so that a buffer can never be written while something still reads it:
 :meth:`Workspace.take` removes the buffer from the pool, and only :meth:`Workspace.give_back`
 returns it. A buffer that is never given back (a step whose backward pass never ran) is
-simply garbage-collected, and the next step allocates a new one.
+simply garbage-collected, and the next step allocates a new one: the pool remembers what it
+lent only by weak reference.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 
@@ -23,7 +26,7 @@ class Workspace:
 
     def __init__(self) -> None:
         self._free: dict[str, torch.Tensor] = {}
-        self._lent: dict[int, tuple[str, torch.Tensor]] = {}
+        self._lent: dict[int, tuple[str, weakref.ref[torch.Tensor]]] = {}
 
     def take(
         self, role: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device
@@ -41,16 +44,22 @@ class Workspace:
             or pooled.numel() < numel
         ):
             pooled = torch.empty(numel, dtype=dtype, device=device)
-        self._lent[pooled.data_ptr()] = (role, pooled)
+        self._forget_dead()
+        self._lent[pooled.data_ptr()] = (role, weakref.ref(pooled))
         return pooled[:numel].view(shape)
 
     def give_back(self, *tensors: torch.Tensor) -> None:
         """Return buffers lent by :meth:`take`; other tensors are ignored."""
         for tensor in tensors:
             lent = self._lent.pop(tensor.data_ptr(), None)
-            if lent is not None:
-                role, pooled = lent
-                self._free[role] = pooled
+            pooled = None if lent is None else lent[1]()
+            if lent is not None and pooled is not None:
+                self._free[lent[0]] = pooled
+
+    def _forget_dead(self) -> None:
+        dead = [key for key, (_, ref) in self._lent.items() if ref() is None]
+        for key in dead:
+            del self._lent[key]
 
     def nbytes(self) -> int:
         """Bytes held by the free buffers."""

@@ -165,6 +165,7 @@ class FeatureCloud(nn.Module):
         constant_std: float | None = None,
         single_slot: SingleSlot = "zero_variance",
         head: Sequence[bool] | np.ndarray | torch.Tensor | None = None,
+        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         super().__init__()
         counts = _class_counts_tensor(class_counts)
@@ -195,11 +196,14 @@ class FeatureCloud(nn.Module):
 
         is_head = _head_mask(counts, head, self.threshold)
         described = "head" if head is not None else f"threshold={threshold!r}"
-        if mode in ("vanilla", "constant") and not bool(is_head.any()):
+        # A shard of the classes (``reduce`` given) may hold no head or no tail class; the
+        # sharded cloud checks the whole split instead.
+        self._reduce = reduce
+        if reduce is None and mode in ("vanilla", "constant") and not bool(is_head.any()):
             raise ValueError(
                 f"{described} leaves no head class (largest class count is {int(counts.max())})"
             )
-        if mode in ("vanilla", "constant") and bool(is_head.all()):
+        if reduce is None and mode in ("vanilla", "constant") and bool(is_head.all()):
             raise ValueError(
                 f"{described} leaves no tail class (smallest class count is {int(counts.min())})"
             )
@@ -263,8 +267,8 @@ class FeatureCloud(nn.Module):
         """:meth:`update` without argument checks, for a criterion that checked them."""
         due = self._calls % self.update_every == 0
         self._calls += 1
-        if not due:
-            return False
+        if not due or labels.numel() == 0:
+            return due
         unit = F.normalize(features.detach().to(self.centres.dtype), dim=1)
         groups = group_by_class(labels)
         batch_mean = torch.zeros(
@@ -293,21 +297,29 @@ class FeatureCloud(nn.Module):
         """``(μ_h, σ_h²)`` of eq. 6: mean angle and mean variance over head classes that have
         statistics; NaN while none has."""
         has = self.is_head & (self.memory.count >= 2)
-        if not bool(has.any()):
+        zero = torch.zeros_like(self.memory.mean)
+        sums = self._summed(
+            torch.where(has, self.memory.mean, zero).sum(),
+            torch.where(has, self.memory.variance, zero).sum(),
+            has.sum().to(zero.dtype),
+        )
+        if float(sums[2]) == 0:
             return math.nan, math.nan
-        return (float(self.memory.mean[has].mean()), float(self.memory.variance[has].mean()))
+        return float(sums[0] / sums[2]), float(sums[1] / sums[2])
 
     def angular_variance_by_group(self) -> tuple[float, float]:
         """Mean intra-class angular variance over head and over tail classes that have
         statistics (the paper's 0.463 / 0.288 analysis); NaN for an empty group."""
         has = self.memory.count >= 2
-        results = []
+        zero = torch.zeros_like(self.memory.variance)
+        terms = []
         for group in (self.is_head, ~self.is_head):
             chosen = group & has
-            results.append(
-                float(self.memory.variance[chosen].mean()) if bool(chosen.any()) else math.nan
-            )
-        return results[0], results[1]
+            terms += [torch.where(chosen, self.memory.variance, zero).sum(), chosen.sum()]
+        sums = self._summed(*(term.to(zero.dtype) for term in terms))
+        return tuple(  # type: ignore[return-value]
+            float(sums[i] / sums[i + 1]) if float(sums[i + 1]) > 0 else math.nan for i in (0, 2)
+        )
 
     # ------------------------------------------------------------ cloud variance (eqs. 6, 9)
     def cloud_variance(self) -> torch.Tensor:
@@ -323,17 +335,25 @@ class FeatureCloud(nn.Module):
         eligible = has | (self.memory.capacity < 2) if self.single_slot == "zero_variance" else has
         if self.mode == "vanilla":
             head = self.is_head & has
-            heads = head.sum()
-            target = torch.where(head, known, zero).sum() / heads.clamp(min=1)
+            head_sum, heads = self._summed(
+                torch.where(head, known, zero).sum(), head.sum().to(known.dtype)
+            )
+            target = head_sum / heads.clamp(min=1)
             gets_cloud = ~self.is_head & eligible & (heads > 0)
             gap = (target - known).clamp(min=0.0)
         else:
             weight = torch.where(has, (self.class_counts - 1).to(variance.dtype), zero)
-            total = weight.sum()
-            target = (weight * known).sum() / total.clamp(min=1e-300)
+            weighted, total = self._summed((weight * known).sum(), weight.sum())
+            target = weighted / total.clamp(min=1e-300)
             gets_cloud = eligible & (known < target) & (total > 0)
             gap = target - known
         return torch.where(gets_cloud, gap, zero)
+
+    def _summed(self, *values: torch.Tensor) -> torch.Tensor:
+        """The sums over all classes of per-class sums taken on this cloud's classes: the
+        values themselves, or, for a shard of the classes, their total over the shards."""
+        stacked = torch.stack(values)
+        return stacked if self._reduce is None else self._reduce(stacked)
 
     # -------------------------------------------------------------- offsets (eqs. 7, 8)
     @torch.no_grad()

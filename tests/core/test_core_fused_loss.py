@@ -131,3 +131,13 @@ def test_a_second_backward_pass_is_refused():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward pass"):
         loss.backward()
+
+
+def test_buffers_of_a_step_without_backward_are_not_kept_alive():
+    head, features, labels, rows, offsets = case(NormFaceHead, 0.0, 9)
+    workspace = Workspace()
+    for _ in range(5):
+        with torch.no_grad():
+            head.loss(features, labels, workspace, rows, offsets.clone())
+    # Each step's gradient buffer was lent and never given back; the pool forgets it.
+    assert len(workspace._lent) <= 1
