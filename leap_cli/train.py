@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
+import os
 import re
 import time
 from collections.abc import Callable
@@ -20,6 +22,7 @@ from leap_core.home import leap_home
 if TYPE_CHECKING:
     from leap_core.config import JobSpec
     from leap_core.training.data_setup import TrainingData
+    from leap_core.training.distributed import Ranks
 
 
 def _default_run_dir(spec: JobSpec) -> Path:
@@ -27,7 +30,7 @@ def _default_run_dir(spec: JobSpec) -> Path:
     return leap_home() / "runs" / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _prepare(spec: JobSpec, console: Console) -> TrainingData:
+def _prepare(spec: JobSpec, console: Console, ranks: Ranks | None = None) -> TrainingData:
     """Prepare data, showing a bar while a synthetic dataset is generated and while the
     training images are decoded into memory."""
     from leap_core.training.data_setup import prepare_data
@@ -47,6 +50,8 @@ def _prepare(spec: JobSpec, console: Console) -> TrainingData:
             spec,
             progress=reporter("generating synthetic dataset"),
             decode_progress=reporter("decoding training images"),
+            rank=ranks.rank if ranks else 0,
+            world_size=ranks.world_size if ranks else 1,
         )
 
 
@@ -75,21 +80,39 @@ def train(
     run_dir: Annotated[Path | None, typer.Option(help="where checkpoints go")] = None,
     mlflow: Annotated[bool, typer.Option(help="log the run to MLflow")] = True,
     as_json: JsonOption = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="processes on this machine, one per GPU (or CPU processes with gloo), "
+            "started by torchrun; the classes are sharded across them",
+        ),
+    ] = 1,
 ) -> None:
     """Train a model as the spec says, logging to MLflow; prints the final metrics."""
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        launch_ranks(nproc, spec_file, overrides, resume, run_dir, mlflow, as_json)
+        return
     from leap_cli.progress import ProgressHook
     from leap_cli.stack import track_to_running_stack
     from leap_core.config import JobSpec, SpecError, load_spec
     from leap_core.training.checkpoint import load_checkpoint
+    from leap_core.training.distributed import init_from_environment
     from leap_core.training.hooks import Hook
-    from leap_core.training.trainer import NonFiniteLoss, Trainer
+    from leap_core.training.trainer import NonFiniteLoss, Trainer, resolve_device
 
     console = Console(stderr=as_json)
     tracking_uri = None
-    if mlflow:
-        track_to_running_stack()
     try:
         spec = load_spec(spec_file, overrides or [])
+        ranks = init_from_environment(resolve_device(spec.train.device).type)
+        main = ranks is None or ranks.main
+        if not main:  # only rank 0 reports: one progress display, one MLflow run
+            console = Console(file=io.StringIO())
+            mlflow = False
+        if mlflow:
+            track_to_running_stack()
         if resume is not None:
             saved = JobSpec.model_validate(load_checkpoint(resume)["spec"])
             if saved.model_dump() != spec.model_dump():
@@ -98,8 +121,8 @@ def train(
                     f"different spec; resume with the same spec and --set values"
                 )
             run_dir = run_dir or Path(resume).parent
-        data = _prepare(spec, console)
-        hooks: list[Hook] = [ProgressHook(console)]
+        data = _prepare(spec, console, ranks)
+        hooks: list[Hook] = [ProgressHook(console)] if main else []
         if mlflow:
             # Imported here: mlflow takes seconds to import and --no-mlflow runs skip it.
             from leap_core.tracking.mlflow_hook import MLflowHook
@@ -108,10 +131,11 @@ def train(
             tracking_uri = tracker.tracking_uri
             hooks.append(tracker)
         trainer = Trainer(spec, run_dir or _default_run_dir(spec), hooks, data=data)
+        spread = f" x {ranks.world_size} processes" if ranks else ""
         console.print(
             f"[bold]{spec.run_name()}[/]: {data.manifest.num_classes} classes, "
             f"{len(data.manifest.records)} training images, "
-            f"{data.steps_per_epoch} steps/epoch on {trainer.device}; "
+            f"{data.steps_per_epoch} steps/epoch on {trainer.device}{spread}; "
             f"checkpoints in {trainer.run_dir}",
             highlight=False,
         )
@@ -122,6 +146,8 @@ def train(
         fail("interrupted; continue with --resume <run dir>/last.pt", code=130)
     except usage_errors() as error:
         fail(str(error))
+    if not main:
+        return
     if as_json:
         typer.echo(strict_json(metrics, sort_keys=True))
     else:
@@ -132,6 +158,43 @@ def train(
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+def launch_ranks(
+    nproc: int,
+    spec_file: Path,
+    overrides: list[str] | None,
+    resume: Path | None,
+    run_dir: Path | None,
+    mlflow: bool,
+    as_json: bool,
+) -> None:
+    """Run this command again as ``nproc`` ranks (:mod:`leap_cli.launch`). The run folder
+    is chosen here, once, so every rank agrees on it."""
+    from leap_cli.launch import RankFailed, run_ranks
+    from leap_core.config import SpecError, load_spec
+
+    try:
+        spec = load_spec(spec_file, overrides or [])
+    except (SpecError, OSError, ValueError) as error:
+        fail(str(error))
+    folder = run_dir or (Path(resume).parent if resume else _default_run_dir(spec))
+    arguments = ["train", str(spec_file), "--run-dir", str(folder)]
+    arguments.append("--mlflow" if mlflow else "--no-mlflow")
+    for override in overrides or []:
+        arguments += ["--set", override]
+    if resume is not None:
+        arguments += ["--resume", str(resume)]
+    if as_json:
+        arguments.append("--json")
+    try:
+        run_ranks(nproc, arguments)
+    except RankFailed as error:
+        fail(
+            f"training across {nproc} processes failed: {error}; "
+            f"continue with --resume {folder / 'last.pt'}",
+            code=1,
+        )
 
 
 def browse_hint(tracking_uri: str) -> str:

@@ -9,6 +9,7 @@ starts, the loss is exactly the head's plain cross-entropy.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -124,40 +125,50 @@ class LEAPLoss(nn.Module):
         self._last = {"loss": loss.detach(), "correct": correct, "cloud_std": cloud_std}
 
     def figures(self) -> dict[str, float]:
-        """Figures of the last step, as floats:
+        """The last step's figures as floats (:func:`step_figures`)."""
+        return step_figures(self._last, self.cloud)
 
-        * ``loss``; ``accuracy``: argmax of the training logits (margin and cloud included)
-          against the labels;
-        * ``cloud_fraction``: share of the batch's samples that received a cloud;
-        * ``cloud_std_mean``: mean standard deviation (radians) of their offsets;
-        * ``head_angular_variance`` / ``tail_angular_variance``: mean intra-class angular
-          variance (radians²) of head / tail classes in the angle memories.
 
-        Cloud figures are 0 before the cloud starts; angular variances are NaN while a group
-        has no statistics, and absent without a cloud.
-        """
-        last = self._last
-        if not last:
-            raise RuntimeError("figures() needs a step first: call the criterion")
-        loss, correct = last["loss"], last["correct"]
-        assert loss is not None and correct is not None
-        result = {
-            "loss": float(loss),
-            "accuracy": float(correct.float().mean()),
-            "cloud_fraction": 0.0,
-            "cloud_std_mean": 0.0,
-        }
-        cloud_std = last["cloud_std"]
-        if cloud_std is not None:
-            with_cloud = cloud_std > 0
-            count = int(with_cloud.sum())
-            result["cloud_fraction"] = count / cloud_std.numel()
-            result["cloud_std_mean"] = float(cloud_std[with_cloud].sum()) / max(count, 1)
-        if self.cloud is not None:
-            head, tail = self.cloud.angular_variance_by_group()
-            result["head_angular_variance"] = head
-            result["tail_angular_variance"] = tail
-        else:
-            result["head_angular_variance"] = math.nan
-            result["tail_angular_variance"] = math.nan
-        return result
+class _CloudReports(Protocol):
+    def angular_variance_by_group(self) -> tuple[float, float]: ...
+
+
+def step_figures(
+    last: dict[str, torch.Tensor | None], cloud: _CloudReports | None
+) -> dict[str, float]:
+    """Figures of a criterion's last step, as floats:
+
+    * ``loss``; ``accuracy``: share of samples whose target logit (margin and cloud
+      included) is the largest;
+    * ``cloud_fraction``: share of the batch's samples that received a cloud;
+    * ``cloud_std_mean``: mean standard deviation (radians) of their offsets;
+    * ``head_angular_variance`` / ``tail_angular_variance``: mean intra-class angular
+      variance (radians²) of head / tail classes in the angle memories.
+
+    Cloud figures are 0 before the cloud starts; angular variances are NaN while a group
+    has no statistics, and without a cloud.
+    """
+    if not last:
+        raise RuntimeError("figures() needs a step first: call the criterion")
+    loss, correct = last["loss"], last["correct"]
+    assert loss is not None and correct is not None
+    result = {
+        "loss": float(loss),
+        "accuracy": float(correct.float().mean()),
+        "cloud_fraction": 0.0,
+        "cloud_std_mean": 0.0,
+    }
+    cloud_std = last["cloud_std"]
+    if cloud_std is not None:
+        with_cloud = cloud_std > 0
+        count = int(with_cloud.sum())
+        result["cloud_fraction"] = count / cloud_std.numel()
+        result["cloud_std_mean"] = float(cloud_std[with_cloud].sum()) / max(count, 1)
+    if cloud is not None:
+        head, tail = cloud.angular_variance_by_group()
+        result["head_angular_variance"] = head
+        result["tail_angular_variance"] = tail
+    else:
+        result["head_angular_variance"] = math.nan
+        result["tail_angular_variance"] = math.nan
+    return result

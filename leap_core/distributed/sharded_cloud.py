@@ -24,8 +24,19 @@ import torch
 from torch import nn
 
 from leap_core.distributed.collectives import all_reduce_sum
+from leap_core.distributed.gather import gather_objects, gather_rows
 from leap_core.distributed.shard import ClassShard
-from leap_core.leap.cloud import FeatureCloud, _head_mask
+from leap_core.leap.cloud import FeatureCloud, _head_mask, memory_capacities
+
+#: Per-class entries of a FeatureCloud's state dict: one row per class, sliced by shard.
+ROW_ENTRIES = (
+    "class_counts",
+    "centres",
+    "seen",
+    "memory.written",
+    "memory.mean",
+    "memory.variance",
+)
 
 
 class ShardedFeatureCloud(nn.Module):
@@ -65,8 +76,9 @@ class ShardedFeatureCloud(nn.Module):
         if mode in ("vanilla", "constant") and (bool(is_head.all()) or not bool(is_head.any())):
             missing = "tail" if bool(is_head.all()) else "head"
             raise ValueError(f"the head/tail split leaves no {missing} class")
-        seed = int(settings.pop("seed", 0))
-        if settings.get("offset", "per_logit") == "per_logit":
+        seed = self.base_seed = int(settings.pop("seed", 0))
+        self.per_rank_draws = settings.get("offset", "per_logit") == "per_logit"
+        if self.per_rank_draws:
             seed += shard.rank
         self.shard = shard
         self.group = group
@@ -142,6 +154,62 @@ class ShardedFeatureCloud(nn.Module):
 
     def angular_variance_by_group(self) -> tuple[float, float]:
         return self.local.angular_variance_by_group()
+
+    @property
+    def single_slot_classes(self) -> int:
+        """Over all ranks."""
+        count = torch.tensor(
+            [float(self.local.single_slot_classes)], device=self.local.centres.device
+        )
+        return int(all_reduce_sum(count, self.group).item())
+
+    # ----------------------------------------------------------------- checkpoints
+    def gather_state(self) -> tuple[dict[str, Any] | None, list[Any]]:
+        """``(state, generators)``: on rank 0 the single-process :class:`FeatureCloud` state
+        of all classes (``None`` elsewhere), and every rank's generator state. Every rank
+        must call it."""
+        local = self.local.state_dict()
+        state: dict[str, Any] = {}
+        for name in ROW_ENTRIES:
+            state[name] = gather_rows(local[name], self.group)
+        angles = gather_rows(local["memory.angles"][:-1], self.group)  # minus the spare slot
+        extra = local["_extra_state"]
+        generators = gather_objects(extra["generator"], self.group)
+        if angles is None:
+            return None, generators
+        state["memory.angles"] = torch.cat([angles, angles.new_zeros(1)])
+        state["_extra_state"] = {**extra, "seed": self.base_seed, "generator": generators[0]}
+        return state, generators
+
+    def load_full_state(self, state: dict[str, Any], generators: list[Any] | None = None) -> None:
+        """Take this rank's classes out of a single-process cloud state of all classes.
+
+        ``generators`` (one per rank) restores each rank's draws exactly when the state was
+        saved at this world size; otherwise draws shared by the sample continue the saved
+        stream on every rank, and per-logit draws continue it on rank 0 and start afresh
+        (``seed + rank``) on the others."""
+        start, stop = self.shard.start, self.shard.stop
+        counts = state["class_counts"]
+        if counts.numel() != self.num_classes:
+            raise ValueError(
+                f"the checkpoint's feature cloud has {counts.numel()} classes, "
+                f"the run {self.num_classes}"
+            )
+        capacity = memory_capacities(counts, self.local.P)
+        offset = torch.cumsum(capacity, 0) - capacity
+        first = int(offset[start])
+        last = int(offset[stop - 1] + capacity[stop - 1])
+        angles = state["memory.angles"]
+        local = {name: state[name][start:stop] for name in ROW_ENTRIES}
+        local["memory.angles"] = torch.cat([angles[first:last], angles.new_zeros(1)])
+        extra = dict(state["_extra_state"])
+        extra["seed"] = self.local.seed
+        if generators is not None and len(generators) == self.shard.world_size:
+            extra["generator"] = generators[self.shard.rank]
+        elif self.per_rank_draws and self.shard.rank > 0:
+            extra["generator"] = None
+        local["_extra_state"] = extra
+        self.local.load_state_dict(local)
 
     def classes_without_statistics(self) -> int:
         """Over all ranks."""

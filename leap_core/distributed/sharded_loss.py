@@ -30,6 +30,7 @@ from leap_core.heads.base import MarginHead, compute_dtype
 from leap_core.heads.fused_loss import TargetFn
 from leap_core.heads.row_shift import shift_per_logit_, shift_per_sample_
 from leap_core.heads.workspace import Workspace
+from leap_core.losses import step_figures
 
 
 class _ShardedMarginSoftmax(torch.autograd.Function):
@@ -209,7 +210,7 @@ class ShardedLEAPLoss(nn.Module):
         self.cloud_start_epoch = cloud_start_epoch
         self.group = group
         self._workspace = Workspace()
-        self.last_correct: torch.Tensor | None = None
+        self._last: dict[str, torch.Tensor | None] = {}
 
     def forward(self, features: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
         gathered = gather_batch(features, self.group)
@@ -220,11 +221,12 @@ class ShardedLEAPLoss(nn.Module):
             loss, correct = sharded_margin_softmax_cross_entropy(
                 self.head, gathered, all_labels, self.shard, self._workspace, self.group
             )
-            self.last_correct = correct
+            self._last = {"loss": loss.detach(), "correct": correct, "cloud_std": None}
             return loss
         variance = self.cloud.sample_variance(all_labels, self.cloud.cloud_variance())
         index = None
         weights = None
+        per_sample = variance
         if self.cloud.cloud_samples > 1:
             index, repeats = self.cloud.repeat_index(variance)
             dtype = compute_dtype(features, self.head.weight)
@@ -243,8 +245,15 @@ class ShardedLEAPLoss(nn.Module):
             self.cloud.shifts_other_logits,
             weights,
         )
-        self.last_correct = correct
+        std = per_sample.sqrt()
+        self._last = {"loss": loss.detach(), "correct": correct, "cloud_std": std}
         return loss
+
+    def figures(self) -> dict[str, float]:
+        """:meth:`LEAPLoss.figures <leap_core.losses.LEAPLoss.figures>` of the gathered
+        batch, the same on every rank (every rank must call it: the angular variances are
+        summed over the shards)."""
+        return step_figures(self._last, self.cloud)
 
     def _offsets(self, shape: tuple[int, ...]) -> torch.Tensor:
         return self._workspace.take("offsets", shape, torch.float32, self.head.weight.device)

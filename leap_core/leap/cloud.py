@@ -114,6 +114,11 @@ def _head_mask(counts: torch.Tensor, head: object, threshold: float | None) -> t
     return mask
 
 
+def memory_capacities(counts: torch.Tensor, P: float) -> torch.Tensor:
+    """``ceil(K_i × P)`` angles per class (eq. 5), at least one."""
+    return torch.ceil(counts.to(torch.float64) * P - 1e-9).clamp(min=1).long()
+
+
 class FeatureCloud(nn.Module):
     """Class centres, FIFO angle memories and the per-class cloud variance.
 
@@ -207,7 +212,7 @@ class FeatureCloud(nn.Module):
             raise ValueError(
                 f"{described} leaves no tail class (smallest class count is {int(counts.min())})"
             )
-        capacity = torch.ceil(counts.to(torch.float64) * self.P - 1e-9).clamp(min=1).long()
+        capacity = memory_capacities(counts, self.P)
 
         self.register_buffer("class_counts", counts)
         self.register_buffer("is_head", is_head, persistent=False)

@@ -141,6 +141,7 @@ class MLflowHook(Hook):
             }
         )
         params.update(trainer.split.params())
+        params.update(trainer.distributed_params())
         entities = [mlflow.entities.Param(k, v[:6000]) for k, v in params.items()]
         self._call("logging params", lambda: self.client.log_batch(run_id, params=entities))
         with tempfile.TemporaryDirectory() as folder:

@@ -176,16 +176,25 @@ def build_manifest(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest
     return full_training_set(records, seed=tail.seed)
 
 
-def make_sampler(spec: JobSpec, labels: list[int]) -> ShardedSampler:
+def make_sampler(
+    spec: JobSpec, labels: list[int], rank: int = 0, world_size: int = 1
+) -> ShardedSampler:
+    """The spec's sampler; with ``world_size > 1``, rank ``rank``'s share of each epoch
+    (every rank the same number of batches, so their collectives stay in step)."""
     sampler = spec.train.sampler
     seed = spec.train.seed
     if sampler.kind == "pk":
         return PKSampler(
-            labels, identities=sampler.identities, instances=sampler.instances, seed=seed
+            labels,
+            identities=sampler.identities,
+            instances=sampler.instances,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
         )
     if sampler.kind == "class_aware":
-        return ClassAwareSampler(labels, seed=seed)
-    return RandomSampler(len(labels), seed=seed)
+        return ClassAwareSampler(labels, seed=seed, rank=rank, world_size=world_size)
+    return RandomSampler(len(labels), seed=seed, rank=rank, world_size=world_size)
 
 
 @dataclass
@@ -210,16 +219,19 @@ def prepare_data(
     progress: Callable[[int, int], None] | None = None,
     listing: SplitListing | None = None,
     decode_progress: Callable[[int, int], None] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> TrainingData:
     """Read, cut and wrap the dataset; ``progress`` reports synthetic generation and
     ``decode_progress`` the one-time decoding of the training images (without it, decoding
     a large set is reported in the log).
 
     ``listing`` replaces the dataset's own splits (sweeps pass one whose query and gallery
-    are training identities held out for validation)."""
+    are training identities held out for validation). ``rank`` of ``world_size`` takes its
+    share of every epoch's batches (a distributed run)."""
     listing = listing if listing is not None else read_listing(spec.dataset, progress)
     manifest = build_manifest(spec.dataset, listing)
-    sampler = make_sampler(spec, list(manifest.labels))
+    sampler = make_sampler(spec, list(manifest.labels), rank, world_size)
     batch = spec.train.sampler.batch()
     steps = len(sampler) // batch  # the loaders drop a short last batch
     if steps == 0:

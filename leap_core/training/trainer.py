@@ -18,11 +18,14 @@ from torch import nn
 
 from leap_core.config import JobSpec
 from leap_core.data.decoded import DecodedBatches
+from leap_core.distributed import ClassShard, ShardedFeatureCloud, ShardedLEAPLoss
+from leap_core.distributed.gather import gather_objects, gather_rows
 from leap_core.heads import HEADS
 from leap_core.leap import FeatureCloud
 from leap_core.losses import LEAPLoss
 from leap_core.models.embedding import model_for
 from leap_core.training import checkpoint as ckpt
+from leap_core.training import distributed
 from leap_core.training.data_setup import TrainingData, prepare_data
 from leap_core.training.evaluate import Diagnostics, Evaluation, diagnose, evaluate
 from leap_core.training.hooks import Hook, StepInfo
@@ -56,6 +59,10 @@ def seed_everything(seed: int) -> None:
 class Trainer:
     """One training run of a :class:`JobSpec`.
 
+    In a process group of more than one process (launched by ``torchrun``), every rank
+    builds the same trainer; see :mod:`leap_core.training.distributed`. Hooks are given to
+    rank 0 only.
+
     Args:
         spec: the run.
         run_dir: where checkpoints go (``last.pt``).
@@ -73,29 +80,52 @@ class Trainer:
         self.spec = spec
         self.run_dir = Path(run_dir)
         self.hooks = list(hooks or [])
+        self.ranks = distributed.current_ranks()
+        rank, world = (self.ranks.rank, self.ranks.world_size) if self.ranks else (0, 1)
         self.device = resolve_device(spec.train.device)
-        seed_everything(spec.train.seed)
-        self.data = data or prepare_data(spec)
+        if self.ranks and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.ranks.local_rank)
+            torch.cuda.set_device(self.device)
+        # One seed per rank: augmentations differ across ranks and a run repeats exactly at
+        # the same world size (the backbone's initial weights are rank 0's, see below).
+        seed_everything(spec.train.seed + rank)
+        self.data = data or prepare_data(spec, rank=rank, world_size=world)
         if isinstance(self.data.loader, DecodedBatches):
             self.data.loader.device = self.device  # augment where the model runs
         manifest = self.data.manifest
         self.split: HeadTailSplit = head_tail_split(spec, manifest)
         self.model = model_for(spec).to(self.device)
         scale, margin = spec.head_parameters()
+        self.shard = ClassShard(manifest.num_classes, rank, world)
         self.head = HEADS[spec.method.head.kind](
-            spec.model.embedding_dim, manifest.num_classes, scale=scale, margin=margin
+            spec.model.embedding_dim, self.shard.size, scale=scale, margin=margin
         ).to(self.device)
+        if self.ranks:
+            generator = torch.Generator().manual_seed(spec.train.seed + rank)
+            with torch.no_grad():
+                self.head.weight.copy_(
+                    torch.randn(self.head.weight.shape, generator=generator) * 0.01
+                )
         self.cloud = self._build_cloud()
-        self.criterion = LEAPLoss(
-            self.head,
-            self.cloud,
-            spec.method.leap.start_epoch(spec.train.epochs) if self.cloud else 0,
-        )
+        start = spec.method.leap.start_epoch(spec.train.epochs) if self.cloud else 0
+        self.criterion: LEAPLoss | ShardedLEAPLoss
+        if self.ranks:
+            sharded = self.cloud if isinstance(self.cloud, ShardedFeatureCloud) else None
+            self.criterion = ShardedLEAPLoss(self.head, self.shard, sharded, start)
+        else:
+            plain = self.cloud if isinstance(self.cloud, FeatureCloud) else None
+            self.criterion = LEAPLoss(self.head, plain, start)
         self.optimizer = self._build_optimizer()
         self.amp = spec.train.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward_model: nn.Module = self.model
+        if self.ranks:
+            self.forward_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            self.forward_model.register_comm_hook(None, distributed.sum_gradients)
         self.epoch = 0
         self.global_step = 0
         self._epoch_steps: tuple[int, int] | None = None  # (steps before, steps in) this epoch
@@ -104,7 +134,7 @@ class Trainer:
         self.last_evaluation: Evaluation | None = None
         self.diagnostics: Diagnostics | None = None
 
-    def _build_cloud(self) -> FeatureCloud | None:
+    def _build_cloud(self) -> FeatureCloud | ShardedFeatureCloud | None:
         leap = self.spec.method.leap
         if leap.mode == "off":
             return None
@@ -116,9 +146,7 @@ class Trainer:
                 f"split ({split.describe()}) leaves no {missing} class; set "
                 f"method.leap.threshold to a class size that separates them"
             )
-        return FeatureCloud(
-            list(self.data.manifest.class_counts),
-            self.spec.model.embedding_dim,
+        settings: dict[str, Any] = dict(
             mode=leap.mode,
             threshold=leap.threshold,
             P=leap.P,
@@ -130,8 +158,29 @@ class Trainer:
             offset=leap.offset,
             constant_std=leap.constant_std,
             single_slot=leap.single_slot,
-            head=self.split.head,
-        ).to(self.device)
+        )
+        counts = list(self.data.manifest.class_counts)
+        dim = self.spec.model.embedding_dim
+        if self.ranks:
+            return ShardedFeatureCloud(
+                counts, dim, self.shard, head=self.split.head, **settings
+            ).to(self.device)
+        return FeatureCloud(counts, dim, head=self.split.head, **settings).to(self.device)
+
+    def distributed_params(self) -> dict[str, str]:
+        """How the run is spread, for the run's record."""
+        world = self.ranks.world_size if self.ranks else 1
+        return {
+            "distributed.world_size": str(world),
+            "distributed.sharding": "classes (head rows, feature cloud)" if self.ranks else "none",
+        }
+
+    def full_head_weight(self) -> torch.Tensor | None:
+        """The head's weight of all classes (on rank 0; ``None`` on the others). Every rank
+        must call it."""
+        if not self.ranks:
+            return self.head.weight
+        return gather_rows(self.head.weight.detach())
 
     def cloud_counts(self) -> dict[str, float]:
         """How many classes the cloud could not measure: ``cloud_single_slot_classes``
@@ -183,8 +232,10 @@ class Trainer:
                 metrics = self.train_epoch(epoch)
                 last = epoch + 1 == self.spec.train.epochs
                 every = self.spec.eval.every_epochs
-                if self.spec.eval.protocol != "none" and (
-                    last or (every and (epoch + 1) % every == 0)
+                if (
+                    self.spec.eval.protocol != "none"
+                    and (last or (every and (epoch + 1) % every == 0))
+                    and (self.ranks is None or self.ranks.main)
                 ):
                     metrics.update(self.evaluate())
                 self.epoch = epoch + 1
@@ -194,10 +245,12 @@ class Trainer:
                     path = self.save(self.run_dir / "last.pt")
                     self._call("on_checkpoint", path)
             if self.spec.eval.diagnostics:
-                self.diagnostics = diagnose(
-                    self.model, self.head.weight, self.data, self.spec, self.device, self.split.head
-                )
-                self.last_metrics.update(self.diagnostics.metrics())
+                weight = self.full_head_weight()
+                if weight is not None:
+                    self.diagnostics = diagnose(
+                        self.model, weight, self.data, self.spec, self.device, self.split.head
+                    )
+                    self.last_metrics.update(self.diagnostics.metrics())
             self.last_metrics.update(self.cloud_counts())
             self._call("on_end", self.last_metrics)
             return self.last_metrics
@@ -216,7 +269,7 @@ class Trainer:
         for step, (images, labels, _camids) in enumerate(self.data.loader, start=1):
             lr = learning_rate(self.spec.train, epoch + (step - 1) / steps)
             figures = self.train_step(images, labels, epoch, lr)
-            images_seen += labels.numel()
+            images_seen += labels.numel() * (self.ranks.world_size if self.ranks else 1)
             for name, value in figures.items():
                 totals[name] = totals.get(name, 0.0) + value
             rate = images_seen / max(time.perf_counter() - started, 1e-9)
@@ -224,7 +277,10 @@ class Trainer:
                 "on_step",
                 StepInfo(epoch, step, self.global_step, steps, self.total_steps, lr, rate, figures),
             )
-            if any(hook.should_stop(self) for hook in self.hooks):
+            stop = any(hook.should_stop(self) for hook in self.hooks)
+            if self.ranks is not None:
+                stop = distributed.any_rank(stop, self.device)
+            if stop:
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")
             if step == steps:
                 break
@@ -244,7 +300,7 @@ class Trainer:
         if self.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, enabled=self.amp):
-            features = self.model(images)
+            features = self.forward_model(images)
             loss = self.criterion(features, labels, epoch)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
@@ -271,38 +327,103 @@ class Trainer:
         return dict(self.last_evaluation.metrics)
 
     # -------------------------------------------------------------------- checkpoints
-    def state(self) -> dict[str, Any]:
+    def state(self) -> dict[str, Any] | None:
+        """The checkpoint's payload; in a sharded run, gathered on rank 0 into the
+        single-process layout (``None`` on the other ranks, which must call it too)."""
+        if self.ranks is not None:
+            return self._gathered_state()
         return {
-            "spec": self.spec.model_dump(mode="json"),
-            "model": self.model.state_dict(),
+            **self._common_state(),
             "head": self.head.state_dict(),
             "cloud": self.cloud.state_dict() if self.cloud is not None else None,
             "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
             "rng": ckpt.rng_states(),
+        }
+
+    def _common_state(self) -> dict[str, Any]:
+        return {
+            "spec": self.spec.model_dump(mode="json"),
+            "model": self.model.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
             "mlflow_run_id": self.mlflow_run_id,
             "metrics": dict(self.last_metrics),
         }
 
+    def _gathered_state(self) -> dict[str, Any] | None:
+        assert self.ranks is not None
+        weight = gather_rows(self.head.weight.detach())
+        cloud: dict[str, Any] | None = None
+        generators: list[Any] | None = None
+        if isinstance(self.cloud, ShardedFeatureCloud):
+            cloud, generators = self.cloud.gather_state()
+        optimizer = distributed.gather_optimizer(
+            self.optimizer.state_dict(), self._head_parameter_index(), self.shard
+        )
+        rngs = gather_objects(ckpt.rng_states())
+        if not self.ranks.main:
+            return None
+        return {
+            **self._common_state(),
+            "head": {"weight": weight},
+            "cloud": cloud,
+            "optimizer": optimizer,
+            "rng": rngs[0],
+            "distributed": {
+                "world_size": self.ranks.world_size,
+                "rng": rngs,
+                "cloud_generators": generators,
+            },
+        }
+
+    def _head_parameter_index(self) -> int:
+        """Position of the head's weight among the optimizer's parameters."""
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        return next(i for i, p in enumerate(params) if p is self.head.weight)
+
     def save(self, path: Path) -> Path:
-        return ckpt.save_checkpoint(path, self.state())
+        """Write the checkpoint (rank 0 only in a sharded run; every rank calls it)."""
+        payload = self.state()
+        if payload is None:
+            return path
+        return ckpt.save_checkpoint(path, payload)
 
     def restore(self, payload: dict[str, Any]) -> None:
-        """Continue from a checkpoint of this spec (its structure must match)."""
+        """Continue from a checkpoint of this spec (its structure must match). A checkpoint
+        of a sharded run resumes at any world size, one process included: each rank takes
+        its classes' rows."""
         self.model.load_state_dict(payload["model"])
-        self.head.load_state_dict(payload["head"])
+        saved = payload.get("distributed") or {}
+        same_world = saved.get("world_size") == (self.ranks.world_size if self.ranks else 1)
+        if self.ranks is None:
+            self.head.load_state_dict(payload["head"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+        else:
+            full = payload["head"]["weight"]
+            self.head.load_state_dict({"weight": full[self.shard.start : self.shard.stop]})
+            self.optimizer.load_state_dict(
+                distributed.slice_optimizer(
+                    payload["optimizer"], self._head_parameter_index(), self.shard
+                )
+            )
         if self.cloud is not None:
             if payload["cloud"] is None:
                 raise ValueError(
                     "checkpoint was trained without a feature cloud but the spec "
                     "has method.leap.mode on"
                 )
-            self.cloud.load_state_dict(payload["cloud"])
-        self.optimizer.load_state_dict(payload["optimizer"])
+            if isinstance(self.cloud, ShardedFeatureCloud):
+                self.cloud.load_full_state(
+                    payload["cloud"], saved.get("cloud_generators") if same_world else None
+                )
+            else:
+                self.cloud.load_state_dict(payload["cloud"])
         self.scaler.load_state_dict(payload["scaler"])
-        ckpt.restore_rng_states(payload["rng"])
+        rank = self.ranks.rank if self.ranks else 0
+        ckpt.restore_rng_states(saved["rng"][rank] if same_world else payload["rng"])
+        if not same_world and rank > 0:
+            torch.manual_seed(self.spec.train.seed + rank + 7919 * int(payload["epoch"]))
         self.epoch = int(payload["epoch"])
         self.global_step = int(payload["global_step"])
         self.mlflow_run_id = payload.get("mlflow_run_id")

@@ -50,6 +50,7 @@ def test_run_holds_params_metrics_tags_and_artifacts(tiny_spec, tmp_path, tracki
     assert params["data.num_classes"] == "24"
     assert params["train.cache_decoded_mb"] == "2048"
     assert params["data.decoded_in_memory"] == "true"  # 24 small images fit the budget
+    assert params["distributed.world_size"] == "1" and params["distributed.sharding"] == "none"
     assert (params["split.rule"], params["split.head_classes"], params["split.tail_classes"]) == (
         "cut",
         "4",

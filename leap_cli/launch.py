@@ -1,0 +1,48 @@
+"""Start one ``leap`` command as several torch.distributed ranks on this machine.
+
+torchrun's own launcher (``torch.distributed.launcher.elastic_launch``: the c10d rendezvous
+on a free local port, as ``torchrun --standalone`` does) starts the ranks as
+``python -m leap_cli ...`` and watches them. When one fails, the others are stopped and the
+failure is reported in one line that names the rank and how it ended.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import uuid
+
+
+class RankFailed(RuntimeError):
+    """A rank of the run ended badly; the message names the first one to fail."""
+
+
+def describe_exit(exitcode: int) -> str:
+    """``"signal 9 (SIGKILL)"`` for a negative exit code, ``"status 1"`` otherwise."""
+    if exitcode < 0:
+        try:
+            return f"signal {-exitcode} ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"signal {-exitcode}"
+    return f"status {exitcode}"
+
+
+def run_ranks(nproc: int, arguments: list[str]) -> None:
+    """Run ``leap <arguments>`` as ``nproc`` ranks; raises :class:`RankFailed`."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=uuid.uuid4().hex,
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
+    try:
+        elastic_launch(config, sys.executable)("-m", "leap_cli", *arguments)
+    except ChildFailedError as error:
+        rank, failure = error.get_first_failure()
+        raise RankFailed(f"rank {rank} exited with {describe_exit(failure.exitcode)}") from None

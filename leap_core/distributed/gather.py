@@ -1,0 +1,44 @@
+"""Collecting a class-sharded run's state on rank 0, in the single-process layout.
+
+A sharded checkpoint is written by rank 0 in exactly the format a one-process run writes:
+every per-class tensor is the concatenation of the ranks' slices in rank order. Such a file
+resumes at any world size (each rank slices its classes back out) and is read by ``leap
+eval`` and the single-process trainer unchanged.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+def gather_rows(tensor: torch.Tensor, group: Any = None, dst: int = 0) -> torch.Tensor | None:
+    """Every rank's ``tensor`` concatenated along dim 0 on rank ``dst`` (``None`` on the
+    others). The ranks' row counts may differ; the other dimensions must agree."""
+    world = dist.get_world_size(group)
+    rows = torch.tensor([tensor.shape[0]], dtype=torch.long, device=tensor.device)
+    counts = [torch.zeros_like(rows) for _ in range(world)]
+    dist.all_gather(counts, rows, group=group)
+    sizes = [int(count) for count in counts]
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    is_dst = dist.get_rank(group) == dst
+    parts = [torch.empty_like(padded) for _ in range(world)] if is_dst else None
+    dist.gather(padded.contiguous(), parts, dst=dst, group=group)
+    if parts is None:
+        return None
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])
+
+
+def gather_objects(value: Any, group: Any = None) -> list[Any]:
+    """Every rank's ``value`` (tensors, numbers, strings, lists, dicts), in rank order, on
+    every rank. Values travel as ``torch.save`` bytes: ``all_gather_object`` cannot pickle
+    a tensor's storage in this PyTorch."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    blobs: list[Any] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(blobs, buffer.getvalue(), group=group)
+    return [torch.load(io.BytesIO(blob), weights_only=True) for blob in blobs]

@@ -1,0 +1,107 @@
+"""The trainer's side of a run spread over the processes of a ``torch.distributed`` group.
+
+``torchrun`` (or any launcher that initialises the default process group) starts one process
+per device; each builds the same :class:`~leap_core.training.trainer.Trainer`, which then
+shards what grows with the number of classes (head rows, the feature cloud) by rank and
+wraps the backbone in ``DistributedDataParallel``. Rank 0 alone reports (progress, MLflow)
+and writes checkpoints, in the single-process format (:mod:`leap_core.distributed.gather`).
+
+Gradients of the backbone are **summed** over ranks, not averaged: each rank's loss is the
+mean over the whole gathered batch, and the backward pass of the gathered embeddings already
+gives each rank its share of that loss's gradient, so the sum is the gradient of one
+process training on the global batch.
+
+(No ``from __future__ import annotations`` here: DistributedDataParallel checks the
+communication hook's annotations as objects.)
+"""
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from leap_core.distributed.gather import gather_rows
+from leap_core.distributed.shard import ClassShard
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """Where this process stands in the run."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def current_ranks() -> Ranks | None:
+    """The default process group's ranks, or ``None`` for a one-process run."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    return Ranks(
+        dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    )
+
+
+def init_from_environment(device_type: str) -> Ranks | None:
+    """Join the process group a launcher described in the environment (``WORLD_SIZE``,
+    ``RANK``, ``MASTER_ADDR``, ...: what ``torchrun`` sets); NCCL for CUDA, gloo otherwise.
+    Returns ``None`` when the environment describes no group of more than one process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    return current_ranks()
+
+
+def sum_gradients(group: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """A ``DistributedDataParallel`` communication hook: all-reduce without averaging."""
+    work = dist.all_reduce(bucket.buffer(), group=group, async_op=True)
+    assert work is not None
+    return work.get_future().then(lambda future: future.value()[0])
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """Whether ``flag`` is true on some rank (a stop asked on rank 0 stops every rank)."""
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def gather_optimizer(state: dict[str, Any], index: int, shard: ClassShard) -> dict[str, Any] | None:
+    """The optimizer state with parameter ``index`` (the head's rows) gathered over ranks;
+    ``None`` except on rank 0."""
+    per_param = dict(state["state"])
+    gathered: dict[str, Any] = {}
+    for name, value in per_param.get(index, {}).items():
+        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == shard.size:
+            gathered[name] = gather_rows(value)
+        else:
+            gathered[name] = value
+    if shard.rank != 0:
+        return None
+    if index in per_param:
+        per_param[index] = gathered
+    return {**state, "state": per_param}
+
+
+def slice_optimizer(state: dict[str, Any], index: int, shard: ClassShard) -> dict[str, Any]:
+    """A single-process optimizer state cut to this rank's rows of parameter ``index``."""
+    per_param = dict(state["state"])
+    if index in per_param:
+        per_param[index] = {
+            name: (
+                value[shard.start : shard.stop]
+                if isinstance(value, torch.Tensor)
+                and value.dim() >= 1
+                and value.shape[0] == shard.num_classes
+                else value
+            )
+            for name, value in per_param[index].items()
+        }
+    return {**state, "state": per_param}

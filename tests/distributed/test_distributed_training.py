@@ -1,0 +1,262 @@
+"""Training one job across processes: the trainer on two gloo ranks, its checkpoints at
+another world size, ``leap train --nproc``, a rank killed mid-run, and two "machines" on
+loopback joined by torchrun's rendezvous."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from leap_core.config import parse_spec
+from leap_core.training.checkpoint import load_checkpoint
+from leap_core.training.hooks import Hook
+from leap_core.training.trainer import Trainer
+from tests.ports import free_port
+from tests.ranks import run_ranks
+
+pytestmark = pytest.mark.process
+
+ROOT = Path(__file__).resolve().parents[2]
+LEAP = [sys.executable, "-m", "leap_cli"]
+
+
+class StopAfterFirstEpoch(Hook):
+    """Every rank saves at the end of epoch 0 and dies, as a killed job would."""
+
+    def on_epoch_end(self, trainer, epoch, metrics):
+        if epoch == 0:
+            trainer.save(trainer.run_dir / "last.pt")
+            raise KeyboardInterrupt
+
+
+def state_of(trainer: Trainer) -> dict[str, torch.Tensor]:
+    cloud = trainer.cloud.local
+    return {
+        **{f"model.{k}": v.clone() for k, v in trainer.model.state_dict().items()},
+        "head": trainer.head.weight.detach().clone(),
+        "angles": cloud.memory.angles.clone(),
+        "centres": cloud.centres.clone(),
+    }
+
+
+def straight_and_resumed(rank: int, world_size: int, job: dict, folder: str):
+    spec = parse_spec(job)
+    straight = Trainer(spec, Path(folder) / "straight")
+    straight.fit()
+    first = Trainer(spec, Path(folder) / "interrupted", [StopAfterFirstEpoch()])
+    with contextlib.suppress(KeyboardInterrupt):
+        first.fit()
+    torch.manual_seed(1234 + rank)  # a new process starts from another RNG state
+    resumed = Trainer(spec, Path(folder) / "interrupted")
+    resumed.fit(resume=Path(folder) / "interrupted" / "last.pt")
+    return {
+        "straight": state_of(straight),
+        "resumed": state_of(resumed),
+        "steps": resumed.global_step,
+    }
+
+
+def test_resume_at_the_same_world_size_equals_the_uninterrupted_run_and_at_one_process_runs(
+    tiny_dict, tmp_path
+):
+    job = tiny_dict(
+        train={"epochs": 3, "checkpoint_every": 1}, eval={"protocol": "reid", "every_epochs": 0}
+    )
+    results = run_ranks(2, straight_and_resumed, job, str(tmp_path))
+    for result in results:
+        assert result["steps"] == 3 * 4
+        assert result["straight"].keys() == result["resumed"].keys()
+        for name, value in result["straight"].items():
+            assert torch.equal(value, result["resumed"][name]), name
+    # Ranks hold different classes, and the backbone's weights are the same everywhere (DDP;
+    # batch-norm running statistics are each rank's own until DDP broadcasts rank 0's).
+    heads = [result["straight"]["head"] for result in results]
+    assert heads[0].shape[0] + heads[1].shape[0] == 24
+    models = [
+        {k: v for k, v in r["straight"].items() if k.startswith("model.") and "running" not in k}
+        for r in results
+    ]
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
+
+    checkpoint = tmp_path / "interrupted" / "last.pt"
+    payload = load_checkpoint(checkpoint)
+    assert payload["distributed"]["world_size"] == 2 and payload["head"]["weight"].shape[0] == 24
+    assert torch.equal(
+        payload["head"]["weight"], torch.cat([r["resumed"]["head"] for r in results])
+    )
+    # The same file resumes in one process (the classes are no longer sharded) and evaluates.
+    single = Trainer(parse_spec(job), tmp_path / "single")
+    metrics = single.fit(resume=checkpoint)
+    assert single.epoch == 3 and 0.0 <= metrics["mAP"] <= 1.0 and metrics["num_valid_queries"] > 0
+
+
+def leap_env(home: Path) -> dict[str, str]:
+    return {**os.environ, "LEAP_HOME": str(home), "PYTHONPATH": str(ROOT)}
+
+
+def test_leap_train_nproc_2_learns_and_leap_eval_reads_its_checkpoint(tiny_root, tmp_path):
+    spec = yaml.safe_load((ROOT / "examples" / "tiny_synthetic.yaml").read_text())
+    spec["train"]["epochs"] = 4
+    spec["eval"]["every_epochs"] = 0
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(spec))
+    run = subprocess.run(
+        [
+            *LEAP,
+            "train",
+            str(spec_file),
+            "--nproc",
+            "2",
+            "--no-mlflow",
+            "--json",
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=leap_env(tmp_path),
+        timeout=600,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads(run.stdout)
+    assert metrics["rank1"] > 0.06  # 50 test identities: chance is 0.02
+    assert "x 2 processes" in run.stderr
+    evaluation = subprocess.run(
+        [*LEAP, "eval", str(tmp_path / "run" / "last.pt"), "--json"],
+        capture_output=True,
+        text=True,
+        env=leap_env(tmp_path),
+        timeout=300,
+        check=False,
+    )
+    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    assert json.loads(evaluation.stdout)["mAP"] == pytest.approx(metrics["mAP"], abs=1e-9)
+
+
+def rank_pid(parent: int, local_rank: int) -> int | None:
+    """The pid of a descendant of ``parent`` whose environment says LOCAL_RANK=local_rank."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if f"LOCAL_RANK={local_rank}".encode() not in environ:
+            continue
+        ancestor = int(entry.name)
+        while ancestor > 1:
+            if ancestor == parent:
+                return int(entry.name)
+            try:
+                text = Path(f"/proc/{ancestor}/status").read_text()
+            except OSError:
+                break
+            ancestor = int(
+                next(line for line in text.splitlines() if line.startswith("PPid:")).split()[1]
+            )
+        del status
+    return None
+
+
+def test_a_killed_rank_fails_the_run_naming_it_and_a_retry_resumes(tiny_dict, tmp_path):
+    job = tiny_dict(train={"epochs": 24, "checkpoint_every": 1, "steps_per_epoch": 4})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(job))
+    run_dir = tmp_path / "run"
+    command = [
+        *LEAP,
+        "train",
+        str(spec_file),
+        "--nproc",
+        "2",
+        "--no-mlflow",
+        "--run-dir",
+        str(run_dir),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=leap_env(tmp_path)
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    victim = rank_pid(process.pid, 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert "rank 1 exited with signal 9 (SIGKILL)" in stderr
+    assert f"--resume {run_dir / 'last.pt'}" in stderr.replace("\n", "")
+    saved = load_checkpoint(run_dir / "last.pt")["epoch"]
+    assert 1 <= saved < 24
+
+    retry = subprocess.run(
+        [*command, "--resume", str(run_dir / "last.pt"), "--json"],
+        capture_output=True,
+        text=True,
+        env=leap_env(tmp_path),
+        timeout=600,
+        check=False,
+    )
+    assert retry.returncode == 0, retry.stderr[-3000:]
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 24
+
+
+def test_two_machines_on_loopback_train_one_job(tiny_dict, tmp_path):
+    job = tiny_dict(train={"epochs": 2})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(job))
+    endpoint = f"127.0.0.1:{free_port()}"
+    launchers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes",
+                "2",
+                "--node-rank",
+                str(node),
+                "--nproc-per-node",
+                "1",
+                "--rdzv-backend",
+                "c10d",
+                "--rdzv-endpoint",
+                endpoint,
+                "--rdzv-id",
+                "loopback-job",
+                "-m",
+                "leap_cli",
+                "train",
+                str(spec_file),
+                "--no-mlflow",
+                "--json",
+                "--run-dir",
+                str(tmp_path / "run"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=leap_env(tmp_path),
+        )
+        for node in (0, 1)
+    ]
+    outputs = [launcher.communicate(timeout=600) for launcher in launchers]
+    for launcher, (_, stderr) in zip(launchers, outputs, strict=True):
+        assert launcher.returncode == 0, stderr[-3000:]
+    printed = [stdout for stdout, _ in outputs if stdout.strip()]
+    assert len(printed) == 1  # rank 0 alone reports
+    assert json.loads(printed[0])["num_valid_queries"] > 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["distributed"]["world_size"] == 2
