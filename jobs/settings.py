@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         description="dataset roots must resolve inside one of these (LEAP_DATA_ROOTS=/a:/b)",
     )
     queue: str = Field("gpu", description="Celery queue the train task goes to")
+    max_devices_per_job: int = Field(
+        1,
+        ge=1,
+        description="the largest resources.devices a job may ask for: the devices of the "
+        "largest worker (LEAP_MAX_DEVICES_PER_JOB)",
+    )
     heartbeat_seconds: float = Field(1.0, gt=0, description="min seconds between row writes")
     lease_seconds: float = Field(
         120.0,

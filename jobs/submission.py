@@ -90,6 +90,22 @@ def check_storable(body: dict[str, Any]) -> None:
         raise Refused(problems)
 
 
+def check_devices(spec: dict[str, Any], settings: Settings, at: tuple[str, ...] = ()) -> None:
+    """Refuse a job that asks for more devices than any worker has: it would wait forever."""
+    devices = int((spec.get("resources") or {}).get("devices", 1))
+    if devices > settings.max_devices_per_job:
+        raise Refused(
+            [
+                Problem(
+                    (*at, "resources", "devices"),
+                    f"{devices} devices asked; the largest job this service runs has "
+                    f"{settings.max_devices_per_job} (LEAP_MAX_DEVICES_PER_JOB)",
+                    devices,
+                )
+            ]
+        )
+
+
 def confined_spec(spec: dict[str, Any], settings: Settings, at: tuple[str, ...] = ()) -> dict:
     """The spec (as JSON) as workers will read it, its relative data paths made absolute
     under the first allowed root; refused, naming each field (under ``at``), when any path

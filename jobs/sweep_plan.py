@@ -16,7 +16,7 @@ from typing import Any
 
 from jobs.models import NAME_LENGTH
 from jobs.settings import Settings
-from jobs.submission import Problem, Refused, confined_spec
+from jobs.submission import Problem, Refused, check_devices, confined_spec
 from jobs.sweeps import PlannedCell
 from leap_core.sweeps.grid import Cell, expand
 from leap_core.sweeps.sweepfile import SweepError, SweepFile
@@ -78,6 +78,8 @@ def plan_cells(
         raise Refused(
             [Problem(loc, message if sep else str(error), kind="invalid_sweep")]
         ) from None
+    for cell in grid:
+        check_devices(cell.spec.model_dump(mode="json"), settings, ("cells", cell.id))
     return [
         PlannedCell(
             cell=cell.id,

@@ -81,17 +81,18 @@ def train(
     mlflow: Annotated[bool, typer.Option(help="log the run to MLflow")] = True,
     as_json: JsonOption = False,
     nproc: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--nproc",
             min=1,
             help="processes on this machine, one per GPU (or CPU processes with gloo), "
-            "started by torchrun; the classes are sharded across them",
+            "started by torchrun; the classes are sharded across them "
+            "[default: the spec's resources.devices]",
         ),
-    ] = 1,
+    ] = None,
 ) -> None:
     """Train a model as the spec says, logging to MLflow; prints the final metrics."""
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+    if "WORLD_SIZE" not in os.environ and nproc != 1:
         launch_ranks(nproc, spec_file, overrides, resume, run_dir, mlflow, as_json)
         return
     from leap_cli.progress import ProgressHook
@@ -161,7 +162,7 @@ def train(
 
 
 def launch_ranks(
-    nproc: int,
+    nproc: int | None,
     spec_file: Path,
     overrides: list[str] | None,
     resume: Path | None,
@@ -169,15 +170,19 @@ def launch_ranks(
     mlflow: bool,
     as_json: bool,
 ) -> None:
-    """Run this command again as ``nproc`` ranks (:mod:`leap_cli.launch`). The run folder
-    is chosen here, once, so every rank agrees on it."""
-    from leap_cli.launch import RankFailed, run_ranks
-    from leap_core.config import SpecError, load_spec
+    """Run this command again as ``nproc`` ranks (:mod:`leap_core.distributed.launch`).
+    The run folder is chosen here, once, so every rank agrees on it."""
+    from leap_core.config import load_spec
+    from leap_core.distributed.launch import RankFailed, run_ranks
 
     try:
         spec = load_spec(spec_file, overrides or [])
-    except (SpecError, OSError, ValueError) as error:
+    except usage_errors() as error:
         fail(str(error))
+    nproc = nproc or spec.resources.devices
+    if nproc == 1:
+        train(spec_file, overrides, resume, run_dir, mlflow, as_json, nproc=1)
+        return
     folder = run_dir or (Path(resume).parent if resume else _default_run_dir(spec))
     arguments = ["train", str(spec_file), "--run-dir", str(folder)]
     arguments.append("--mlflow" if mlflow else "--no-mlflow")
@@ -188,7 +193,7 @@ def launch_ranks(
     if as_json:
         arguments.append("--json")
     try:
-        run_ranks(nproc, arguments)
+        run_ranks(nproc, "leap_cli", arguments)
     except RankFailed as error:
         fail(
             f"training across {nproc} processes failed: {error}; "

@@ -397,6 +397,18 @@ class TrackingSpec(_Spec):
     )
 
 
+class ResourcesSpec(_Spec):
+    """What one run occupies."""
+
+    devices: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="processes of one run, one per GPU (on a CPU-only machine, CPU "
+        "processes); the classes are sharded across them",
+    )
+
+
 class JobSpec(_Spec):
     """A whole training run."""
 
@@ -407,6 +419,7 @@ class JobSpec(_Spec):
     train: TrainSpec = Field(default_factory=TrainSpec)
     eval: EvalSpec = Field(default_factory=EvalSpec)
     tracking: TrackingSpec = Field(default_factory=TrackingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
 
     @model_validator(mode="after")
     def _consistent(self) -> JobSpec:

@@ -18,6 +18,7 @@ from typing import Any
 from celery.signals import worker_process_init
 
 _held: list[int] = []  # file descriptors of the claimed locks, kept open for life
+_machine: list[str] = []  # the GPUs this child could see before it pinned one
 
 
 def visible_gpus() -> list[str]:
@@ -36,20 +37,70 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
 
 
+def default_lock_dir() -> Path:
+    return Path(tempfile.gettempdir()) / f"leap-gpu-locks-{os.getuid()}"
+
+
+def _try_lock(path: Path) -> int | None:
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def claim_gpu(gpus: list[str], lock_dir: Path | None = None, kind: str = "child") -> str | None:
     """Lock and return one of ``gpus``; None when all are taken (or there are none)."""
-    lock_dir = lock_dir or Path(tempfile.gettempdir()) / f"leap-gpu-locks-{os.getuid()}"
+    lock_dir = lock_dir or default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     for gpu in gpus:
-        fd = os.open(lock_dir / f"{kind}-gpu-{gpu}.lock", os.O_CREAT | os.O_RDWR, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        _held.append(fd)
-        return gpu
+        fd = _try_lock(lock_dir / f"{kind}-gpu-{gpu}.lock")
+        if fd is not None:
+            _held.append(fd)
+            return gpu
     return None
+
+
+def claim_devices(count: int, lock_dir: Path | None = None) -> tuple[list[str], list[int]] | None:
+    """All or nothing: ``count`` devices for one job of several processes, as
+    ``(devices, locks)``, or None when this machine cannot give them now.
+
+    On a GPU machine the devices are this child's own GPU and free ones beside it (the same
+    locks children take, so no other job lands on them meanwhile); on a CPU-only machine
+    they are CPU slots, one per core. Give the locks back with :func:`release`."""
+    lock_dir = lock_dir or default_lock_dir()
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    own = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if _machine:
+        devices, kind = [own] if own else [], "child-gpu"
+        candidates = [gpu for gpu in _machine if gpu != own]
+    else:
+        devices, kind = [], "cpu-slot"
+        candidates = [str(slot) for slot in range(os.cpu_count() or 1)]
+    locks: list[int] = []
+    for device in candidates:
+        if len(devices) == count:
+            break
+        fd = _try_lock(lock_dir / f"{kind}-{device}.lock")
+        if fd is not None:
+            locks.append(fd)
+            devices.append(device)
+    if len(devices) < count:
+        release(locks)
+        return None
+    return devices, locks
+
+
+def release(locks: list[int]) -> None:
+    for fd in locks:
+        os.close(fd)
+
+
+def machine_devices() -> int:
+    """How many devices a job here can have: the GPUs, or the cores of a CPU machine."""
+    return len(_machine) if _machine else (os.cpu_count() or 1)
 
 
 def claim_for_worker(gpus: list[str], wanted: str, lock_dir: Path) -> list[str]:
@@ -83,6 +134,7 @@ def pin_child_to_gpu(**_kwargs: Any) -> None:
 
         torch.set_num_threads(1)
         return
+    _machine[:] = gpus
     gpu = claim_gpu(gpus)
     # More children than GPUs is a misconfiguration; hide all GPUs rather than share one.
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""

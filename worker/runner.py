@@ -14,7 +14,7 @@ from jobs.models import JobStatus
 from jobs.paths import escapes
 from jobs.settings import Settings, get_settings
 from leap_core.config import JobSpec, parse_spec
-from leap_core.training.hooks import finite_metrics
+from leap_core.training.hooks import Hook, finite_metrics
 from leap_core.training.trainer import Trainer, TrainingCancelled, resolve_device
 from worker.faults import describe, is_infrastructure, missing_dataset_root
 from worker.hooks import JobRowHook, LeaseLost
@@ -76,48 +76,37 @@ def _requeue_or_leave(settings: Settings, held: Lease, message: str) -> str:
         return "left to the reaper"
 
 
-def _train(settings: Settings, held: Lease) -> str:
+def job_hooks(settings: Settings, held: Lease) -> list[Hook]:
+    """The hooks of a job's run: MLflow, and the job row (progress, cancellation)."""
     from leap_core.tracking.mlflow_hook import MLflowHook
 
-    run_dir = Path(held.run_dir)
-    resume = run_dir / "last.pt"
-    spec: JobSpec | None = None
-    trainer: Trainer | None = None
-    try:
-        spec = parse_spec(held.spec)
-        refused = _refusal(spec, settings)
-        if refused is not None:
-            finish(settings, held, JobStatus.failed, refused, error=refused)
-            return JobStatus.failed.value
-        row = JobRowHook(
-            settings.database_url,
-            held,
-            every=settings.heartbeat_seconds,
-            db_retry_seconds=settings.db_retry_seconds,
-        )
-        tracking = MLflowHook(
-            tracking_uri=settings.mlflow_tracking_uri,
-            tags={"job_id": held.job_id, "attempt": str(held.attempt)},
-            on_run=row.record_run,
-            retry_seconds=settings.tracking_retry_seconds,
-        )
-        trainer = Trainer(spec, run_dir, [tracking, row])
-        metrics = trainer.fit(resume if resume.is_file() else None)
-    except LeaseLost as error:
-        logger.warning("%s", error)
-        return "lease lost"
-    except TrainingCancelled as error:
-        finish(settings, held, JobStatus.cancelled, f"{error}; last checkpoint kept")
-        return JobStatus.cancelled.value
-    except Exception as error:  # any other failure of the run is the job's failure
-        device = str(trainer.device) if trainer is not None else _device_of(spec)
-        message = describe(error, spec, device)
-        if is_infrastructure(error):
-            logger.warning("job %s attempt %d: %s", held.job_id, held.attempt, message)
-            return _requeue_or_leave(settings, held, message)
-        logger.exception("job %s failed", held.job_id)
-        finish(settings, held, JobStatus.failed, message, error=message)
-        return JobStatus.failed.value
+    row = JobRowHook(
+        settings.database_url,
+        held,
+        every=settings.heartbeat_seconds,
+        db_retry_seconds=settings.db_retry_seconds,
+    )
+    tracking = MLflowHook(
+        tracking_uri=settings.mlflow_tracking_uri,
+        tags={"job_id": held.job_id, "attempt": str(held.attempt)},
+        on_run=row.record_run,
+        retry_seconds=settings.tracking_retry_seconds,
+    )
+    return [tracking, row]
+
+
+def record_failure(settings: Settings, held: Lease, message: str, infrastructure: bool) -> str:
+    """A failed attempt: requeued when a service failed it, the job failed otherwise."""
+    if infrastructure:
+        logger.warning("job %s attempt %d: %s", held.job_id, held.attempt, message)
+        return _requeue_or_leave(settings, held, message)
+    finish(settings, held, JobStatus.failed, message, error=message)
+    return JobStatus.failed.value
+
+
+def record_success(
+    settings: Settings, held: Lease, trainer: Trainer, metrics: dict[str, float]
+) -> str:
     final = finite_metrics(metrics)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in final.items() if k in ("rank1", "mAP", "mINP"))
     # total_steps was the plan (epochs × steps per epoch); a short last batch can end an
@@ -134,3 +123,36 @@ def _train(settings: Settings, held: Lease) -> str:
         epoch=trainer.epoch,
     )
     return JobStatus.succeeded.value
+
+
+def _train(settings: Settings, held: Lease) -> str:
+    run_dir = Path(held.run_dir)
+    resume = run_dir / "last.pt"
+    spec: JobSpec | None = None
+    trainer: Trainer | None = None
+    try:
+        spec = parse_spec(held.spec)
+        refused = _refusal(spec, settings)
+        if refused is not None:
+            finish(settings, held, JobStatus.failed, refused, error=refused)
+            return JobStatus.failed.value
+        if spec.resources.devices > 1:
+            from worker.ranks import run_on_devices
+
+            return run_on_devices(settings, held, spec)
+        trainer = Trainer(spec, run_dir, job_hooks(settings, held))
+        metrics = trainer.fit(resume if resume.is_file() else None)
+    except LeaseLost as error:
+        logger.warning("%s", error)
+        return "lease lost"
+    except TrainingCancelled as error:
+        finish(settings, held, JobStatus.cancelled, f"{error}; last checkpoint kept")
+        return JobStatus.cancelled.value
+    except Exception as error:  # any other failure of the run is the job's failure
+        device = str(trainer.device) if trainer is not None else _device_of(spec)
+        if not is_infrastructure(error):
+            logger.exception("job %s failed", held.job_id)
+        return record_failure(
+            settings, held, describe(error, spec, device), is_infrastructure(error)
+        )
+    return record_success(settings, held, trainer, metrics)

@@ -30,7 +30,7 @@ from jobs.db import session_factory
 from jobs.dispatch import NotDispatched, dispatch_committed, dispatch_new
 from jobs.models import NAME_LENGTH, TERMINAL, JobEvent, JobStatus, utcnow
 from jobs.states import IllegalTransition
-from jobs.submission import check_storable, confined_spec
+from jobs.submission import check_devices, check_storable, confined_spec
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -67,6 +67,7 @@ def submit(
     """Store a queued job and hand its id to the workers. With ``Idempotency-Key``, a
     retried request returns the job the first one created (200) instead of a second job."""
     check_storable(body.model_dump())
+    check_devices(body.spec_json(), settings)
     spec = confined_spec(body.spec_json(), settings)
     with sessions() as session:
         try:

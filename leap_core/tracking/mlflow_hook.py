@@ -165,7 +165,10 @@ class MLflowHook(Hook):
     def on_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if trainer.diagnostics is not None:
             self._log(trainer.diagnostics.metrics(), trainer.epoch)
-        self._log(trainer.cloud_counts(), trainer.epoch)
+        # The trainer put the cloud's counts among the final metrics (summed over the ranks
+        # of a sharded run, which asking the cloud again from rank 0 alone could not do).
+        counts = {k: v for k, v in metrics.items() if k.startswith("cloud_") and "classes" in k}
+        self._log(counts, trainer.epoch)
         self._flush(wait=True)
         with tempfile.TemporaryDirectory() as folder:
             drawn = draw_plots(trainer, Path(folder)) if trainer.spec.tracking.plots else []

@@ -124,6 +124,7 @@ def service_env(
         "LEAP_DATA_ROOTS": str(home / "data"),
         "LEAP_QUEUE": f"leap-test-{uuid.uuid4().hex[:8]}",
         "LEAP_HEARTBEAT_SECONDS": "0.5",
+        "LEAP_MAX_DEVICES_PER_JOB": "2",
         "MLFLOW_TRACKING_URI": "",
         "PYTHONPATH": str(ROOT),
     }

@@ -81,6 +81,24 @@ def test_dataset_root_outside_the_allowed_directories_is_422(make_client, job_bo
         assert error["input"] == root
 
 
+def test_a_job_larger_than_any_worker_is_422_naming_the_largest_size(
+    make_client, job_body, service_env, database_url
+):
+    client = make_client("device-owner")
+    before = queue_length(service_env)
+    response = client.post("/v1/jobs", json=job_body(resources={"devices": 3}))
+    assert response.status_code == 422
+    error = response.json()["errors"][0]
+    assert error["path"] == "resources.devices" and error["input"] == 3
+    assert error["message"] == (
+        "3 devices asked; the largest job this service runs has 2 (LEAP_MAX_DEVICES_PER_JOB)"
+    )
+    with session_scope(database_url) as session:
+        assert session.scalar(select(func.count()).where(Job.owner == "device-owner")) == 0
+    assert queue_length(service_env) == before
+    assert client.post("/v1/jobs", json=job_body(resources={"devices": 0})).status_code == 422
+
+
 def test_submit_stores_once_queues_once_and_reads_back(make_client, job_body, service_env):
     client = make_client()
     before = queue_length(service_env)

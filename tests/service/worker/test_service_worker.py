@@ -45,6 +45,28 @@ def test_tiny_job_succeeds_and_its_mlflow_run_holds_params_metrics_and_checkpoin
     assert any(line.startswith("epoch 2/2:") for line in logs), logs
 
 
+def test_a_two_device_job_trains_as_two_ranks_with_one_mlflow_run(
+    worker, make_client, job_body, service_env
+):
+    client = make_client()
+    job = client.post("/v1/jobs", json=job_body(resources={"devices": 2})).json()
+    done = wait_status(client, job["id"], {"succeeded", "failed"}, timeout=240)
+    assert done["status"] == "succeeded", done["error"]
+    assert done["progress"]["epoch"] == done["progress"]["epochs"] == 2
+    assert 0.0 <= done["metrics"]["mAP"] <= 1.0
+    mlflow = MlflowClient(service_env["LEAP_MLFLOW_TRACKING_URI"])
+    runs = mlflow.search_runs(
+        [mlflow.get_run(done["mlflow"]["run_id"]).info.experiment_id],
+        filter_string=f"tags.job_id = '{job['id']}'",
+    )
+    assert len(runs) == 1  # rank 0 alone logs
+    assert runs[0].data.params["distributed.world_size"] == "2"
+    assert runs[0].data.params["resources.devices"] == "2"
+    events = client.get(f"/v1/jobs/{job['id']}/events").json()["items"]
+    states = [(e["from_status"], e["to_status"]) for e in events if e["kind"] == "state"]
+    assert states == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
+
+
 def test_a_failing_job_reports_its_error(worker, make_client, job_body):
     client = make_client()
     empty = Path(job_body()["dataset"]["root"]).parent / "nope"

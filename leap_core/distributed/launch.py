@@ -1,15 +1,17 @@
-"""Start one ``leap`` command as several torch.distributed ranks on this machine.
+"""Start a Python module as several torch.distributed ranks on this machine.
 
 torchrun's own launcher (``torch.distributed.launcher.elastic_launch``: the c10d rendezvous
 on a free local port, as ``torchrun --standalone`` does) starts the ranks as
-``python -m leap_cli ...`` and watches them. When one fails, the others are stopped and the
-failure is reported in one line that names the rank and how it ended.
+``python -m <module> ...`` and watches them. When one fails, the others are stopped and the
+failure is reported in one line that names the rank and how it ended. ``leap train --nproc``
+and the service's workers both launch through here.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 import uuid
 
 
@@ -27,8 +29,9 @@ def describe_exit(exitcode: int) -> str:
     return f"status {exitcode}"
 
 
-def run_ranks(nproc: int, arguments: list[str]) -> None:
-    """Run ``leap <arguments>`` as ``nproc`` ranks; raises :class:`RankFailed`."""
+def run_ranks(nproc: int, module: str, arguments: list[str]) -> None:
+    """Run ``python -m <module> <arguments>`` as ``nproc`` ranks; raises
+    :class:`RankFailed`."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -41,8 +44,16 @@ def run_ranks(nproc: int, arguments: list[str]) -> None:
         rdzv_endpoint="localhost:0",
         max_restarts=0,
     )
+    # The launcher installs its own handlers for these signals and leaves them; a worker
+    # process that launched a job must keep its own (a Celery warm shutdown, for one).
+    handled = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT]
+    before = {number: signal.getsignal(number) for number in handled}
     try:
-        elastic_launch(config, sys.executable)("-m", "leap_cli", *arguments)
+        elastic_launch(config, sys.executable)("-m", module, *arguments)
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
         raise RankFailed(f"rank {rank} exited with {describe_exit(failure.exitcode)}") from None
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for number, handler in before.items():
+                signal.signal(number, handler)
