@@ -1,6 +1,7 @@
 """``python -m worker [celery worker options]``: a worker sized to this machine.
 
-One Celery child per GPU, each pinned to its own device, so one job runs per GPU; on a
+One Celery child per GPU (per ``LEAP_WORKER_DEVICES_PER_CHILD`` GPUs, for jobs of several
+devices), each pinned to its own devices, so one job runs per child; on a
 machine without GPUs, one child per CPU core (``LEAP_WORKER_CPU_JOBS`` to choose), each
 training on one thread. The GPUs are all visible ones, or
 with ``LEAP_WORKER_GPUS=N`` N of them not taken by another worker on this machine (lock
@@ -16,13 +17,14 @@ import tempfile
 from pathlib import Path
 
 from worker.app import app, settings
-from worker.gpu import claim_for_worker, visible_gpus
+from worker.gpu import claim_for_worker, devices_per_child, visible_gpus
 
 
-def pool_size(gpus: list[str], cpu_jobs: str | None, cores: int | None) -> int:
-    """Jobs at once: one per GPU; without GPUs, ``LEAP_WORKER_CPU_JOBS`` or one per core."""
+def pool_size(gpus: list[str], cpu_jobs: str | None, cores: int | None, per_child: int = 1) -> int:
+    """Jobs at once: one per ``per_child`` GPUs; without GPUs, ``LEAP_WORKER_CPU_JOBS`` or
+    one per core."""
     if gpus:
-        return len(gpus)
+        return max(1, len(gpus) // per_child)
     if cpu_jobs:
         if not cpu_jobs.isdigit() or int(cpu_jobs) < 1:
             raise SystemExit(f"LEAP_WORKER_CPU_JOBS must be a positive integer, got {cpu_jobs!r}")
@@ -35,7 +37,9 @@ def main(argv: list[str]) -> None:
     gpus = claim_for_worker(visible_gpus(), os.environ.get("LEAP_WORKER_GPUS", "all"), lock_dir)
     if gpus:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # the children choose among these
-    size = pool_size(gpus, os.environ.get("LEAP_WORKER_CPU_JOBS"), os.cpu_count())
+    size = pool_size(
+        gpus, os.environ.get("LEAP_WORKER_CPU_JOBS"), os.cpu_count(), devices_per_child()
+    )
     options = [
         "worker",
         f"--queues={settings.queue}",

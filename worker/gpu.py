@@ -3,6 +3,8 @@
 A child takes the first device whose lock file it can lock exclusively and exposes only
 that device (``CUDA_VISIBLE_DEVICES``), before anything initialises CUDA. The lock goes
 with the process, so a replacement child (``max_tasks_per_child``) takes the freed GPU.
+With ``LEAP_WORKER_DEVICES_PER_CHILD=N`` a child takes N GPUs, for jobs of up to N
+devices (``resources.devices``).
 """
 
 from __future__ import annotations
@@ -65,32 +67,45 @@ def claim_gpu(gpus: list[str], lock_dir: Path | None = None, kind: str = "child"
 
 def claim_devices(count: int, lock_dir: Path | None = None) -> tuple[list[str], list[int]] | None:
     """All or nothing: ``count`` devices for one job of several processes, as
-    ``(devices, locks)``, or None when this machine cannot give them now.
+    ``(devices, locks)``, or None when this process cannot have them now.
 
-    On a GPU machine the devices are this child's own GPU and free ones beside it (the same
-    locks children take, so no other job lands on them meanwhile); on a CPU-only machine
-    they are CPU slots, one per core. Give the locks back with :func:`release`."""
+    On a GPU machine they are this child's own GPUs (``LEAP_WORKER_DEVICES_PER_CHILD`` of
+    them, pinned for the child's life), so no lock is needed. On a CPU-only machine they are
+    CPU slots, one per core, locked for the job (release with :func:`release`)."""
+    if _machine:
+        own = own_gpus()
+        return (own[:count], []) if len(own) >= count else None
     lock_dir = lock_dir or default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
-    own = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    if _machine:
-        devices, kind = [own] if own else [], "child-gpu"
-        candidates = [gpu for gpu in _machine if gpu != own]
-    else:
-        devices, kind = [], "cpu-slot"
-        candidates = [str(slot) for slot in range(os.cpu_count() or 1)]
+    devices: list[str] = []
     locks: list[int] = []
-    for device in candidates:
+    for slot in range(os.cpu_count() or 1):
         if len(devices) == count:
             break
-        fd = _try_lock(lock_dir / f"{kind}-{device}.lock")
+        fd = _try_lock(lock_dir / f"cpu-slot-{slot}.lock")
         if fd is not None:
             locks.append(fd)
-            devices.append(device)
+            devices.append(str(slot))
     if len(devices) < count:
         release(locks)
         return None
     return devices, locks
+
+
+def own_gpus() -> list[str]:
+    """The GPUs this child pinned."""
+    return [gpu for gpu in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu.strip()]
+
+
+def devices_per_child() -> int:
+    """GPUs each worker child holds (``LEAP_WORKER_DEVICES_PER_CHILD``, default 1): the
+    largest ``resources.devices`` a job on this worker can have."""
+    wanted = os.environ.get("LEAP_WORKER_DEVICES_PER_CHILD", "1")
+    if not wanted.isdigit() or int(wanted) < 1:
+        raise SystemExit(
+            f"LEAP_WORKER_DEVICES_PER_CHILD must be a positive integer, got {wanted!r}"
+        )
+    return int(wanted)
 
 
 def release(locks: list[int]) -> None:
@@ -99,8 +114,9 @@ def release(locks: list[int]) -> None:
 
 
 def machine_devices() -> int:
-    """How many devices a job here can have: the GPUs, or the cores of a CPU machine."""
-    return len(_machine) if _machine else (os.cpu_count() or 1)
+    """How many devices a job here can have: this child's GPUs, or the cores of a CPU
+    machine."""
+    return len(own_gpus()) if _machine else (os.cpu_count() or 1)
 
 
 def claim_for_worker(gpus: list[str], wanted: str, lock_dir: Path) -> list[str]:
@@ -135,6 +151,10 @@ def pin_child_to_gpu(**_kwargs: Any) -> None:
         torch.set_num_threads(1)
         return
     _machine[:] = gpus
-    gpu = claim_gpu(gpus)
+    claimed: list[str] = []
+    for _ in range(devices_per_child()):
+        gpu = claim_gpu([g for g in gpus if g not in claimed])
+        if gpu is not None:
+            claimed.append(gpu)
     # More children than GPUs is a misconfiguration; hide all GPUs rather than share one.
-    os.environ["CUDA_VISIBLE_DEVICES"] = gpu if gpu is not None else ""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(claimed)

@@ -41,8 +41,9 @@ def run_on_devices(settings: Settings, held: Lease, spec: JobSpec) -> str:
     devices = spec.resources.devices
     if devices > machine_devices():
         message = (
-            f"resources.devices is {devices} but this worker has {machine_devices()} "
-            f"devices; LEAP_MAX_DEVICES_PER_JOB must not exceed the largest worker"
+            f"resources.devices is {devices} but this worker's processes hold "
+            f"{machine_devices()} devices each (LEAP_WORKER_DEVICES_PER_CHILD on GPU "
+            f"machines); LEAP_MAX_DEVICES_PER_JOB must not exceed it"
         )
         return record_failure(settings, held, message, infrastructure=False)
     run_dir = Path(held.run_dir)

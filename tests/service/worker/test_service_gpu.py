@@ -70,3 +70,49 @@ def test_a_cpu_child_trains_on_one_thread():
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "1", result.stderr[-2000:]
+
+
+def test_a_child_of_a_multi_gpu_worker_pins_several_gpus_and_jobs_use_them(tmp_path):
+    """LEAP_WORKER_DEVICES_PER_CHILD=2 on a 4-GPU machine: two children of two GPUs each; a
+    2-device job in a child uses that child's pair, a 3-device job cannot run there."""
+    from worker.__main__ import pool_size
+
+    assert pool_size(["0", "1", "2", "3"], None, 16, per_child=2) == 2
+    probe = (
+        "import tempfile, os; from pathlib import Path; from worker import gpu; "
+        f"gpu.default_lock_dir = lambda: Path({str(tmp_path)!r}); "
+        "gpu.pin_child_to_gpu(); print(os.environ['CUDA_VISIBLE_DEVICES'], "
+        "gpu.claim_devices(2), gpu.claim_devices(3), gpu.machine_devices()); "
+        "import sys; sys.stdout.flush(); input()"
+    )
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1,2,3", "LEAP_WORKER_DEVICES_PER_CHILD": "2"}
+    first = subprocess.Popen(
+        [sys.executable, "-c", probe],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().split() == ["0,1", "(['0',", "'1'],", "[])", "None", "2"]
+        second = subprocess.run(
+            [sys.executable, "-c", probe], env=env, input="\n", capture_output=True, text=True
+        )
+        assert second.stdout.split()[0] == "2,3", second.stderr[-2000:]
+    finally:
+        first.communicate("\n")
+
+
+def test_cpu_slots_are_claimed_all_or_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu, "_machine", [])
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    claimed = gpu.claim_devices(2, tmp_path)
+    assert claimed is not None and claimed[0] == ["0", "1"]
+    assert gpu.claim_devices(2, tmp_path) is None  # one slot left: nothing is kept
+    alone = gpu.claim_devices(1, tmp_path)
+    assert alone is not None and alone[0] == ["2"]
+    gpu.release(claimed[1])
+    again = gpu.claim_devices(2, tmp_path)
+    assert again is not None and again[0] == ["0", "1"]
+    gpu.release(again[1] + alone[1])
