@@ -181,7 +181,12 @@ def test_a_dataset_root_that_vanishes_mid_run_fails_naming_it(
 ):
     client = make_client()
     copy = copy_dataset(tiny_root, "vanishing")
-    body = job_body(dataset={"format": "market1501", "root": str(copy)}, train={"epochs": 500})
+    # Images read at every step (not decoded once into memory), so the loader meets the
+    # vanished folder mid-run.
+    body = job_body(
+        dataset={"format": "market1501", "root": str(copy)},
+        train={"epochs": 500, "cache_decoded_mb": 0},
+    )
     done = run_to_failure(
         client,
         body,
