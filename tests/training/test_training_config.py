@@ -237,6 +237,7 @@ def test_json_schema_is_available_for_the_api():
         "train",
         "eval",
         "tracking",
+        "resources",
     }
 
 
@@ -280,3 +281,10 @@ def test_the_cloud_start_may_be_a_fraction_of_training_so_short_runs_keep_it():
             load_spec(example, [f"method.leap.cloud_start_epoch={bad}"])
     with pytest.raises(SpecError, match=r"give it as a fraction of training \(e\.g\. 0\.25\)"):
         load_spec(example, ["method.leap.cloud_start_epoch=20", "train.epochs=5"])
+
+
+def test_resources_devices_defaults_to_one_and_names_itself_when_bad():
+    assert parse_spec({}).resources.devices == 1
+    assert parse_spec({"resources": {"devices": 4}}).resources.devices == 4
+    with pytest.raises(SpecError, match=r"resources\.devices"):
+        parse_spec({"resources": {"devices": 0}})
