@@ -92,6 +92,11 @@ def claim_devices(count: int, lock_dir: Path | None = None) -> tuple[list[str], 
     return devices, locks
 
 
+def is_gpu_worker() -> bool:
+    """Whether this child pinned GPUs at start-up (else it trains on CPUs)."""
+    return bool(_machine)
+
+
 def own_gpus() -> list[str]:
     """The GPUs this child pinned."""
     return [gpu for gpu in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if gpu.strip()]

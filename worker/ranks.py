@@ -7,9 +7,9 @@ about the attempt beside the run, and launches them through torchrun's launcher
 cannot take the worker down with it; the worker's heartbeat keeps the lease meanwhile.
 
 Rank 0 reports progress, MLflow and the job row, and records a success or a cancellation
-itself. A failure is recorded here, from what the launcher saw first: rank 0's own error
-(written to :data:`OUTCOME_FILE`), or another rank's death ("rank 1 exited with signal 9
-(SIGKILL)"), which is an infrastructure failure: the job is requeued and its next attempt
+itself. A failure is recorded here, from the ranks' own reasons (:data:`OUTCOME_FILE`) and
+what the launcher saw: an error of the job fails it; a rank's death ("rank 1 exited with
+signal 9 (SIGKILL)") is an infrastructure failure: the job is requeued and its next attempt
 resumes from the last checkpoint.
 """
 
@@ -25,14 +25,15 @@ from pathlib import Path
 from jobs.settings import Settings
 from leap_core.config import JobSpec
 from leap_core.distributed.launch import RankFailed, run_ranks
-from worker.gpu import claim_devices, machine_devices, release
+from worker.gpu import claim_devices, is_gpu_worker, machine_devices, release
 from worker.lease import Lease
 from worker.runner import record_failure
 
 logger = logging.getLogger(__name__)
 
 LEASE_FILE = ".attempt.json"
-OUTCOME_FILE = ".rank0-outcome.json"
+#: Each rank's outcome, ``{"status": ...}`` or ``{"message": ..., "infrastructure": ...}``.
+OUTCOME_FILE = ".rank{rank}-outcome.json"
 WAIT_SECONDS = 2.0
 
 
@@ -49,8 +50,8 @@ def run_on_devices(settings: Settings, held: Lease, spec: JobSpec) -> str:
     run_dir = Path(held.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / LEASE_FILE).write_text(json.dumps(asdict(held)))
-    outcome = run_dir / OUTCOME_FILE
-    outcome.unlink(missing_ok=True)
+    for stale in run_dir.glob(OUTCOME_FILE.format(rank="*")):
+        stale.unlink()
     claimed = claim_devices(devices)
     while claimed is None:  # all or nothing, so two waiting jobs never deadlock
         logger.info("job %s waits for %d free devices", held.job_id, devices)
@@ -59,21 +60,45 @@ def run_on_devices(settings: Settings, held: Lease, spec: JobSpec) -> str:
     names, locks = claimed
     saved = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
-        if saved is not None:  # a GPU worker: the ranks see exactly the claimed GPUs
+        if is_gpu_worker():  # the ranks see exactly the claimed GPUs
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(names)
         run_ranks(devices, "worker.rank_job", [str(run_dir / LEASE_FILE)])
     except RankFailed as error:
-        failed_rank = str(error).split()[1]
-        if failed_rank == "0" and outcome.is_file():
-            reported = json.loads(outcome.read_text())
-            return record_failure(
-                settings, held, reported["message"], bool(reported["infrastructure"])
-            )
-        return record_failure(settings, held, str(error), infrastructure=True)
+        return _record_rank_failure(settings, held, run_dir, devices, str(error))
     finally:
         if saved is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
         release(locks)
-    if outcome.is_file():
-        return str(json.loads(outcome.read_text()).get("status", "succeeded"))
-    return "succeeded"
+    reported = _outcomes(run_dir, devices)
+    return str(reported.get(0, {}).get("status", "succeeded"))
+
+
+def _outcomes(run_dir: Path, devices: int) -> dict[int, dict]:
+    found = {}
+    for rank in range(devices):
+        path = run_dir / OUTCOME_FILE.format(rank=rank)
+        if path.is_file():
+            found[rank] = json.loads(path.read_text())
+    return found
+
+
+def _record_rank_failure(
+    settings: Settings, held: Lease, run_dir: Path, devices: int, launcher: str
+) -> str:
+    """Record a run whose ranks did not all succeed. A rank's own reason wins over the
+    launcher's view (the first rank to exit is often one that only saw the others fail):
+    an error of the job itself (a diverging loss, a missing file) fails it; otherwise the
+    attempt failed for infrastructure (a rank killed, a lost peer) and is requeued."""
+    reported = _outcomes(run_dir, devices)
+    if reported.get(0, {}).get("status") == "lease lost":
+        logger.warning("job %s attempt %d: lease lost", held.job_id, held.attempt)
+        return "lease lost"
+    failures = [(rank, r) for rank, r in sorted(reported.items()) if "message" in r]
+    for _rank, report in failures:
+        if not report["infrastructure"]:
+            return record_failure(settings, held, report["message"], infrastructure=False)
+    message = launcher
+    if failures:
+        rank, report = failures[0]
+        message = f"{launcher}; rank {rank}: {report['message']}"
+    return record_failure(settings, held, message, infrastructure=True)

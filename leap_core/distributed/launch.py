@@ -32,6 +32,7 @@ def describe_exit(exitcode: int) -> str:
 def run_ranks(nproc: int, module: str, arguments: list[str]) -> None:
     """Run ``python -m <module> <arguments>`` as ``nproc`` ranks; raises
     :class:`RankFailed`."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -53,6 +54,8 @@ def run_ranks(nproc: int, module: str, arguments: list[str]) -> None:
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
         raise RankFailed(f"rank {rank} exited with {describe_exit(failure.exitcode)}") from None
+    except SignalException as error:  # this process was told to stop; the ranks are down
+        raise RankFailed(f"the launcher was stopped by {error.sigval.name}") from None
     finally:
         if threading.current_thread() is threading.main_thread():
             for number, handler in before.items():

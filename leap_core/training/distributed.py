@@ -17,6 +17,7 @@ communication hook's annotations as objects.)
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -24,6 +25,11 @@ import torch.distributed as dist
 
 from leap_core.distributed.gather import gather_rows
 from leap_core.distributed.shard import ClassShard
+
+#: How long a rank waits in a collective: the other ranks wait while rank 0 alone
+#: evaluates, embeds the diagnostic images or retries a tracking or database write, which at
+#: face scale takes longer than NCCL's default 10 minutes.
+COLLECTIVE_TIMEOUT = timedelta(hours=2)
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,9 @@ def init_from_environment(device_type: str) -> Ranks | None:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group(
+            "nccl" if device_type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT
+        )
     return current_ranks()
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from leap_core.config import JobSpec
 from leap_core.data.decoded import DecodedBatches
 from leap_core.distributed import ClassShard, ShardedFeatureCloud, ShardedLEAPLoss
+from leap_core.distributed.collectives import all_reduce_sum
 from leap_core.distributed.gather import gather_objects, gather_rows
 from leap_core.heads import HEADS
 from leap_core.leap import FeatureCloud
@@ -244,14 +245,16 @@ class Trainer:
                 if last or self.epoch % self.spec.train.checkpoint_every == 0:
                     path = self.save(self.run_dir / "last.pt")
                     self._call("on_checkpoint", path)
-            if self.spec.eval.diagnostics:
-                weight = self.full_head_weight()
-                if weight is not None:
-                    self.diagnostics = diagnose(
-                        self.model, weight, self.data, self.spec, self.device, self.split.head
-                    )
-                    self.last_metrics.update(self.diagnostics.metrics())
-            self.last_metrics.update(self.cloud_counts())
+            # Collectives first: in a sharded run the ranks other than 0 must not wait in one
+            # while rank 0 alone embeds the diagnostic images.
+            counts = self.cloud_counts()
+            weight = self.full_head_weight() if self.spec.eval.diagnostics else None
+            if weight is not None:
+                self.diagnostics = diagnose(
+                    self.model, weight, self.data, self.spec, self.device, self.split.head
+                )
+                self.last_metrics.update(self.diagnostics.metrics())
+            self.last_metrics.update(counts)
             self._call("on_end", self.last_metrics)
             return self.last_metrics
         except BaseException as error:
@@ -312,13 +315,27 @@ class Trainer:
         self.scaler.scale(loss).backward()
         if self.spec.train.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(
-                [*self.model.parameters(), *self.head.parameters()], self.spec.train.grad_clip
-            )
+            self._clip_gradients(self.spec.train.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.global_step += 1
         return self.criterion.figures()
+
+    def _clip_gradients(self, max_norm: float) -> None:
+        """Clip by the norm of the whole run's gradient. In a sharded run every rank holds
+        the same backbone gradient but only its classes' head rows, so the head's part of
+        the norm is summed over ranks: every rank then scales by the same factor and the
+        backbone copies stay identical."""
+        backbone = [p for p in self.model.parameters() if p.grad is not None]
+        head = [p for p in self.head.parameters() if p.grad is not None]
+        if self.ranks is None:
+            nn.utils.clip_grad_norm_([*backbone, *head], max_norm)
+            return
+        backbone_norm = nn.utils.get_total_norm([p.grad for p in backbone if p.grad is not None])
+        head_squared = nn.utils.get_total_norm([p.grad for p in head if p.grad is not None]).pow(2)
+        dist_head = all_reduce_sum(head_squared.reshape(1))[0]
+        total = (backbone_norm.pow(2) + dist_head).sqrt()
+        nn.utils.clip_grads_with_norm_([*backbone, *head], max_norm, total)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -422,8 +439,8 @@ class Trainer:
         self.scaler.load_state_dict(payload["scaler"])
         rank = self.ranks.rank if self.ranks else 0
         ckpt.restore_rng_states(saved["rng"][rank] if same_world else payload["rng"])
-        if not same_world and rank > 0:
-            torch.manual_seed(self.spec.train.seed + rank + 7919 * int(payload["epoch"]))
+        if not same_world and rank > 0:  # rank 0's streams, made this rank's own
+            seed_everything(self.spec.train.seed + rank + 7919 * int(payload["epoch"]))
         self.epoch = int(payload["epoch"])
         self.global_step = int(payload["global_step"])
         self.mlflow_run_id = payload.get("mlflow_run_id")
