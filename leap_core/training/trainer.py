@@ -118,7 +118,13 @@ class Trainer:
             self.criterion = LEAPLoss(self.head, plain, start)
         self.optimizer = self._build_optimizer()
         self.amp = spec.train.amp and self.device.type == "cuda"
+        # In a sharded run a step skipped for an overflow must be skipped on every rank (each
+        # holds other head rows): FSDP's scaler all-reduces the overflow flag.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        if self.ranks:  # imported here: it costs a second, and one-process runs need none
+            from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+            self.scaler = ShardedGradScaler("cuda", enabled=self.amp)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward_model: nn.Module = self.model
