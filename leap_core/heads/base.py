@@ -9,6 +9,7 @@ Subclasses override one hook, :meth:`MarginHead.target_cosine`.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +72,40 @@ def shifted_cosine(cos: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     return _AngularShift.apply(cos, offset, True)
 
 
+class _CosineToWeights(torch.autograd.Function):
+    """``cos[b, j] = f[b]·W[j] / |W[j]|`` for unit features ``f`` and raw class weights.
+
+    Normalising ``W`` as a tensor (``F.normalize``) makes a ``(C, D)`` copy forwards and
+    half a dozen ``(C, D)`` temporaries backwards; at 100,000 classes and D = 512 that is
+    most of a CosFace step on a CPU. Here the norms scale the ``(B, C)`` product's columns,
+    and the backward pass is two matrix products and one in-place pass over ``grad W``:
+    ``∂cos[b, j]/∂W[j] = f[b]/|W[j]| − cos[b, j]·W[j]/|W[j]|²``.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, unit: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        inverse = weight.norm(dim=1).clamp_min(NORM_EPS).reciprocal()
+        cos = F.linear(unit, weight).mul_(inverse)
+        ctx.save_for_backward(unit, weight, inverse, cos)
+        return cos
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        unit, weight, inverse, cos = ctx.saved_tensors
+        scaled = grad * inverse
+        grad_unit = scaled @ weight if ctx.needs_input_grad[0] else None
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            along = (grad * cos).sum(dim=0).mul_(inverse).mul_(inverse)
+            grad_weight = scaled.t() @ unit
+            grad_weight.addcmul_(weight, along.unsqueeze(1), value=-1.0)
+        return grad_unit, grad_weight
+
+
+#: ``F.normalize``'s floor on a norm, so a zero weight row gives zero cosines, not NaN.
+NORM_EPS = 1e-12
+
+
 def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
     """float64 when any input is float64, else float32: cosines and angles are never taken
     in half precision, where ``arccos`` near ±1 loses all its digits."""
@@ -110,9 +145,8 @@ class MarginHead(nn.Module):
         (float64 for float64 inputs), outside any autocast region."""
         dtype = compute_dtype(features, self.weight)
         with torch.autocast(features.device.type, enabled=False):
-            f = F.normalize(features.to(dtype), dim=1)
-            w = F.normalize(self.weight.to(dtype), dim=1)
-            return F.linear(f, w)
+            unit = F.normalize(features.to(dtype), dim=1)
+            return _CosineToWeights.apply(unit, self.weight.to(dtype))
 
     def target_cosine(self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None) -> torch.Tensor:
         """The target's cosine after the cloud offset and the margin; ``(B, 1)`` in and out.

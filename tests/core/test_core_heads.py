@@ -204,3 +204,28 @@ def test_angular_shift_gradient_matches_autograd_of_the_plain_formula():
         # Where the angle clip is active the hand-written slope uses sin(π) ≈ 1e-16 in
         # float64 instead of an exact 0: equal to 1e-9.
         torch.testing.assert_close(mine.grad, plain.grad, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("weights_need_grad", [True, False])
+def test_cosines_and_their_gradients_equal_normalising_the_weights(weights_need_grad):
+    # The head scales the product's columns by 1/|W_j| instead of normalising W; in float64
+    # it must agree with F.linear(normalize(f), normalize(W)) and its autograd gradients.
+    generator = torch.Generator().manual_seed(11)
+    head = CosFaceHead(6, 9).double()
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(9, 6, generator=generator, dtype=torch.float64) * 3)
+    head.weight.requires_grad_(weights_need_grad)
+    features = torch.randn(5, 6, generator=generator, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(5, 9, generator=generator, dtype=torch.float64)
+    cos = head.cosine(features)
+    (cos * upstream).sum().backward()
+    weight = head.weight.detach().clone().requires_grad_(weights_need_grad)
+    twin = features.detach().clone().requires_grad_()
+    expected = F.linear(F.normalize(twin, dim=1), F.normalize(weight, dim=1))
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(cos, expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(features.grad, twin.grad, rtol=0, atol=1e-13)
+    if weights_need_grad:
+        torch.testing.assert_close(head.weight.grad, weight.grad, rtol=0, atol=1e-13)
+    else:
+        assert head.weight.grad is None
