@@ -60,7 +60,7 @@ from fastapi import FastAPI, Header, HTTPException, Response
 from sqlalchemy import Connection, create_engine, insert, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loopback import ROOT, loopback, percentile, start_uvicorn, stop, wait_http
+from loopback import ROOT, TINY, loopback, percentile, start_uvicorn, stop, wait_http
 
 sys.path.insert(0, str(ROOT))
 
@@ -72,24 +72,10 @@ from jobs.migrate import upgrade
 from jobs.models import ApiKey, Job, JobEvent, new_id, utcnow
 
 GOALS = {"GET": 0.9, "POST": 0.6}
-#: A small but complete spec (what a pipeline would send): synthetic data, a tiny model.
+#: What a pipeline would send: the tiny job, its data root relative to LEAP_DATA_ROOTS.
 BODY: dict[str, Any] = {
-    "dataset": {
-        "format": "synthetic",
-        "root": "tiny",
-        "synthetic": {"identities": 24, "test_identities": 8, "head": 4, "tail_samples": 3},
-        "image_size": [32, 16],
-    },
-    "model": {"backbone": "tiny_cnn", "embedding_dim": 32, "width": 8},
-    "method": {"head": {"kind": "cosface"}, "leap": {"mode": "full", "cloud_start_epoch": 1}},
-    "train": {
-        "epochs": 2,
-        "sampler": {"identities": 4, "instances": 4},
-        "num_workers": 0,
-        "steps_per_epoch": 4,
-        "schedule": {"warmup_epochs": 1, "milestones": [1]},
-    },
-    "eval": {"every_epochs": 0, "diagnostics": False},
+    **TINY,
+    "dataset": {**TINY["dataset"], "root": "tiny"},
     "tags": ["bench"],
 }
 

@@ -27,7 +27,16 @@ import redis
 from sqlalchemy import func, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loopback import ROOT, Loopback, loopback, percentile, start_uvicorn, stop, wait_http
+from loopback import (
+    ROOT,
+    TINY,
+    Loopback,
+    loopback,
+    percentile,
+    start_uvicorn,
+    stop,
+    wait_http,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -39,33 +48,6 @@ from jobs.migrate import upgrade
 from jobs.models import Job, JobEvent
 from leap_core.config import parse_spec
 from leap_core.training.data_setup import ensure_synthetic
-
-TINY = {
-    "dataset": {
-        "format": "synthetic",
-        "synthetic": {
-            "identities": 24,
-            "test_identities": 8,
-            "cameras": 3,
-            "head": 4,
-            "tail_samples": 3,
-            "height": 32,
-            "width": 16,
-            "seed": 0,
-        },
-        "image_size": [32, 16],
-    },
-    "model": {"backbone": "tiny_cnn", "embedding_dim": 32, "width": 8},
-    "method": {"head": {"kind": "cosface"}, "leap": {"mode": "full", "cloud_start_epoch": 1}},
-    "train": {
-        "epochs": 2,
-        "sampler": {"identities": 4, "instances": 4},
-        "num_workers": 0,
-        "steps_per_epoch": 4,
-        "schedule": {"warmup_epochs": 1, "milestones": [1]},
-    },
-    "eval": {"every_epochs": 0, "diagnostics": False},
-}
 
 
 async def load(url: str, token: str, body: dict, clients: int, jobs: int):

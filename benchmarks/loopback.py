@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -28,6 +29,35 @@ ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("LEAP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 #: Options every API process of a benchmark runs with (the same for every server compared).
 UVICORN_OPTIONS = ["--log-level", "warning", "--no-access-log"]
+
+
+#: The tiny synthetic job both API benchmarks submit: a small but complete spec.
+TINY: dict[str, Any] = {
+    "dataset": {
+        "format": "synthetic",
+        "synthetic": {
+            "identities": 24,
+            "test_identities": 8,
+            "cameras": 3,
+            "head": 4,
+            "tail_samples": 3,
+            "height": 32,
+            "width": 16,
+            "seed": 0,
+        },
+        "image_size": [32, 16],
+    },
+    "model": {"backbone": "tiny_cnn", "embedding_dim": 32, "width": 8},
+    "method": {"head": {"kind": "cosface"}, "leap": {"mode": "full", "cloud_start_epoch": 1}},
+    "train": {
+        "epochs": 2,
+        "sampler": {"identities": 4, "instances": 4},
+        "num_workers": 0,
+        "steps_per_epoch": 4,
+        "schedule": {"warmup_epochs": 1, "milestones": [1]},
+    },
+    "eval": {"every_epochs": 0, "diagnostics": False},
+}
 
 
 def percentile(values: list[float], q: float) -> float:

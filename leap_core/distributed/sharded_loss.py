@@ -27,8 +27,8 @@ from leap_core.distributed.collectives import (
 from leap_core.distributed.shard import ClassShard
 from leap_core.distributed.sharded_cloud import ShardedFeatureCloud
 from leap_core.heads.base import MarginHead, compute_dtype
-from leap_core.heads.fused_loss import TargetFn
-from leap_core.heads.row_shift import shift_per_logit_, shift_per_sample_
+from leap_core.heads.fused_loss import TargetFn, held_gradient, target_with_slope
+from leap_core.heads.row_shift import apply_row_slope, shift_rows_into
 from leap_core.heads.workspace import Workspace
 from leap_core.losses import step_figures
 
@@ -74,21 +74,11 @@ class _ShardedMarginSoftmax(torch.autograd.Function):
                 )
                 alpha_y = torch.where(has.unsqueeze(1), drawn, torch.zeros_like(drawn))
                 if shift_others:
-                    picked = workspace.take("rows", (rows.numel(), classes), cos.dtype, cos.device)
-                    torch.index_select(cos, 0, rows, out=picked)
-                    if row_offsets.shape[1] == 1:
-                        moved, slope = shift_per_sample_(picked, row_offsets, workspace)
-                    else:
-                        moved, slope = shift_per_logit_(picked, row_offsets, workspace)
-                    logits.index_copy_(0, rows, moved.mul_(scale))
-                    workspace.give_back(picked, moved)
+                    slope = shift_rows_into(logits, cos, rows, row_offsets, scale, workspace)
 
             cos_y = cos[owned, column].unsqueeze(1)
-            with torch.enable_grad():
-                leaf = cos_y.detach().requires_grad_()
-                target = target_fn(leaf, alpha_y)
-                (target_slope,) = torch.autograd.grad(target.sum(), leaf)
-            target_logit = target.detach().squeeze(1) * scale
+            target, target_slope = target_with_slope(target_fn, cos_y, alpha_y)
+            target_logit = target.squeeze(1) * scale
             logits[owned, column] = target_logit
 
             top = all_reduce_max(logits.amax(dim=1), group)
@@ -114,10 +104,7 @@ class _ShardedMarginSoftmax(torch.autograd.Function):
             grad_y = grad[owned, column] * target_slope.squeeze(1)
             if slope is not None:
                 assert rows is not None
-                picked = workspace.take("rows", (rows.numel(), classes), cos.dtype, cos.device)
-                torch.index_select(grad, 0, rows, out=picked)
-                grad.index_copy_(0, rows, picked.mul_(slope))
-                workspace.give_back(picked, slope)
+                apply_row_slope(grad, rows, slope, workspace)
             grad[owned, column] = grad_y
 
         if drawn_buffer is not None:
@@ -129,16 +116,7 @@ class _ShardedMarginSoftmax(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, _grad_correct: Any) -> tuple[Any, ...]:
-        grad = ctx.grad
-        if grad is None:
-            raise RuntimeError(
-                "the sharded margin-softmax loss supports one backward pass; "
-                "recompute the loss to differentiate it again"
-            )
-        ctx.grad = None
-        grad.mul_(grad_loss)
-        ctx.workspace.give_back(grad)
-        return (grad, *([None] * 10))
+        return (held_gradient(ctx, grad_loss), *([None] * 10))
 
 
 def sharded_margin_softmax_cross_entropy(

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from leap_core.heads.row_shift import shift_per_logit_, shift_per_sample_
+from leap_core.heads.row_shift import apply_row_slope, shift_rows_into
 from leap_core.heads.workspace import Workspace
 
 TargetFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -67,21 +67,11 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
                 alpha_y = torch.zeros(batch, 1, dtype=cos.dtype, device=cos.device)
                 alpha_y.index_copy_(0, rows, row_target)
                 if shift_others:
-                    picked = workspace.take("rows", (rows.numel(), classes), cos.dtype, cos.device)
-                    torch.index_select(cos, 0, rows, out=picked)
-                    if row_offsets.shape[1] == 1:
-                        moved, slope = shift_per_sample_(picked, row_offsets, workspace)
-                    else:
-                        moved, slope = shift_per_logit_(picked, row_offsets, workspace)
-                    logits.index_copy_(0, rows, moved.mul_(scale))
-                    workspace.give_back(picked, moved)
+                    slope = shift_rows_into(logits, cos, rows, row_offsets, scale, workspace)
 
             cos_y = cos.gather(1, index)
-            with torch.enable_grad():
-                leaf = cos_y.detach().requires_grad_()
-                target = target_fn(leaf, alpha_y)
-                (target_slope,) = torch.autograd.grad(target.sum(), leaf)
-            logits.scatter_(1, index, target.detach() * scale)
+            target, target_slope = target_with_slope(target_fn, cos_y, alpha_y)
+            logits.scatter_(1, index, target * scale)
             correct = logits.argmax(dim=1) == labels
 
             grad = workspace.take("grad", shape, cos.dtype, cos.device)
@@ -102,10 +92,7 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
             grad_y = grad.gather(1, index).mul_(target_slope)
             if slope is not None:
                 assert rows is not None
-                picked = workspace.take("rows", (rows.numel(), classes), cos.dtype, cos.device)
-                torch.index_select(grad, 0, rows, out=picked)
-                grad.index_copy_(0, rows, picked.mul_(slope))
-                workspace.give_back(picked, slope)
+                apply_row_slope(grad, rows, slope, workspace)
             grad.scatter_(1, index, grad_y)
 
         if drawn_buffer is not None:
@@ -117,18 +104,35 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, _grad_correct: Any) -> tuple[Any, ...]:
-        grad = ctx.grad
-        if grad is None:
-            raise RuntimeError(
-                "the fused margin-softmax loss supports one backward pass; "
-                "recompute the loss to differentiate it again"
-            )
-        ctx.grad = None
-        grad.mul_(grad_loss)
-        # The buffer goes back to the pool now: it is read once more by the cosine's
-        # matrix product, and nothing takes it again before this backward pass is over.
-        ctx.workspace.give_back(grad)
-        return grad, None, None, None, None, None, None, None, None
+        return (held_gradient(ctx, grad_loss), *([None] * 8))
+
+
+def target_with_slope(
+    target_fn: TargetFn, cos_y: torch.Tensor, alpha_y: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The head's target cosine for ``cos_y`` and its elementwise derivative, taken by
+    autograd on the small ``(B, 1)`` column (inside a forward pass, where grad is off)."""
+    with torch.enable_grad():
+        leaf = cos_y.detach().requires_grad_()
+        target = target_fn(leaf, alpha_y)
+        (slope,) = torch.autograd.grad(target.sum(), leaf)
+    return target.detach(), slope
+
+
+def held_gradient(ctx: Any, grad_loss: torch.Tensor) -> torch.Tensor:
+    """The backward pass of a loss whose gradient was formed in its forward pass: scale the
+    held buffer, once. The buffer goes back to the pool now: it is read once more by the
+    cosine's matrix product, and nothing takes it again before this backward pass is over."""
+    grad = ctx.grad
+    if grad is None:
+        raise RuntimeError(
+            "the fused margin-softmax loss supports one backward pass; "
+            "recompute the loss to differentiate it again"
+        )
+    ctx.grad = None
+    grad.mul_(grad_loss)
+    ctx.workspace.give_back(grad)
+    return grad
 
 
 def margin_softmax_cross_entropy(

@@ -103,3 +103,33 @@ def shift_per_sample_(
     if unchanged is not None:
         slope.mul_(unchanged)
     return moved, slope
+
+
+def shift_rows_into(
+    logits: torch.Tensor,
+    cos: torch.Tensor,
+    rows: torch.Tensor,
+    offsets: torch.Tensor,
+    scale: float,
+    workspace: Workspace,
+) -> torch.Tensor:
+    """Write ``scale · cos(clip(θ + α))`` into ``logits``' rows ``rows`` (offsets ``(n, C)``
+    per logit or ``(n, 1)`` per sample, overwritten) and return the rows' derivative, a
+    buffer lent by ``workspace`` for :func:`apply_row_slope`."""
+    picked = workspace.take("rows", (rows.numel(), cos.shape[1]), cos.dtype, cos.device)
+    torch.index_select(cos, 0, rows, out=picked)
+    shift = shift_per_sample_ if offsets.shape[1] == 1 else shift_per_logit_
+    moved, slope = shift(picked, offsets, workspace)
+    logits.index_copy_(0, rows, moved.mul_(scale))
+    workspace.give_back(picked, moved)
+    return slope
+
+
+def apply_row_slope(
+    grad: torch.Tensor, rows: torch.Tensor, slope: torch.Tensor, workspace: Workspace
+) -> None:
+    """Multiply ``grad``'s rows ``rows`` by the shift's derivative, and give it back."""
+    picked = workspace.take("rows", tuple(slope.shape), grad.dtype, grad.device)
+    torch.index_select(grad, 0, rows, out=picked)
+    grad.index_copy_(0, rows, picked.mul_(slope))
+    workspace.give_back(picked, slope)

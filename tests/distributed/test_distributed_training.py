@@ -107,43 +107,41 @@ def leap_env(home: Path) -> dict[str, str]:
     return {**os.environ, "LEAP_HOME": str(home), "PYTHONPATH": str(ROOT)}
 
 
+def run_leap(home: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """``leap <arguments>`` in a fresh interpreter; it must succeed."""
+    done = subprocess.run(
+        [*LEAP, *arguments],
+        capture_output=True,
+        text=True,
+        env=leap_env(home),
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 def test_leap_train_nproc_2_learns_and_leap_eval_reads_its_checkpoint(tiny_root, tmp_path):
     spec = yaml.safe_load((ROOT / "examples" / "tiny_synthetic.yaml").read_text())
     spec["train"]["epochs"] = 4
     spec["eval"]["every_epochs"] = 0
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(spec))
-    run = subprocess.run(
-        [
-            *LEAP,
-            "train",
-            str(spec_file),
-            "--nproc",
-            "2",
-            "--no-mlflow",
-            "--json",
-            "--run-dir",
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        env=leap_env(tmp_path),
-        timeout=600,
-        check=False,
+    run = run_leap(
+        tmp_path,
+        "train",
+        str(spec_file),
+        "--nproc",
+        "2",
+        "--no-mlflow",
+        "--json",
+        "--run-dir",
+        str(tmp_path / "run"),
     )
-    assert run.returncode == 0, run.stderr[-3000:]
     metrics = json.loads(run.stdout)
     assert metrics["rank1"] > 0.06  # 50 test identities: chance is 0.02
     assert "x 2 processes" in run.stderr
-    evaluation = subprocess.run(
-        [*LEAP, "eval", str(tmp_path / "run" / "last.pt"), "--json"],
-        capture_output=True,
-        text=True,
-        env=leap_env(tmp_path),
-        timeout=300,
-        check=False,
-    )
-    assert evaluation.returncode == 0, evaluation.stderr[-3000:]
+    evaluation = run_leap(tmp_path, "eval", str(tmp_path / "run" / "last.pt"), "--json")
     assert json.loads(evaluation.stdout)["mAP"] == pytest.approx(metrics["mAP"], abs=1e-9)
 
 
@@ -154,7 +152,6 @@ def rank_pid(parent: int, local_rank: int) -> int | None:
             continue
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
-            status = (entry / "status").read_text()
         except OSError:
             continue
         if f"LOCAL_RANK={local_rank}".encode() not in environ:
@@ -170,7 +167,6 @@ def rank_pid(parent: int, local_rank: int) -> int | None:
             ancestor = int(
                 next(line for line in text.splitlines() if line.startswith("PPid:")).split()[1]
             )
-        del status
     return None
 
 
@@ -205,15 +201,7 @@ def test_a_killed_rank_fails_the_run_naming_it_and_a_retry_resumes(tiny_dict, tm
     saved = load_checkpoint(run_dir / "last.pt")["epoch"]
     assert 1 <= saved < 24
 
-    retry = subprocess.run(
-        [*command, "--resume", str(run_dir / "last.pt"), "--json"],
-        capture_output=True,
-        text=True,
-        env=leap_env(tmp_path),
-        timeout=600,
-        check=False,
-    )
-    assert retry.returncode == 0, retry.stderr[-3000:]
+    run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir / "last.pt"), "--json")
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 24
 
 
