@@ -10,6 +10,7 @@ silently ignored setting; errors name the dotted field path.
 from __future__ import annotations
 
 import copy
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -198,11 +199,24 @@ class HeadSpec(_Spec):
 class LeapSpec(_Spec):
     """The feature cloud (spec §3-§6), with the readings the paper leaves open as switches."""
 
-    mode: Literal["off", "vanilla", "full", "constant"] = Field(
+    mode: Literal["off", "vanilla", "full", "constant", "shuffled"] = Field(
         "off",
         description="off: the plain margin loss; vanilla: eq. 6 (needs threshold); "
-        "full: eq. 9; constant: the control, every tail class gets offsets "
-        "of std constant_std and no statistics are used",
+        "full: eq. 9; constant: the control, offsets of std constant_std for the classes "
+        "constant_classes names; shuffled: the control, full mode's variances permuted "
+        "among tail classes of the same size at every statistics update",
+    )
+    spread: Literal["leave_one_out", "paper"] = Field(
+        "leave_one_out",
+        description="how a class's spread is measured: leave_one_out, each image's angle to "
+        "its class's centre without the image's own share, a repeated image counted once "
+        "(classes of fewer than 3 images are not measured); paper: the angle to the centre "
+        "of the class's own images, every sample counted",
+    )
+    constant_classes: Literal["tail", "matched"] = Field(
+        "tail",
+        description="constant mode: tail, every tail class; matched, exactly the classes "
+        "full mode would cloud at that step (the same share of samples as LEAP)",
     )
     threshold: float | None = Field(
         None,
@@ -228,10 +242,10 @@ class LeapSpec(_Spec):
     )
     single_slot: Literal["zero_variance", "no_cloud"] = Field(
         "zero_variance",
-        description="classes whose memory can never hold two angles "
-        "(ceil(K_i*P) = 1): zero_variance counts their own "
-        "variance as 0, so they get the whole target variance; "
-        "no_cloud leaves them without a cloud",
+        description="classes whose spread cannot be measured (a memory that can never "
+        "hold two angles, ceil(K_i*P) = 1, or under leave_one_out fewer than 3 images): "
+        "zero_variance counts their own variance as 0, so they get the whole target "
+        "variance; no_cloud leaves them without a cloud",
     )
     cloud_start_epoch: int | float = Field(
         20,
@@ -273,7 +287,18 @@ class LeapSpec(_Spec):
             raise ValueError(
                 f"constant_std is only used when mode is 'constant' (mode is {self.mode!r})"
             )
+        if self.mode != "constant" and self.constant_classes != "tail":
+            raise ValueError(
+                f"constant_classes is only used when mode is 'constant' (mode is {self.mode!r})"
+            )
         return self
+
+    def measures_classes(self) -> bool:
+        """Whether the cloud's per-class statistics decide who gets offsets (every mode but
+        off and the constant control on all tail classes)."""
+        if self.mode == "constant":
+            return self.constant_classes == "matched"
+        return self.mode != "off"
 
 
 class MethodSpec(_Spec):
@@ -372,10 +397,23 @@ class EvalSpec(_Spec):
         "(seeded draw) are classified, to show the gap between seen "
         "and unseen images; 0: none",
     )
+    class_size_bins: list[int] = Field(
+        default_factory=lambda: [1, 3, 6, 10],
+        description="diagnostics: upper edges of the K_i bins (images per training class) "
+        "the unseen-image accuracy and retrieval mAP are also reported by; [1, 3, 6, 10] "
+        "gives K1, K2-3, K4-6, K7-10 and K11+",
+    )
     lfw_root: str | None = Field(None, description="face: folder of <Name>/<Name>_NNNN.jpg")
     pairs_file: str | None = Field(
         None, description="face: pairs.txt (10 folds) or pairsDevTest.txt"
     )
+
+    @field_validator("class_size_bins")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(edge < 1 for edge in value) or any(b <= a for a, b in pairwise(value)):
+            raise ValueError(f"must be increasing positive class sizes, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _face_inputs(self) -> EvalSpec:
@@ -432,12 +470,17 @@ class JobSpec(_Spec):
                 f"keep it in proportion when the run is shortened"
             )
         sampler = self.train.sampler.kind
-        if leap.mode in ("vanilla", "full") and leap.center_update == "literal" and sampler != "pk":
+        if leap.measures_classes() and leap.center_update == "literal" and sampler != "pk":
             raise ValueError(
                 f"method.leap.center_update 'literal' cannot be used with train.sampler.kind "
                 f"{sampler!r}: most classes have one sample per such batch, so the literal "
                 f"eq. 4 puts the centre almost on the feature and the angle statistics "
                 f"collapse; use method.leap.center_update 'center_loss' or the 'pk' sampler"
+            )
+        if leap.mode == "shuffled" and self.resources.devices > 1:
+            raise ValueError(
+                f"method.leap.mode 'shuffled' permutes variances across all classes and runs "
+                f"in one process; set resources.devices to 1 (got {self.resources.devices})"
             )
         if self.model.backbone == "tiny_cnn" and self.model.pretrained:
             raise ValueError("model.pretrained must be false for backbone 'tiny_cnn'")
@@ -454,14 +497,21 @@ class JobSpec(_Spec):
         )
 
     def method_label(self) -> str:
-        """The paper's name for the method: CosFace, LEAP-CV, LEAP-AF, …"""
-        kind, mode = self.method.head.kind, self.method.leap.mode
-        base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[kind]
-        if mode == "off":
+        """The paper's name for the method (CosFace, LEAP-CV, LEAP-AF, …), the controls named
+        after it (CosFace+noise, CosFace+matched-noise, LEAP-CF-shuffled), and ``/paper``
+        when the paper's spread estimator is used."""
+        leap = self.method.leap
+        base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[
+            self.method.head.kind
+        ]
+        if leap.mode == "off":
             return base
-        if mode == "constant":
-            return f"{base}+noise"
-        return f"LEAP-{base[0]}{'V' if mode == 'vanilla' else 'F'}"
+        if leap.mode == "constant":
+            label = f"{base}+{'matched-' if leap.constant_classes == 'matched' else ''}noise"
+        else:
+            label = f"LEAP-{base[0]}{'V' if leap.mode == 'vanilla' else 'F'}"
+            label += "-shuffled" if leap.mode == "shuffled" else ""
+        return label + ("/paper" if leap.spread == "paper" and leap.measures_classes() else "")
 
     def long_tail_label(self) -> str:
         """``<H20,S5>``, ``<H5000,T10000>``, ``exp-IF50`` or ``full``."""

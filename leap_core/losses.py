@@ -68,14 +68,26 @@ class LEAPLoss(nn.Module):
         self._last: dict[str, torch.Tensor | None] = {}
         self._workspace = Workspace()
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
-        """The mean loss over the batch, a scalar tensor with gradient."""
+    def forward(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        epoch: int,
+        sample_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The mean loss over the batch, a scalar tensor with gradient. ``sample_ids`` (one
+        per sample, e.g. its training-set index) reach the cloud's statistics, which count
+        an image repeated in the batch once."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
         checks.features_tensor("features", features, self.head.embedding_dim)
         labels = checks.labels_tensor("labels", labels, features.shape[0], self.head.num_classes)
+        if sample_ids is not None:
+            sample_ids = checks.labels_tensor(
+                "sample_ids", sample_ids, features.shape[0], torch.iinfo(torch.int64).max
+            )
         if self.cloud is not None:
-            self.cloud.observe(features, labels)
+            self.cloud.observe(features, labels, sample_ids)
         if self.cloud is None or epoch < self.cloud_start_epoch:
             loss, correct = self.head.loss(features, labels, self._workspace)
             self._remember(loss, correct, cloud_std=None)

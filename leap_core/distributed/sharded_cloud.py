@@ -115,11 +115,15 @@ class ShardedFeatureCloud(nn.Module):
         return (labels >= self.shard.start) & (labels < self.shard.stop)
 
     @torch.no_grad()
-    def observe(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
+    def observe(
+        self, features: torch.Tensor, labels: torch.Tensor, sample_ids: torch.Tensor | None = None
+    ) -> bool:
         """Fold the gathered batch into this rank's classes; every rank calls it each step."""
         mine = self.owned(labels).nonzero().squeeze(1)
         return self.local.observe(
-            features.index_select(0, mine), labels.index_select(0, mine) - self.shard.start
+            features.index_select(0, mine),
+            labels.index_select(0, mine) - self.shard.start,
+            None if sample_ids is None else sample_ids.index_select(0, mine),
         )
 
     def cloud_variance(self) -> torch.Tensor:
@@ -154,6 +158,14 @@ class ShardedFeatureCloud(nn.Module):
 
     def angular_variance_by_group(self) -> tuple[float, float]:
         return self.local.angular_variance_by_group()
+
+    @property
+    def unmeasurable_classes(self) -> int:
+        """Over all ranks."""
+        count = torch.tensor(
+            [float(self.local.unmeasurable_classes)], device=self.local.centres.device
+        )
+        return int(all_reduce_sum(count, self.group).item())
 
     @property
     def single_slot_classes(self) -> int:

@@ -190,11 +190,18 @@ class ShardedLEAPLoss(nn.Module):
         self._workspace = Workspace()
         self._last: dict[str, torch.Tensor | None] = {}
 
-    def forward(self, features: torch.Tensor, labels: torch.Tensor, epoch: int) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        epoch: int,
+        sample_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         gathered = gather_batch(features, self.group)
         all_labels = gather_labels(labels, self.group)
         if self.cloud is not None:
-            self.cloud.observe(gathered.detach(), all_labels)
+            all_ids = None if sample_ids is None else gather_labels(sample_ids, self.group)
+            self.cloud.observe(gathered.detach(), all_labels, all_ids)
         if self.cloud is None or epoch < self.cloud_start_epoch:
             loss, correct = sharded_margin_softmax_cross_entropy(
                 self.head, gathered, all_labels, self.shard, self._workspace, self.group

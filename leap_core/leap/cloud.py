@@ -9,16 +9,30 @@ The quantities follow the paper's equations:
   ``b_i`` the batch mean of the class's L2-normalised features, ``c_i ← b_i`` at first
   sighting;
 * eqs. 3, 5, angles ``β = arccos(<f, c>/(‖f‖‖c‖))`` kept in a FIFO of ``S_i = K_i × P``;
-* eq. 6 (vanilla) and eq. 9 (full), the cloud variance of each class; ``constant`` mode is
-  the control that gives every tail class one fixed variance and no statistics;
+* eq. 6 (vanilla) and eq. 9 (full), the cloud variance of each class;
+* two controls: ``constant`` gives one fixed variance to every tail class, or
+  (``constant_classes="matched"``) to exactly the classes full mode would cloud at that step;
+  ``shuffled`` gives full mode's variances permuted among tail classes of the same size, so
+  only the link between a class and its own measurement is broken;
 * eqs. 7-8, offsets ``α ~ N(0, v_y)``, one per logit, one per sample, or on the target only
   (``offset``, spec §6).
 
-A class whose memory can never hold two angles (``ceil(K_i·P) = 1``) has no variance to
-measure. Its policy (``single_slot``) is ``zero_variance`` by default: its own variance counts
-as 0, so it receives the whole target variance (it takes no part in the target itself);
-``no_cloud`` leaves it without a cloud. Either way such classes are counted
-(:attr:`FeatureCloud.single_slot_classes`) so a run says how many there were.
+How a class's spread is measured is ``spread``. The paper's estimator (``paper``) stores the
+angle of each sample to its class's centre, the running mean of the class's *own* images, so
+a class of a few images looks narrower than it is: the centre sits among its images. The
+default, ``leave_one_out``, stores the angle of each sample to the centre with that sample's
+own share taken out (``c_{-k} = (c − s_k·f̂_k)/(1 − s_k)``, ``s_k`` the sample's weight in the
+running mean, ``γ/m + (1 − γ)/K_i`` for the centre-loss reading with ``m`` distinct samples
+of the class in the batch), and counts an image repeated in a batch once. Two images are
+always at the same angle to their mean and to each other, so under ``leave_one_out`` a class
+needs three images to be measured at all.
+
+A class whose spread cannot be measured (a memory that can never hold two angles,
+``ceil(K_i·P) = 1``, or under ``leave_one_out`` fewer than three images) follows the
+``single_slot`` policy: ``zero_variance`` by default, its own variance counts as 0, so it
+receives the whole target variance (it takes no part in the target itself); ``no_cloud``
+leaves it without a cloud. Either way such classes are counted
+(:attr:`FeatureCloud.unmeasurable_classes`) so a run says how many there were.
 """
 
 from __future__ import annotations
@@ -34,19 +48,27 @@ from torch import nn
 
 from leap_core import checks
 from leap_core.heads.base import cosine_to_angle
-from leap_core.leap.batching import group_by_class
+from leap_core.leap.batching import BatchGroups, group_by_class
 from leap_core.leap.memory import AngleMemory
 
 ChoiceT = TypeVar("ChoiceT", bound=str)
-Mode = Literal["full", "vanilla", "constant"]
+Mode = Literal["full", "vanilla", "constant", "shuffled"]
 CenterUpdate = Literal["literal", "center_loss"]
 Offset = Literal["per_logit", "per_sample", "target_only"]
 SingleSlot = Literal["zero_variance", "no_cloud"]
+Spread = Literal["leave_one_out", "paper"]
+ConstantClasses = Literal["tail", "matched"]
 
-MODES: tuple[str, ...] = ("full", "vanilla", "constant")
+MODES: tuple[str, ...] = ("full", "vanilla", "constant", "shuffled")
 CENTER_UPDATES: tuple[str, ...] = ("literal", "center_loss")
 OFFSETS: tuple[str, ...] = ("per_logit", "per_sample", "target_only")
 SINGLE_SLOT_POLICIES: tuple[str, ...] = ("zero_variance", "no_cloud")
+SPREADS: tuple[str, ...] = ("leave_one_out", "paper")
+CONSTANT_CLASSES: tuple[str, ...] = ("tail", "matched")
+
+#: Images a class needs before ``leave_one_out`` can measure its spread: with two, both are
+#: at the same angle to their mean and to each other, whatever their true spread.
+LEAVE_ONE_OUT_MIN_IMAGES = 3
 
 
 class ClassStats(NamedTuple):
@@ -119,14 +141,49 @@ def memory_capacities(counts: torch.Tensor, P: float) -> torch.Tensor:
     return torch.ceil(counts.to(torch.float64) * P - 1e-9).clamp(min=1).long()
 
 
+def measurable_classes(counts: torch.Tensor, P: float, spread: Spread) -> torch.Tensor:
+    """Classes whose spread the memory can measure: two slots at least, and under
+    ``leave_one_out`` three images at least (module docstring)."""
+    measurable = memory_capacities(counts, P) >= 2
+    if spread == "leave_one_out":
+        measurable &= counts >= LEAVE_ONE_OUT_MIN_IMAGES
+    return measurable
+
+
+def first_occurrences(sample_ids: torch.Tensor) -> torch.Tensor:
+    """Positions of the first occurrence of each id, in batch order (an image repeated in a
+    batch, as P×K does for a class with fewer than K images, is kept once)."""
+    order = torch.sort(sample_ids, stable=True).indices
+    ordered = sample_ids[order]
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    return torch.sort(order[first]).values
+
+
+def permute_within_groups(
+    group: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A random permutation ``p`` of ``range(len(group))`` with ``group[p] == group``: every
+    element moves to a random position of its own group (a group of one stays put)."""
+    count = group.numel()
+    keys = torch.rand(count, generator=generator, dtype=torch.float64, device=group.device)
+    in_place = torch.sort(group, stable=True).indices  # by group, then position
+    shuffled = torch.sort(group.to(torch.float64) * 2 + keys).indices  # by group, then at random
+    permutation = torch.empty_like(in_place)
+    permutation[in_place] = shuffled
+    return permutation
+
+
 class FeatureCloud(nn.Module):
     """Class centres, FIFO angle memories and the per-class cloud variance.
 
     Args:
         class_counts: ``K_i``, the number of training images of each class, length ``C``.
         embedding_dim: feature size ``D``.
-        mode: ``"full"`` (eq. 9, no threshold needed), ``"vanilla"`` (eq. 6) or
-            ``"constant"`` (the control: every tail class gets variance ``constant_std²``).
+        mode: ``"full"`` (eq. 9, no threshold needed), ``"vanilla"`` (eq. 6), or one of the
+            controls: ``"constant"`` (variance ``constant_std²`` for the classes
+            ``constant_classes`` names) or ``"shuffled"`` (full mode's variances, permuted
+            among tail classes of the same ``K_i`` at every statistics update).
         threshold: ``T``; class ``i`` is head when ``K_i > T``. Used when ``head`` is not
             given; required for vanilla then. When neither is given, classes with more images
             than the median count are head.
@@ -139,7 +196,12 @@ class FeatureCloud(nn.Module):
         offset: ``"per_logit"`` (one draw per class logit), ``"per_sample"`` (one draw
             shared by all the sample's logits) or ``"target_only"``.
         constant_std: the control's offset standard deviation in radians (constant mode).
-        single_slot: policy for classes that can never hold two angles (module docstring).
+        constant_classes: which classes the constant control perturbs: ``"tail"`` (every
+            tail class) or ``"matched"`` (those full mode would cloud at that step, so the
+            same share of samples as LEAP).
+        spread: how a class's spread is measured: ``"leave_one_out"`` or ``"paper"``
+            (module docstring).
+        single_slot: policy for classes whose spread cannot be measured (module docstring).
         update_every: centres and memories are updated on calls 0, u, 2u, … of
             :meth:`update` (the paper uses 5 for faces, 1 for re-ID).
         cloud_samples: draws per cloud sample used by :class:`leap_core.losses.LEAPLoss`.
@@ -150,6 +212,9 @@ class FeatureCloud(nn.Module):
     # Buffers and submodule, declared so type checkers know their types.
     class_counts: torch.Tensor
     is_head: torch.Tensor
+    measurable: torch.Tensor
+    shuffle_groups: torch.Tensor
+    permutation: torch.Tensor
     centres: torch.Tensor
     seen: torch.Tensor
     memory: AngleMemory
@@ -171,6 +236,8 @@ class FeatureCloud(nn.Module):
         single_slot: SingleSlot = "zero_variance",
         head: Sequence[bool] | np.ndarray | torch.Tensor | None = None,
         reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        spread: Spread = "leave_one_out",
+        constant_classes: ConstantClasses = "tail",
     ) -> None:
         super().__init__()
         counts = _class_counts_tensor(class_counts)
@@ -179,6 +246,15 @@ class FeatureCloud(nn.Module):
         self.center_update: CenterUpdate = _choice("center_update", center_update, CENTER_UPDATES)
         self.offset: Offset = _choice("offset", offset, OFFSETS)
         self.single_slot: SingleSlot = _choice("single_slot", single_slot, SINGLE_SLOT_POLICIES)
+        self.spread: Spread = _choice("spread", spread, SPREADS)
+        self.constant_classes: ConstantClasses = _choice(
+            "constant_classes", constant_classes, CONSTANT_CLASSES
+        )
+        if mode == "shuffled" and reduce is not None:
+            raise ValueError(
+                "mode 'shuffled' permutes variances across all classes and runs in one "
+                "process; a shard of the classes cannot hold it"
+            )
         if threshold is None and head is None and mode == "vanilla":
             raise ValueError("threshold (or head) must be given when mode='vanilla', got None")
         self.threshold = (
@@ -216,6 +292,15 @@ class FeatureCloud(nn.Module):
 
         self.register_buffer("class_counts", counts)
         self.register_buffer("is_head", is_head, persistent=False)
+        self.register_buffer(
+            "measurable", measurable_classes(counts, self.P, self.spread), persistent=False
+        )
+        # Shuffled mode: class i takes the variance of class permutation[i] (the identity
+        # until the first statistics update); tail classes are grouped by K_i, head classes
+        # each form a group of one.
+        tail_size = torch.where(is_head, -1 - torch.arange(counts.numel()), counts)
+        self.register_buffer("shuffle_groups", tail_size, persistent=False)
+        self.register_buffer("permutation", torch.arange(counts.numel()), persistent=False)
         self.register_buffer("centres", torch.zeros(counts.numel(), self.embedding_dim))
         self.register_buffer("seen", torch.zeros(counts.numel(), dtype=torch.bool))
         self.memory = AngleMemory(capacity)
@@ -237,6 +322,13 @@ class FeatureCloud(nn.Module):
         """Classes whose memory can never hold two angles (``ceil(K_i·P) = 1``)."""
         return int((self.memory.capacity < 2).sum())
 
+    @property
+    def unmeasurable_classes(self) -> int:
+        """Classes whose spread cannot be measured (single-slot ones and, under
+        ``leave_one_out``, those of fewer than three images); ``single_slot`` decides
+        their cloud."""
+        return int((~self.measurable).sum())
+
     def classes_without_statistics(self) -> int:
         """Classes that hold fewer than two angles now (never seen twice, or single-slot)."""
         return int((self.memory.count < 2).sum())
@@ -253,28 +345,43 @@ class FeatureCloud(nn.Module):
             f"gamma={self.gamma}, center_update={self.center_update!r}, "
             f"offset={self.offset!r}, update_every={self.update_every}, "
             f"cloud_samples={self.cloud_samples}, constant_std={self.constant_std}, "
+            f"constant_classes={self.constant_classes!r}, spread={self.spread!r}, "
             f"single_slot={self.single_slot!r}"
         )
 
     # ---------------------------------------------------------------- statistics (eqs. 3-5)
     @torch.no_grad()
-    def update(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
+    def update(
+        self, features: torch.Tensor, labels: torch.Tensor, sample_ids: torch.Tensor | None = None
+    ) -> bool:
         """Fold a batch into the centres and angle memories; returns whether it did.
 
         Only calls 0, u, 2u, … (``u = update_every``) change state; the others only count.
+        ``sample_ids`` (one per sample, e.g. its index in the training set) lets
+        ``leave_one_out`` count an image repeated in the batch once.
         """
         checks.features_tensor("features", features, self.embedding_dim)
         labels = checks.labels_tensor("labels", labels, features.shape[0], self.num_classes)
-        return self.observe(features, labels)
+        if sample_ids is not None:
+            sample_ids = checks.labels_tensor(
+                "sample_ids", sample_ids, features.shape[0], torch.iinfo(torch.int64).max
+            )
+        return self.observe(features, labels, sample_ids)
 
     @torch.no_grad()
-    def observe(self, features: torch.Tensor, labels: torch.Tensor) -> bool:
+    def observe(
+        self, features: torch.Tensor, labels: torch.Tensor, sample_ids: torch.Tensor | None = None
+    ) -> bool:
         """:meth:`update` without argument checks, for a criterion that checked them."""
         due = self._calls % self.update_every == 0
         self._calls += 1
         if not due or labels.numel() == 0:
             return due
         unit = F.normalize(features.detach().to(self.centres.dtype), dim=1)
+        if self.spread == "leave_one_out" and sample_ids is not None:
+            first = first_occurrences(sample_ids)
+            if first.numel() < labels.numel():
+                unit, labels = unit.index_select(0, first), labels.index_select(0, first)
         groups = group_by_class(labels)
         batch_mean = torch.zeros(
             groups.classes.numel(), self.embedding_dim, dtype=unit.dtype, device=unit.device
@@ -284,15 +391,57 @@ class FeatureCloud(nn.Module):
         previous = self.centres[groups.classes]
         batch_weight = 1.0 - self.gamma if self.center_update == "literal" else self.gamma
         blended = batch_weight * batch_mean + (1.0 - batch_weight) * previous
-        seen = self.seen[groups.classes].unsqueeze(1)
-        centres = torch.where(seen, blended, batch_mean)
+        seen = self.seen[groups.classes]
+        centres = torch.where(seen.unsqueeze(1), blended, batch_mean)
         self.centres[groups.classes] = centres
         self.seen[groups.classes] = True
 
-        unit_centres = F.normalize(centres, dim=1)[groups.group]
-        angles = cosine_to_angle((unit * unit_centres).sum(dim=1))
-        self.memory.write(angles, labels, groups)
+        if self.spread == "paper":
+            unit_centres = F.normalize(centres, dim=1)[groups.group]
+            self.memory.write(cosine_to_angle((unit * unit_centres).sum(dim=1)), labels, groups)
+        else:
+            self._write_leave_one_out(unit, labels, groups, centres, seen, batch_weight)
+        if self.mode == "shuffled":
+            self.permutation.copy_(permute_within_groups(self.shuffle_groups, self._rng()))
         return True
+
+    def _write_leave_one_out(
+        self,
+        unit: torch.Tensor,
+        labels: torch.Tensor,
+        groups: BatchGroups,
+        centres: torch.Tensor,
+        seen: torch.Tensor,
+        batch_weight: float,
+    ) -> None:
+        """Store each sample's angle to its class's centre without the sample's own share.
+
+        The centre is a running mean of the class's unit features (``centres``, not
+        normalised); a sample's share in it is ``w/m`` from this batch (``m`` samples of
+        its class, batch weight ``w``) plus ``(1 − w)/K_i`` from the running mean, which
+        averages all ``K_i`` images of the class. At first sighting the centre is the batch
+        mean alone, so the share is ``1/m``. A sample that is all of its centre (a class of
+        one image, or one sample at first sighting) has no angle to store."""
+        dtype = unit.dtype
+        in_batch = groups.sizes[groups.group].to(dtype)
+        images = self.class_counts[labels].to(dtype)
+        share = torch.where(
+            seen[groups.group],
+            batch_weight / in_batch + (1.0 - batch_weight) / images,
+            1.0 / in_batch,
+        )
+        rest = 1.0 - share
+        keep = (rest > 1e-6) & self.measurable[labels]
+        others = (centres[groups.group] - share.unsqueeze(1) * unit) / rest.clamp(
+            min=1e-6
+        ).unsqueeze(1)
+        angles = cosine_to_angle((unit * F.normalize(others, dim=1)).sum(dim=1))
+        if not bool(keep.all()):
+            kept = keep.nonzero().squeeze(1)
+            angles, labels = angles.index_select(0, kept), labels.index_select(0, kept)
+            groups = group_by_class(labels)
+        if labels.numel():
+            self.memory.write(angles, labels, groups)
 
     def class_stats(self) -> ClassStats:
         """Mean, unbiased variance and count of each class's stored angles."""
@@ -329,30 +478,48 @@ class FeatureCloud(nn.Module):
     # ------------------------------------------------------------ cloud variance (eqs. 6, 9)
     def cloud_variance(self) -> torch.Tensor:
         """``(C,)`` float64 variance ``v_i`` of each class's angular offsets; 0 = no cloud."""
-        variance = self.memory.variance
-        zero = torch.zeros_like(variance)
         if self.mode == "constant":
             assert self.constant_std is not None  # checked in __init__
-            return torch.where(self.is_head, zero, zero + self.constant_std**2)
-        has = self.memory.count >= 2
-        known = torch.where(has, variance, zero)
-        # Single-slot classes take the target with their own variance counted as 0.
-        eligible = has | (self.memory.capacity < 2) if self.single_slot == "zero_variance" else has
+            clouded = ~self.is_head if self.constant_classes == "tail" else self._full() > 0
+            zero = torch.zeros_like(self.memory.variance)
+            return torch.where(clouded, zero + self.constant_std**2, zero)
         if self.mode == "vanilla":
-            head = self.is_head & has
-            head_sum, heads = self._summed(
-                torch.where(head, known, zero).sum(), head.sum().to(known.dtype)
-            )
-            target = head_sum / heads.clamp(min=1)
-            gets_cloud = ~self.is_head & eligible & (heads > 0)
-            gap = (target - known).clamp(min=0.0)
-        else:
-            weight = torch.where(has, (self.class_counts - 1).to(variance.dtype), zero)
-            weighted, total = self._summed((weight * known).sum(), weight.sum())
-            target = weighted / total.clamp(min=1e-300)
-            gets_cloud = eligible & (known < target) & (total > 0)
-            gap = target - known
-        return torch.where(gets_cloud, gap, zero)
+            return self._vanilla()
+        if self.mode == "shuffled":
+            return self._full()[self.permutation]
+        return self._full()
+
+    def _measured(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(has, known, eligible)``: the classes with a measured variance, that variance (0
+        elsewhere), and the classes that may get a cloud (measured ones and, under the
+        ``zero_variance`` policy, those that cannot be measured, their own variance
+        counted as 0)."""
+        has = (self.memory.count >= 2) & self.measurable
+        known = torch.where(has, self.memory.variance, torch.zeros_like(self.memory.variance))
+        eligible = has | ~self.measurable if self.single_slot == "zero_variance" else has
+        return has, known, eligible
+
+    def _vanilla(self) -> torch.Tensor:
+        """Eq. 6: tail classes get the gap to the mean head variance."""
+        has, known, eligible = self._measured()
+        zero = torch.zeros_like(known)
+        head = self.is_head & has
+        head_sum, heads = self._summed(
+            torch.where(head, known, zero).sum(), head.sum().to(known.dtype)
+        )
+        target = head_sum / heads.clamp(min=1)
+        gets_cloud = ~self.is_head & eligible & (heads > 0)
+        return torch.where(gets_cloud, (target - known).clamp(min=0.0), zero)
+
+    def _full(self) -> torch.Tensor:
+        """Eq. 9: every class below the ``(K_i − 1)``-weighted mean variance gets the gap."""
+        has, known, eligible = self._measured()
+        zero = torch.zeros_like(known)
+        weight = torch.where(has, (self.class_counts - 1).to(known.dtype), zero)
+        weighted, total = self._summed((weight * known).sum(), weight.sum())
+        target = weighted / total.clamp(min=1e-300)
+        gets_cloud = eligible & (known < target) & (total > 0)
+        return torch.where(gets_cloud, target - known, zero)
 
     def _summed(self, *values: torch.Tensor) -> torch.Tensor:
         """The sums over all classes of per-class sums taken on this cloud's classes: the
@@ -454,16 +621,26 @@ class FeatureCloud(nn.Module):
             "generator": state,
             "calls": self._calls,
             "readings": self._readings(),
+            "permutation": self.permutation.cpu() if self.mode == "shuffled" else None,
         }
 
     def _readings(self) -> dict[str, str]:
-        return {"mode": self.mode, "center_update": self.center_update, "offset": self.offset}
+        return {
+            "mode": self.mode,
+            "center_update": self.center_update,
+            "offset": self.offset,
+            "spread": self.spread,
+        }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         # A cloud saved before the readings were recorded always used the literal eq. 4 and
-        # one offset per logit; resuming it with another reading would change the method
-        # mid-run without a word.
-        saved = state.get("readings", {"center_update": "literal", "offset": "per_logit"})
+        # one offset per logit, and one saved before the spread was a reading the paper's
+        # estimator; resuming it with another reading would change the method mid-run
+        # without a word.
+        saved = {
+            "spread": "paper",
+            **state.get("readings", {"center_update": "literal", "offset": "per_logit"}),
+        }
         changed = {
             name: (value, getattr(self, name))
             for name, value in saved.items()
@@ -480,5 +657,7 @@ class FeatureCloud(nn.Module):
             )
         self.seed = int(state["seed"])
         self._calls = int(state["calls"])
+        if state.get("permutation") is not None:
+            self.permutation.copy_(state["permutation"])
         self._generator = None
         self._pending_generator_state = state["generator"]

@@ -17,6 +17,7 @@ from leap_core.evaluation.distance import cosine_distance
 from leap_core.evaluation.face import best_threshold, kfold_accuracy
 from leap_core.evaluation.reid import rank_queries, rank_queries_from_features
 from leap_core.evaluation.rerank import re_ranking
+from leap_core.evaluation.size_bins import mean_by_size
 from leap_core.training.data_setup import TrainingData, test_loader
 
 
@@ -115,7 +116,61 @@ def diagnose(
         accuracy.update(
             group_accuracy("unseen_accuracy", unseen_features, unseen_labels, weights, head)
         )
+        accuracy.update(
+            unseen_by_size(
+                unseen_features,
+                unseen_labels,
+                features,
+                labels,
+                weights,
+                np.asarray(manifest.class_counts),
+                head,
+                spec.eval.class_size_bins,
+            )
+        )
     return Diagnostics(features, labels, head, stats, accuracy)
+
+
+def unseen_by_size(
+    unseen: torch.Tensor,
+    unseen_labels: np.ndarray,
+    train: torch.Tensor,
+    train_labels: np.ndarray,
+    weights: torch.Tensor,
+    class_counts: np.ndarray,
+    head: np.ndarray,
+    edges: list[int],
+) -> dict[str, float]:
+    """How well unseen images of the training classes are recognised, by class size.
+
+    Each unseen image is classified by the nearest class weight, and used as a query
+    against the embedded training images (its class's images are the true matches): the
+    retrieval view of the same question, which needs no classifier. Returns
+    ``unseen_map`` (``_head``, ``_tail``), and per bin of ``K_i``
+    (:mod:`leap_core.evaluation.size_bins`) ``unseen_accuracy_<bin>``, ``unseen_map_<bin>``
+    and ``unseen_images_<bin>``."""
+    ranked = rank_queries_from_features(
+        unseen,
+        train,
+        unseen_labels,
+        train_labels,
+        np.ones(len(unseen_labels), dtype=np.int64),  # no camera is junk here
+        np.zeros(len(train_labels), dtype=np.int64),
+    )
+    ap = ranked.average_precision
+    correct = (nearest_class(unseen, weights) == unseen_labels).astype(np.float64)
+    is_head = head[unseen_labels]
+    result: dict[str, float] = {}
+    for suffix, chosen in (("", np.ones_like(is_head)), ("_head", is_head), ("_tail", ~is_head)):
+        values = ap[chosen & ~np.isnan(ap)]
+        result[f"unseen_map{suffix}"] = float(values.mean()) if values.size else math.nan
+    sizes = class_counts[unseen_labels]
+    for name, (value, count) in mean_by_size(correct, sizes, edges).items():
+        result[f"unseen_accuracy_{name}"] = value
+        result[f"unseen_images_{name}"] = float(count)
+    for name, (value, _count) in mean_by_size(ap, sizes, edges).items():
+        result[f"unseen_map_{name}"] = value
+    return result
 
 
 def diagnostic_sample(labels: np.ndarray, per_class: int | None, seed: int) -> np.ndarray:
@@ -138,20 +193,24 @@ def diagnostic_sample(labels: np.ndarray, per_class: int | None, seed: int) -> n
 _ROWS_PER_CHUNK = 4096
 
 
+def nearest_class(features: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+    """The class whose weight is nearest (by cosine) to each feature."""
+    unit_weights = F.normalize(weights, dim=1)
+    # In chunks: a face-scale run has 10^6 images × 10^5 classes, far too many cosines at once.
+    return torch.cat(
+        [
+            (F.normalize(chunk, dim=1) @ unit_weights.T).argmax(dim=1)
+            for chunk in features.split(_ROWS_PER_CHUNK)
+        ]
+    ).numpy()
+
+
 def group_accuracy(
     name: str, features: torch.Tensor, labels: np.ndarray, weights: torch.Tensor, head: np.ndarray
 ) -> dict[str, float]:
     """Nearest-class-weight accuracy over all samples, head-class and tail-class samples
     (``{name}``, ``{name}_head``, ``{name}_tail``); NaN for an empty group."""
-    unit_weights = F.normalize(weights, dim=1)
-    # In chunks: a face-scale run has 10^6 images × 10^5 classes, far too many cosines at once.
-    predicted = torch.cat(
-        [
-            (F.normalize(chunk, dim=1) @ unit_weights.T).argmax(dim=1)
-            for chunk in features.split(_ROWS_PER_CHUNK)
-        ]
-    )
-    correct = predicted.numpy() == labels
+    correct = nearest_class(features, weights) == labels
     is_head = head[labels]
     result = {}
     for suffix, chosen in (("", np.ones_like(is_head)), ("_head", is_head), ("_tail", ~is_head)):

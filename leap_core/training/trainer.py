@@ -138,6 +138,9 @@ class Trainer:
         self._epoch_steps: tuple[int, int] | None = None  # (steps before, steps in) this epoch
         self.mlflow_run_id: str | None = None
         self.last_metrics: dict[str, float] = {}
+        # (share of samples with a cloud, their mean offset std) of every epoch with the
+        # cloud on, so a control's std can be matched to the whole run, not its last epoch.
+        self.cloud_epochs: list[tuple[float, float]] = []
         self.last_evaluation: Evaluation | None = None
         self.diagnostics: Diagnostics | None = None
 
@@ -165,6 +168,8 @@ class Trainer:
             offset=leap.offset,
             constant_std=leap.constant_std,
             single_slot=leap.single_slot,
+            spread=leap.spread,
+            constant_classes=leap.constant_classes,
         )
         counts = list(self.data.manifest.class_counts)
         dim = self.spec.model.embedding_dim
@@ -191,13 +196,28 @@ class Trainer:
 
     def cloud_counts(self) -> dict[str, float]:
         """How many classes the cloud could not measure: ``cloud_single_slot_classes``
-        (memories that can never hold two angles) and ``cloud_classes_without_statistics``
-        (fewer than two angles at the end of the run). Empty without a cloud."""
+        (memories that can never hold two angles), ``cloud_unmeasurable_classes`` (those and,
+        under ``leave_one_out``, classes of fewer than three images: the ``single_slot``
+        policy decides their cloud) and ``cloud_classes_without_statistics`` (fewer than two
+        angles at the end of the run). Empty without a cloud."""
         if self.cloud is None:
             return {}
         return {
             "cloud_single_slot_classes": float(self.cloud.single_slot_classes),
+            "cloud_unmeasurable_classes": float(self.cloud.unmeasurable_classes),
             "cloud_classes_without_statistics": float(self.cloud.classes_without_statistics()),
+        }
+
+    def cloud_summary(self) -> dict[str, float]:
+        """``cloud_fraction_all_epochs`` and ``cloud_std_all_epochs``: the share of samples
+        with offsets and their mean std (radians), averaged over every epoch with the
+        cloud on. Empty without a cloud or before it starts."""
+        if not self.cloud_epochs:
+            return {}
+        fractions, stds = zip(*self.cloud_epochs, strict=True)
+        return {
+            "cloud_fraction_all_epochs": sum(fractions) / len(fractions),
+            "cloud_std_all_epochs": sum(stds) / len(stds),
         }
 
     def _build_optimizer(self) -> torch.optim.Optimizer:
@@ -237,6 +257,10 @@ class Trainer:
             for epoch in range(self.epoch, self.spec.train.epochs):
                 self.epoch = epoch
                 metrics = self.train_epoch(epoch)
+                if self.cloud is not None and epoch >= self.criterion.cloud_start_epoch:
+                    self.cloud_epochs.append(
+                        (metrics["train_cloud_fraction"], metrics["train_cloud_std_mean"])
+                    )
                 last = epoch + 1 == self.spec.train.epochs
                 every = self.spec.eval.every_epochs
                 if (
@@ -261,6 +285,7 @@ class Trainer:
                 )
                 self.last_metrics.update(self.diagnostics.metrics())
             self.last_metrics.update(counts)
+            self.last_metrics.update(self.cloud_summary())
             self._call("on_end", self.last_metrics)
             return self.last_metrics
         except BaseException as error:
@@ -275,9 +300,14 @@ class Trainer:
         totals: dict[str, float] = {}
         started = time.perf_counter()
         images_seen = 0
+        # Both loaders serve the sampler's order in consecutive batches, so a batch's
+        # positions in it are the training-set indices of its images.
+        order = torch.from_numpy(self.data.sampler.indices().copy())
+        batch = self.data.loader.batch_size or 1
         for step, (images, labels, _camids) in enumerate(self.data.loader, start=1):
             lr = learning_rate(self.spec.train, epoch + (step - 1) / steps)
-            figures = self.train_step(images, labels, epoch, lr)
+            sample_ids = order[(step - 1) * batch : step * batch]
+            figures = self.train_step(images, labels, epoch, lr, sample_ids)
             images_seen += labels.numel() * (self.ranks.world_size if self.ranks else 1)
             for name, value in figures.items():
                 totals[name] = totals.get(name, 0.0) + value
@@ -299,9 +329,16 @@ class Trainer:
         return metrics
 
     def train_step(
-        self, images: torch.Tensor, labels: torch.Tensor, epoch: int, lr: float
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        epoch: int,
+        lr: float,
+        sample_ids: torch.Tensor | None = None,
     ) -> dict[str, float]:
-        """Forward, loss, backward and update on one batch; returns the step's figures."""
+        """Forward, loss, backward and update on one batch; returns the step's figures.
+        ``sample_ids`` (the images' training-set indices) let the cloud count an image
+        repeated in the batch once."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         images = images.to(self.device, non_blocking=True)
@@ -310,7 +347,8 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, enabled=self.amp):
             features = self.forward_model(images)
-            loss = self.criterion(features, labels, epoch)
+            ids = None if sample_ids is None else sample_ids.to(self.device, non_blocking=True)
+            loss = self.criterion(features, labels, epoch, ids)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
                 f"loss is {loss.item()} at epoch {epoch}, global step "
@@ -372,6 +410,7 @@ class Trainer:
             "global_step": self.global_step,
             "mlflow_run_id": self.mlflow_run_id,
             "metrics": dict(self.last_metrics),
+            "cloud_epochs": list(self.cloud_epochs),
         }
 
     def _gathered_state(self) -> dict[str, Any] | None:
@@ -451,6 +490,7 @@ class Trainer:
         self.global_step = int(payload["global_step"])
         self.mlflow_run_id = payload.get("mlflow_run_id")
         self.last_metrics = dict(payload.get("metrics") or {})
+        self.cloud_epochs = [(float(f), float(s)) for f, s in payload.get("cloud_epochs", [])]
 
     def _call(self, method: str, *args: Any) -> None:
         for hook in self.hooks:

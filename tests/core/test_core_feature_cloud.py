@@ -60,7 +60,7 @@ def test_centres_follow_equation_4_in_both_readings(center_update):
 
 
 def test_angles_are_measured_to_the_updated_centre():
-    cloud = FeatureCloud([5, 5], 2)
+    cloud = FeatureCloud([5, 5], 2, spread="paper")
     # Class 0 at angles ±0.4 around the x axis: the centre is on the x axis and both
     # angles are 0.4; class 1 once, at its own centre: angle 0.
     features = torch.tensor([unit(0.4), unit(-0.4), [0.0, 2.0]])
@@ -138,7 +138,7 @@ ANGLES = {0: [0.1, 0.3, 0.5], 1: [0.2, 0.6], 2: [0.1, 0.2], 3: [0.3], 4: [0.5, 0
 
 
 def test_full_cloud_variance_follows_equation_9():
-    cloud = FeatureCloud(COUNTS, 2, mode="full")
+    cloud = FeatureCloud(COUNTS, 2, mode="full", spread="paper")
     write_angles(cloud, ANGLES)
     # σ² = (9·0.04 + 7·0.08 + 2·0.005 + 1·0.08) / (9 + 7 + 2 + 1) = 1.01 / 19
     overall = 1.01 / 19
@@ -148,7 +148,7 @@ def test_full_cloud_variance_follows_equation_9():
 
 
 def test_vanilla_cloud_variance_follows_equation_6():
-    cloud = FeatureCloud(COUNTS, 2, mode="vanilla", threshold=5)
+    cloud = FeatureCloud(COUNTS, 2, mode="vanilla", threshold=5, spread="paper")
     write_angles(cloud, ANGLES)
     # Head (K > 5): classes 0 and 1; σ_h² = (0.04 + 0.08)/2 = 0.06, μ_h = (0.3 + 0.4)/2.
     mu_h, var_h = cloud.head_statistics()
@@ -181,7 +181,7 @@ def test_sampled_alpha_has_the_class_variance_and_is_zero_for_head_classes():
 
 
 def test_update_every_skips_the_calls_in_between():
-    cloud = FeatureCloud([50, 50], 2, update_every=3)
+    cloud = FeatureCloud([50, 50], 2, update_every=3, spread="paper")
     features, labels = torch.tensor([unit(0.1), unit(0.2)]), torch.tensor([0, 1])
     done = [cloud.update(features, labels) for _ in range(7)]
     assert done == [True, False, False, True, False, False, True]
@@ -227,7 +227,10 @@ def test_features_equal_to_their_centre_give_angle_zero_not_nan():
         ({"class_counts": []}, "class_counts must be a non-empty"),
         ({"class_counts": [2.5, 3]}, "class_counts must hold integers"),
         ({"mode": "vanilla"}, r"threshold \(or head\) must be given when mode='vanilla', got None"),
-        ({"mode": "hybrid"}, "mode must be one of 'full', 'vanilla', 'constant', got 'hybrid'"),
+        (
+            {"mode": "hybrid"},
+            "mode must be one of 'full', 'vanilla', 'constant', 'shuffled', got 'hybrid'",
+        ),
         ({"mode": "vanilla", "threshold": 100}, "threshold=100 leaves no head class"),
         ({"mode": "vanilla", "threshold": 1}, "threshold=1 leaves no tail class"),
         ({"mode": "constant", "threshold": 2}, "constant_std must be given when mode='constant'"),

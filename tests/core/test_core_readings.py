@@ -184,10 +184,125 @@ def test_a_checkpointed_cloud_refuses_other_readings():
 def test_a_cloud_saved_before_readings_were_recorded_resumes_only_as_literal():
     state = FeatureCloud([10, 2], 2).state_dict()
     state["_extra_state"] = {k: v for k, v in state["_extra_state"].items() if k != "readings"}
-    FeatureCloud([10, 2], 2, center_update="literal").load_state_dict(state)
+    FeatureCloud([10, 2], 2, center_update="literal", spread="paper").load_state_dict(state)
     with pytest.raises(
         ValueError,
         match=r"method.leap.center_update was 'literal', the spec "
         r"says 'center_loss'",
     ):
         FeatureCloud([10, 2], 2).load_state_dict(state)
+
+
+# Scripted memories for the controls: K = [10, 10, 3, 3, 3, 5], head = the two 10s.
+# class : angles          : variance
+#   0   : 0.1 0.3 0.5     : 0.04
+#   1   : 0.2 0.4         : 0.02
+#   2   : 0.1 0.2         : 0.005
+#   3   : 0.3 0.3         : 0
+#   4   : 0.2 0.6         : 0.08
+#   5   : 0.1 0.2 0.3     : 0.01
+CONTROL_COUNTS = [10, 10, 3, 3, 3, 5]
+CONTROL_HEAD = [True, True, False, False, False, False]
+CONTROL_ANGLES = {
+    0: [0.1, 0.3, 0.5],
+    1: [0.2, 0.4],
+    2: [0.1, 0.2],
+    3: [0.3, 0.3],
+    4: [0.2, 0.6],
+    5: [0.1, 0.2, 0.3],
+}
+# Eq. 9: σ² = (9·0.04 + 9·0.02 + 2·0.005 + 2·0 + 2·0.08 + 4·0.01) / (9 + 9 + 2 + 2 + 2 + 4)
+TARGET = (9 * 0.04 + 9 * 0.02 + 2 * 0.005 + 2 * 0.08 + 4 * 0.01) / 28  # 0.75 / 28
+# σ² ≈ 0.0268: classes 0 and 4 are above it.
+FULL = [0.0, TARGET - 0.02, TARGET - 0.005, TARGET, 0.0, TARGET - 0.01]
+
+
+def control(mode: str, **options) -> FeatureCloud:
+    cloud = FeatureCloud(CONTROL_COUNTS, 2, mode=mode, head=CONTROL_HEAD, **options)
+    write_angles(cloud, CONTROL_ANGLES)
+    return cloud
+
+
+def test_the_scripted_full_variance_is_equation_9():
+    assert control("full").cloud_variance().tolist() == pytest.approx(FULL, abs=1e-8)
+
+
+def test_matched_constant_control_perturbs_exactly_the_classes_full_mode_clouds():
+    # Full mode clouds classes 1, 2, 3, 5 (below σ²), not 0 and 4 (above): head class 1
+    # included, which the tail-only control leaves alone, and tail class 4 left out.
+    matched = control("constant", constant_std=0.2, constant_classes="matched")
+    assert matched.cloud_variance().tolist() == pytest.approx([0, 0.04, 0.04, 0.04, 0, 0.04])
+    tail = control("constant", constant_std=0.2)
+    assert tail.cloud_variance().tolist() == pytest.approx([0, 0, 0.04, 0.04, 0.04, 0.04])
+
+
+def test_matched_constant_control_follows_the_statistics_as_they_change():
+    matched = control("constant", constant_std=0.2, constant_classes="matched")
+    # Class 4 keeps its newest three angles, (0.6, 0.1, 0.1): variance 0.0833, still above
+    # σ² (now 0.0270), so it stays without offsets while class 3 keeps them.
+    write_angles(matched, {4: [0.1, 0.1]})
+    variance = matched.cloud_variance().tolist()
+    assert variance[3] == pytest.approx(0.04) and variance[4] == 0.0
+    write_angles(matched, {4: [0.1, 0.1, 0.1]})  # (0.1, 0.1, 0.1): variance 0, below σ²
+    assert matched.cloud_variance()[4].item() == pytest.approx(0.04)
+
+
+def test_shuffled_control_permutes_full_variances_among_tail_classes_of_one_size():
+    cloud = FeatureCloud(CONTROL_COUNTS, 2, mode="shuffled", head=CONTROL_HEAD, seed=3)
+    write_angles(cloud, CONTROL_ANGLES)
+    assert cloud.cloud_variance().tolist() == pytest.approx(FULL, abs=1e-8)  # not yet drawn
+    arrangements = set()
+    features = torch.tensor([[1.0, 0.0]])
+    for _ in range(60):
+        # An update of class 0 alone, which refreshes the permutation; the memories of the
+        # other classes are as scripted.
+        cloud.observe(features, torch.tensor([0]))
+        variance = cloud.cloud_variance().tolist()
+        full = cloud._full().tolist()
+        # Head classes (0, 1) and the only 5-image class (5) keep their own variance; the
+        # three 3-image classes exchange theirs.
+        assert variance[0] == full[0] and variance[1] == full[1] and variance[5] == full[5]
+        assert sorted(variance[2:5]) == pytest.approx(sorted(full[2:5]))
+        arrangements.add(tuple(cloud.permutation.tolist()))
+    # All 3! arrangements of classes 2-4 appear in 60 draws (chance of missing one: 6·(5/6)^60).
+    assert len(arrangements) == 6
+    assert all(a[:2] == (0, 1) and a[5] == 5 for a in arrangements)
+
+
+def test_shuffled_permutation_travels_in_the_checkpoint():
+    cloud = FeatureCloud(CONTROL_COUNTS, 2, mode="shuffled", head=CONTROL_HEAD, seed=3)
+    write_angles(cloud, CONTROL_ANGLES)
+    for _ in range(5):
+        cloud.observe(torch.tensor([[1.0, 0.0]]), torch.tensor([0]))
+    restored = FeatureCloud(CONTROL_COUNTS, 2, mode="shuffled", head=CONTROL_HEAD, seed=3)
+    restored.load_state_dict(cloud.state_dict())
+    assert restored.permutation.tolist() == cloud.permutation.tolist()
+    assert restored.cloud_variance().tolist() == cloud.cloud_variance().tolist()
+
+
+def test_under_leave_one_out_two_image_classes_follow_the_single_slot_policy():
+    # K = [2, 6, 6]: class 0 cannot be measured under leave_one_out (two images are at one
+    # angle to each other); the paper's estimator measures it.
+    counts = [2, 6, 6]
+    angles = {1: [0.1, 0.3], 2: [0.1, 0.5]}  # variances 0.02 and 0.08, weights 5 and 5
+    loo = FeatureCloud(counts, 2, mode="full")
+    write_angles(loo, angles)
+    assert loo.unmeasurable_classes == 1 and loo.single_slot_classes == 0
+    assert loo.cloud_variance().tolist() == pytest.approx([0.05, 0.03, 0.0])
+    strict = FeatureCloud(counts, 2, mode="full", single_slot="no_cloud")
+    write_angles(strict, angles)
+    assert strict.cloud_variance().tolist() == pytest.approx([0.0, 0.03, 0.0])
+    paper = FeatureCloud(counts, 2, mode="full", spread="paper")
+    write_angles(paper, {**angles, 0: [0.2, 0.2]})  # measured: variance 0, weight 1
+    target = (5 * 0.02 + 5 * 0.08) / 11
+    assert paper.cloud_variance().tolist() == pytest.approx([target, target - 0.02, 0.0])
+
+
+def test_a_cloud_saved_before_the_spread_was_a_reading_resumes_only_as_the_papers():
+    state = FeatureCloud([10, 3], 2, spread="paper").state_dict()
+    state["_extra_state"]["readings"].pop("spread")
+    FeatureCloud([10, 3], 2, spread="paper").load_state_dict(state)
+    with pytest.raises(
+        ValueError, match=r"method.leap.spread was 'paper', the spec says 'leave_one_out'"
+    ):
+        FeatureCloud([10, 3], 2).load_state_dict(state)

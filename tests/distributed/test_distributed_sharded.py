@@ -104,14 +104,23 @@ def check_against_single_process(kind: str, offsets: str | None, results: list[d
 
 def batches(world_size: int, steps: int = 6):
     """Features with wide head classes (0-2, 30 images) and narrow tail classes."""
+    return [(features, labels) for features, labels, _ids in identified_batches(world_size, steps)]
+
+
+def identified_batches(world_size: int, steps: int = 6):
+    """:func:`batches` with an image id per sample; each batch repeats its first two
+    samples at its end (the same image drawn twice, as P×K does for small classes)."""
     generator = torch.Generator().manual_seed(5)
     centres = torch.randn(CLASSES, DIM, generator=generator, dtype=torch.float64) * 3
     spread = torch.where(torch.arange(CLASSES) < 3, 1.0, 0.2).double()
     out = []
-    for _ in range(steps):
+    for step in range(steps):
         labels = torch.randint(0, CLASSES, (PER_RANK * world_size,), generator=generator)
         noise = torch.randn(labels.numel(), DIM, generator=generator, dtype=torch.float64)
-        out.append((centres[labels] + noise * spread[labels, None], labels))
+        features = centres[labels] + noise * spread[labels, None]
+        ids = torch.arange(labels.numel()) + step * labels.numel()
+        features[-2:], labels[-2:], ids[-2:] = features[:2], labels[:2], ids[:2]
+        out.append((features, labels, ids))
     return out
 
 
@@ -119,16 +128,30 @@ COUNTS = [30, 30, 30] + [4] * (CLASSES - 3)
 CLOUD = {"mode": "vanilla", "threshold": 10, "P": 2, "gamma": 0.3}
 
 
+#: The cloud settings each sharded-state case runs (the matched control with the paper's
+#: estimator, LEAP with the default leave-one-out one, which counts repeated ids once).
+CLOUD_CASES: dict[str, dict] = {
+    "vanilla": {"mode": "vanilla"},
+    "full": {"mode": "full"},
+    "matched/paper": {
+        "mode": "constant",
+        "constant_std": 0.1,
+        "constant_classes": "matched",
+        "spread": "paper",
+    },
+}
+
+
 def sharded_cloud_rank(rank: int, world_size: int):
-    return {mode: sharded_cloud_state(rank, world_size, mode) for mode in ("vanilla", "full")}
+    return {case: sharded_cloud_state(rank, world_size, case) for case in CLOUD_CASES}
 
 
-def sharded_cloud_state(rank: int, world_size: int, mode: str):
+def sharded_cloud_state(rank: int, world_size: int, case: str):
     shard = ClassShard(CLASSES, rank, world_size)
-    settings = dict(CLOUD, mode=mode)
+    settings = dict(CLOUD, **CLOUD_CASES[case])
     cloud = ShardedFeatureCloud(COUNTS, DIM, shard, **settings).double()
-    for features, labels in batches(world_size):
-        cloud.observe(features, labels)
+    for features, labels, ids in identified_batches(world_size):
+        cloud.observe(features, labels, ids)
     memory = cloud.local.memory
     return {
         "centres": cloud.local.centres,
@@ -144,15 +167,15 @@ def sharded_cloud_state(rank: int, world_size: int, mode: str):
 
 
 def test_sharded_cloud_state_equals_the_single_process_cloud():
-    by_mode = run_ranks(2, sharded_cloud_rank)
-    for mode in ("vanilla", "full"):
-        check_cloud([r[mode] for r in by_mode], mode)
+    by_case = run_ranks(2, sharded_cloud_rank)
+    for case in CLOUD_CASES:
+        check_cloud([r[case] for r in by_case], case)
 
 
-def check_cloud(results: list[dict], mode: str):
-    cloud = FeatureCloud(COUNTS, DIM, **dict(CLOUD, mode=mode)).double()
-    for features, labels in batches(2):
-        cloud.update(features, labels)
+def check_cloud(results: list[dict], case: str):
+    cloud = FeatureCloud(COUNTS, DIM, **dict(CLOUD, **CLOUD_CASES[case])).double()
+    for features, labels, ids in identified_batches(2):
+        cloud.update(features, labels, ids)
     variance = cloud.cloud_variance()
     assert bool((variance > 0).any())  # the case exercises real clouds
     for rank, result in enumerate(results):

@@ -111,6 +111,23 @@ def test_explicit_head_parameters_win():
             "method.leap: constant_std is only used when mode is 'constant' (mode is 'full')",
         ),
         (
+            {"method": {"leap": {"mode": "full", "constant_classes": "matched"}}},
+            "method.leap: constant_classes is only used when mode is 'constant' (mode is 'full')",
+        ),
+        (
+            {"method": {"leap": {"spread": "loo"}}},
+            "method.leap.spread: Input should be 'leave_one_out' or 'paper' (got 'loo')",
+        ),
+        (
+            {"method": {"leap": {"mode": "shuffled"}}, "resources": {"devices": 2}},
+            "method.leap.mode 'shuffled' permutes variances across all classes and runs in one "
+            "process; set resources.devices to 1 (got 2)",
+        ),
+        (
+            {"eval": {"class_size_bins": [3, 3, 6]}},
+            "eval.class_size_bins: must be increasing positive class sizes, got [3, 3, 6]",
+        ),
+        (
             {"method": {"leap": {"offset": "per_class"}}},
             "method.leap.offset: Input should be 'per_logit', 'per_sample' or 'target_only'",
         ),
@@ -190,6 +207,7 @@ def test_load_spec_reports_missing_and_malformed_files(tmp_path):
         ("normface", "full", "LEAP-NF"),
         ("cosface", "constant", "CosFace+noise"),
         ("arcface", "constant", "ArcFace+noise"),
+        ("cosface", "shuffled", "LEAP-CF-shuffled"),
     ],
 )
 def test_method_labels_use_the_paper_names(head, mode, label):
@@ -203,6 +221,41 @@ def test_method_labels_use_the_paper_names(head, mode, label):
         }
     )
     assert spec.method_label() == label
+
+
+@pytest.mark.parametrize(
+    "leap,label",
+    [
+        ({"mode": "full", "spread": "paper"}, "LEAP-CF/paper"),
+        ({"mode": "shuffled", "spread": "paper"}, "LEAP-CF-shuffled/paper"),
+        (
+            {"mode": "constant", "constant_std": 0.1, "constant_classes": "matched"},
+            "CosFace+matched-noise",
+        ),
+        # The tail-only control uses no statistics, so the estimator is not part of its name.
+        ({"mode": "constant", "constant_std": 0.1, "spread": "paper"}, "CosFace+noise"),
+        ({"mode": "off", "spread": "paper"}, "CosFace"),
+    ],
+)
+def test_method_labels_name_the_controls_and_the_papers_estimator(leap, label):
+    assert parse_spec({"method": {"leap": leap}}).method_label() == label
+
+
+def test_the_spread_defaults_to_leave_one_out_and_the_controls_measure_as_leap_does():
+    leap = parse_spec({}).method.leap
+    assert (leap.spread, leap.constant_classes) == ("leave_one_out", "tail")
+    assert not leap.measures_classes()  # mode off
+    matched = {"mode": "constant", "constant_std": 0.1, "constant_classes": "matched"}
+    # A matched control measures the classes, so the literal eq. 4 is refused with random
+    # batches as it is for LEAP itself.
+    with pytest.raises(SpecError, match="center_update 'literal' cannot be used"):
+        parse_spec(
+            {
+                "method": {"leap": {**matched, "center_update": "literal"}},
+                "train": {"sampler": {"kind": "random", "batch_size": 64}},
+            }
+        )
+    assert parse_spec({"method": {"leap": matched}}).method.leap.measures_classes()
 
 
 def test_run_name_says_what_the_run_is():

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from leap_cli import app
 from leap_core.training import data_setup, evaluate
 from leap_core.training.evaluate import group_accuracy, unseen_records
+from leap_core.training.hooks import Hook
 from leap_core.training.trainer import Trainer
 from tests.tiny import tiny_job
 
@@ -71,8 +72,27 @@ def test_unseen_records_are_the_images_the_cut_left_out(tiny_spec, tmp_path):
     assert unseen_records(trainer.data, per_class=0, seed=0) == []
 
 
+class EpochFigures(Hook):
+    """Keeps every epoch's metrics."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict[str, float]] = []
+
+    def on_epoch_end(self, trainer, epoch, metrics) -> None:
+        self.epochs.append(dict(metrics))
+
+
+def average_precision(query: torch.Tensor, gallery: torch.Tensor, matches: np.ndarray) -> float:
+    """AP of one query: the mean, over its true matches, of the precision at each."""
+    order = np.argsort(-(gallery @ query).numpy(), kind="stable")
+    hits = matches[order]
+    positions = np.flatnonzero(hits)
+    return float(np.mean((np.arange(len(positions)) + 1) / (positions + 1)))
+
+
 def test_a_run_reports_seen_and_unseen_accuracy_as_computed_independently(tiny_spec, tmp_path):
-    trainer = Trainer(cut_spec(tiny_spec), tmp_path)
+    epochs = EpochFigures()
+    trainer = Trainer(cut_spec(tiny_spec), tmp_path, hooks=[epochs])
     metrics = trainer.fit()
     manifest = trainer.data.manifest
     # Independent recomputation: decode every image with the test transform, embed in eval
@@ -82,10 +102,13 @@ def test_a_run_reports_seen_and_unseen_accuracy_as_computed_independently(tiny_s
     weights = F.normalize(trainer.head.weight.detach(), dim=1)
     trainer.model.eval()
 
-    def accuracy(records):
+    def embed(records):
         images = torch.stack([transform(Image.open(r.path).convert("RGB")) for r in records])
         with torch.no_grad():
-            predicted = (F.normalize(trainer.model(images), dim=1) @ weights.T).argmax(1)
+            return F.normalize(trainer.model(images), dim=1)
+
+    def accuracy(records):
+        predicted = (embed(records) @ weights.T).argmax(1)
         labels = torch.tensor([position[r.pid] for r in records])
         correct = (predicted == labels).numpy()
         head = trainer.split.head[labels.numpy()]
@@ -100,6 +123,35 @@ def test_a_run_reports_seen_and_unseen_accuracy_as_computed_independently(tiny_s
     assert metrics["final_unseen_accuracy_tail"] == pytest.approx(unseen_tail, abs=1e-9)
     assert math.isnan(metrics["final_unseen_accuracy_head"])  # heads keep all their images
     assert metrics["cloud_single_slot_classes"] == 0
+    # The 2-image tail classes cannot be measured under leave_one_out: the single_slot policy
+    # gives them the whole target variance.
+    assert metrics["cloud_unmeasurable_classes"] == 20
+    # The unseen images by class size: every tail class has K = 2 (bin K2-3); each unseen
+    # image retrieves its class's training images among all of them.
+    assert metrics["final_unseen_accuracy_K2-3"] == pytest.approx(unseen_tail, abs=1e-9)
+    assert metrics["final_unseen_images_K2-3"] == 20
+    assert not any(name.startswith("final_unseen_images_K11") for name in metrics)
+    train_records = list(manifest.records)
+    gallery = embed(train_records)
+    train_labels = np.array([position[r.pid] for r in train_records])
+    queries = embed(unseen)
+    expected = np.mean(
+        [
+            average_precision(query, gallery, train_labels == position[record.pid])
+            for query, record in zip(queries, unseen, strict=True)
+        ]
+    )
+    assert metrics["final_unseen_map_K2-3"] == pytest.approx(expected, abs=1e-6)
+    assert metrics["final_unseen_map_tail"] == pytest.approx(expected, abs=1e-6)
+    # The cloud's share and std over every epoch it was on (epochs 1 and 2 of 3).
+    cloud_epochs = epochs.epochs[trainer.criterion.cloud_start_epoch :]
+    assert len(cloud_epochs) == 2
+    for name in ("fraction", "std"):
+        per_epoch = [
+            e[f"train_cloud_{name}{'_mean' if name == 'std' else ''}"] for e in cloud_epochs
+        ]
+        assert metrics[f"cloud_{name}_all_epochs"] == pytest.approx(np.mean(per_epoch), abs=1e-12)
+    assert metrics["cloud_std_all_epochs"] > 0
 
 
 def test_json_output_counts_classes_the_cloud_could_not_measure(
@@ -117,4 +169,5 @@ def test_json_output_counts_classes_the_cloud_could_not_measure(
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout.strip().splitlines()[-1])
     assert metrics["cloud_single_slot_classes"] == 20
+    assert metrics["cloud_unmeasurable_classes"] == 20
     assert metrics["cloud_classes_without_statistics"] == 20
