@@ -19,13 +19,11 @@ The rules, fixed before running:
 from __future__ import annotations
 
 import argparse
-import math
 import sys
-from collections import defaultdict
 from pathlib import Path
 
-from leap_core.sweeps.paired import PairedDifference, paired_difference
-from leap_core.sweeps.results import CellResult, read_result
+from leap_core.sweeps.paired import interval_text, paired_difference
+from leap_core.sweeps.results import CellResult, per_seed, results_by_arm
 from leap_core.sweeps.table import Spread
 
 VALID_TAIL_ACCURACY = 0.95
@@ -68,28 +66,11 @@ ORDER = ("CosFace", "LEAP-CV", "LEAP-CF", CONTROL, "ArcFace", "LEAP-AV", "LEAP-A
 
 def load(folder: Path) -> dict[str, dict[int, CellResult]]:
     """arm label → seed → result, in table order."""
-    arms: dict[str, dict[int, CellResult]] = defaultdict(dict)
-    for path in sorted((folder / "cells").glob("*.json")):
-        result = read_result(path)
-        arms[result.labels.get("method", result.method)][result.seed] = result
-
-    def rank(name: str) -> tuple[int, str]:
-        return (ORDER.index(name) if name in ORDER else len(ORDER), name)
-
-    return {name: arms[name] for name in sorted(arms, key=rank)}
+    return results_by_arm(folder, ORDER)
 
 
-def metric(arm: dict[int, CellResult], key: str) -> dict[int, float]:
-    return {seed: result.metrics.get(key, math.nan) for seed, result in arm.items()}
-
-
-def interval(difference: PairedDifference, scale: float = 100) -> str:
-    if difference.n < 2:
-        return f"{difference.mean * scale:+.2f} (n={difference.n})"
-    return (
-        f"{difference.mean * scale:+.2f} [{difference.low * scale:+.2f}, "
-        f"{difference.high * scale:+.2f}]"
-    )
+metric = per_seed
+interval = interval_text
 
 
 def report(folder: Path) -> str:

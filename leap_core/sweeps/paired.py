@@ -49,3 +49,14 @@ def paired_difference(
     error = float(differences.std(ddof=1)) / math.sqrt(differences.size)
     half = float(stats.t.ppf(0.5 + confidence / 2, differences.size - 1)) * error
     return PairedDifference(mean, mean - half, mean + half, int(differences.size), confidence)
+
+
+def interval_text(difference: PairedDifference, scale: float = 100) -> str:
+    """``+1.23 [+0.45, +2.01]`` (times ``scale``: percentage points for fractions), or the
+    mean and the number of pairs when there are too few for an interval."""
+    if difference.n < 2:
+        return f"{difference.mean * scale:+.2f} (n={difference.n})"
+    return (
+        f"{difference.mean * scale:+.2f} [{difference.low * scale:+.2f}, "
+        f"{difference.high * scale:+.2f}]"
+    )

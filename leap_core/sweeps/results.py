@@ -99,3 +99,25 @@ def finished_result(output: Path, cell: Cell) -> CellResult | None:
             f"to rerun it, or give the sweep another output folder"
         )
     return result
+
+
+def results_by_arm(
+    folder: Path, order: tuple[str, ...] = (), axis: str = "method"
+) -> dict[str, dict[int, CellResult]]:
+    """The finished cells of a sweep's output folder as arm label (the ``axis`` label, else
+    the method's name) → seed → result; arms named in ``order`` first, the others after
+    by name."""
+    arms: dict[str, dict[int, CellResult]] = {}
+    for path in sorted((folder / "cells").glob("*.json")):
+        result = read_result(path)
+        arms.setdefault(result.labels.get(axis, result.method), {})[result.seed] = result
+
+    def rank(name: str) -> tuple[int, str]:
+        return (order.index(name) if name in order else len(order), name)
+
+    return {name: arms[name] for name in sorted(arms, key=rank)}
+
+
+def per_seed(arm: dict[int, CellResult], key: str) -> dict[int, float]:
+    """One metric of an arm, seed → value (NaN where the cell did not report it)."""
+    return {seed: result.metrics.get(key, math.nan) for seed, result in arm.items()}
