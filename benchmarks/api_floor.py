@@ -70,6 +70,7 @@ from jobs.broker import TRAIN_TASK
 from jobs.keys import hash_token
 from jobs.migrate import upgrade
 from jobs.models import ApiKey, Job, JobEvent, new_id, utcnow
+from leap_core.run_names import run_name
 
 GOALS = {"GET": 0.9, "POST": 0.6}
 #: What a pipeline would send: the tiny job, its data root relative to LEAP_DATA_ROOTS.
@@ -164,7 +165,7 @@ def floor_app() -> FastAPI:
         now = utcnow()
         row = {
             "id": new_id(),
-            "name": (body.name or body.run_name())[:200],
+            "name": (body.name or run_name(body))[:200],
             "status": "queued",
             "tags": body.tags,
             "priority": body.priority,

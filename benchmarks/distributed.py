@@ -27,7 +27,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from leap_core.distributed import ClassShard, ShardedFeatureCloud, ShardedLEAPLoss
+from leap_core.distributed import ClassShard
 from leap_core.heads import CosFaceHead
 from leap_core.leap import FeatureCloud
 from leap_core.losses import LEAPLoss
@@ -49,7 +49,7 @@ def memory_per_rank(num_classes: int, world_size: int) -> int:
     """Bytes rank 0 holds for the head (weight + two Adam moments) and its cloud shard."""
     shard = ClassShard(num_classes, 0, world_size)
     head = CosFaceHead(DIM, shard.size)
-    cloud = ShardedFeatureCloud(long_tailed_counts(num_classes), DIM, shard, mode="full")
+    cloud = FeatureCloud(long_tailed_counts(num_classes), DIM, shard=shard, mode="full")
     head_bytes = tensor_bytes(head) * 3  # weight, exp_avg, exp_avg_sq
     total = head_bytes + tensor_bytes(cloud)
     del head, cloud
@@ -63,7 +63,7 @@ def features_for(labels: torch.Tensor, directions: torch.Tensor) -> torch.Tensor
 
 
 def step_times(rank: int, world_size: int, num_classes: int, repeats: int) -> list[float]:
-    """Median-ready step times of this rank (world size 1: the single-process criterion)."""
+    """Median-ready step times of this rank (world size 1: one process, one shard)."""
     torch.set_num_threads(1)
     counts = long_tailed_counts(num_classes)
     generator = torch.Generator().manual_seed(0)
@@ -71,13 +71,9 @@ def step_times(rank: int, world_size: int, num_classes: int, repeats: int) -> li
     labels = torch.randint(0, num_classes, (BATCH,), generator=generator)
     per_rank = BATCH // world_size
     mine = labels[rank * per_rank : (rank + 1) * per_rank]
-    if world_size == 1:
-        cloud = FeatureCloud(counts, DIM, mode="full")
-        criterion: torch.nn.Module = LEAPLoss(CosFaceHead(DIM, num_classes), cloud)
-    else:
-        shard = ClassShard(num_classes, rank, world_size)
-        sharded = ShardedFeatureCloud(counts, DIM, shard, mode="full")
-        criterion = ShardedLEAPLoss(CosFaceHead(DIM, shard.size), shard, sharded)
+    shard = ClassShard(num_classes, rank, world_size)
+    cloud = FeatureCloud(counts, DIM, shard=shard, mode="full")
+    criterion = LEAPLoss(CosFaceHead(DIM, shard.size), cloud, shard=shard)
     batch = features_for(mine, directions)
     times = []
     for _ in range(repeats + 1):  # the first step warms caches and fills the memories

@@ -29,7 +29,8 @@ def main() -> None:
     os.environ["LEAP_HOME"] = str(home)
     os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-    from leap_core.config import load_spec
+    from leap_core.run_names import run_name
+    from leap_core.spec_paths import load_spec
     from leap_core.tracking.mlflow_hook import MLflowHook
     from leap_core.training.hooks import Hook
     from leap_core.training.trainer import Trainer
@@ -49,7 +50,7 @@ def main() -> None:
     done = time.perf_counter()
     training = marks["last epoch"] - marks["start"]
     after = done - marks["last epoch"]
-    print(f"run: {spec.run_name()}, {spec.train.epochs} epochs, {trainer.global_step} steps")
+    print(f"run: {run_name(spec)}, {spec.train.epochs} epochs, {trainer.global_step} steps")
     print(f"{'training and scheduled evaluation':40} {training:8.1f} s")
     print(f"{'end-of-run work':40} {after:8.1f} s")
     share = after / (training + after)

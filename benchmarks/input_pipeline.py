@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 from timing import add_timing_arguments, describe, make_timer
 
-from leap_core.config import JobSpec, load_spec
+from leap_core.config import JobSpec
+from leap_core.spec_paths import load_spec
 from leap_core.training.data_setup import prepare_data
 from leap_core.training.trainer import Trainer
 

@@ -201,7 +201,8 @@ def submit(
     """Submit a job spec to the training service; prints the job id."""
     # The spec code (pydantic models, dataset readers) is loaded only by the commands that
     # read a spec, so status, list, logs and cancel start at once.
-    from leap_core.config import SpecError, apply_overrides, parse_spec
+    from leap_core.config import SpecError, parse_spec
+    from leap_core.spec_paths import apply_overrides
 
     try:
         data = read_yaml(spec_file, f"spec file {spec_file}", SpecError) or {}

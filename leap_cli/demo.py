@@ -12,6 +12,7 @@ from rich.table import Table
 from leap_cli.client import Client, watch
 from leap_cli.common import output_console
 from leap_core.config import JobSpec
+from leap_core.run_names import dataset_label, long_tail_label, run_name
 
 METRICS = [("rank1", "rank-1"), ("rank5", "rank-5"), ("mAP", "mAP"), ("mINP", "mINP")]
 
@@ -25,15 +26,15 @@ def variants(spec: dict) -> dict[str, dict]:
     # Named by what each job is ("demo synthetic <H10,S5> CosFace seed0"), not after the
     # spec file, whose name says LEAP-CF for both.
     for variant in (baseline, leap):
-        variant["name"] = f"demo {JobSpec.model_validate(variant).run_name()}"
+        variant["name"] = f"demo {run_name(JobSpec.model_validate(variant))}"
     return {"CosFace": baseline, "LEAP-CF": leap}
 
 
 def comparison(jobs: dict[str, dict]) -> Table:
     spec = JobSpec.model_validate(next(iter(jobs.values()))["spec"])
     table = Table(
-        title=f"retrieval on unseen identities ({spec.dataset_label()} "
-        f"{spec.long_tail_label()}, seed {spec.train.seed})"
+        title=f"retrieval on unseen identities ({dataset_label(spec)} "
+        f"{long_tail_label(spec)}, seed {spec.train.seed})"
     )
     table.add_column("method")
     for _, label in METRICS:

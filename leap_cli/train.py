@@ -22,11 +22,13 @@ from leap_core.home import leap_home
 if TYPE_CHECKING:
     from leap_core.config import JobSpec
     from leap_core.training.data_setup import TrainingData
-    from leap_core.training.distributed import Ranks
+    from leap_core.training.world import Ranks
 
 
 def _default_run_dir(spec: JobSpec) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", spec.name or spec.run_name()).strip("-").lower()
+    from leap_core.run_names import run_name
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", spec.name or run_name(spec)).strip("-").lower()
     return leap_home() / "runs" / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -97,11 +99,13 @@ def train(
         return
     from leap_cli.progress import ProgressHook
     from leap_cli.stack import track_to_running_stack
-    from leap_core.config import JobSpec, SpecError, load_spec
+    from leap_core.config import JobSpec, SpecError
+    from leap_core.run_names import run_name
+    from leap_core.spec_paths import load_spec
     from leap_core.training.checkpoint import load_checkpoint
-    from leap_core.training.distributed import init_from_environment
     from leap_core.training.hooks import Hook
     from leap_core.training.trainer import NonFiniteLoss, Trainer, resolve_device
+    from leap_core.training.world import init_from_environment
 
     console = Console(stderr=as_json)
     tracking_uri = None
@@ -134,7 +138,7 @@ def train(
         trainer = Trainer(spec, run_dir or _default_run_dir(spec), hooks, data=data)
         spread = f" x {ranks.world_size} processes" if ranks else ""
         console.print(
-            f"[bold]{spec.run_name()}[/]: {data.manifest.num_classes} classes, "
+            f"[bold]{run_name(spec)}[/]: {data.manifest.num_classes} classes, "
             f"{len(data.manifest.records)} training images, "
             f"{data.steps_per_epoch} steps/epoch on {trainer.device}{spread}; "
             f"checkpoints in {trainer.run_dir}",
@@ -172,8 +176,8 @@ def launch_ranks(
 ) -> None:
     """Run this command again as ``nproc`` ranks (:mod:`leap_core.distributed.launch`).
     The run folder is chosen here, once, so every rank agrees on it."""
-    from leap_core.config import load_spec
     from leap_core.distributed.launch import RankFailed, run_ranks
+    from leap_core.spec_paths import load_spec
 
     try:
         spec = load_spec(spec_file, overrides or [])
@@ -215,7 +219,8 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Re-evaluate a saved model on its dataset's query and gallery splits."""
-    from leap_core.config import apply_overrides, parse_spec
+    from leap_core.config import parse_spec
+    from leap_core.spec_paths import apply_overrides
     from leap_core.training.checkpoint import load_checkpoint
     from leap_core.training.trainer import Trainer
 

@@ -9,12 +9,9 @@ silently ignored setting; errors name the dotted field path.
 
 from __future__ import annotations
 
-import copy
 from itertools import pairwise
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -24,23 +21,24 @@ from pydantic import (
     model_validator,
 )
 
+from leap_core import families
 from leap_core.data.readers import READERS
-from leap_core.training.schedules import SCHEDULES
-from leap_core.yaml_files import read_yaml
+from leap_core.schedules import SCHEDULES
 
-# The names come from the tables, so a new format or schedule is one entry there; the
-# schema (and the API's OpenAPI document) still lists every accepted name.
+# The names come from the tables, so a new format, schedule, head or backbone is one entry
+# there; the schema (and the API's OpenAPI document) still lists every accepted name. The
+# heads' and backbones' tables name where their torch modules live, so validating a spec
+# imports no torch.
 if TYPE_CHECKING:
     DatasetFormat = str
     ScheduleKind = str
+    HeadKind = str
+    BackboneName = str
 else:
     DatasetFormat = Literal[("synthetic", *READERS)]
     ScheduleKind = Literal[tuple(SCHEDULES)]
-# Heads and backbones are torch modules, which the API must not import just to validate a
-# spec; their names are listed here and must equal the keys of ``leap_core.heads.HEADS``
-# and ``leap_core.models.backbones.BACKBONES`` (a test holds them equal).
-HeadKind = Literal["normface", "cosface", "arcface"]
-BackboneName = Literal["resnet18", "resnet50", "tiny_cnn"]
+    HeadKind = Literal[tuple(families.HEADS)]
+    BackboneName = Literal[tuple(families.BACKBONES)]
 
 #: The paper's head hyper-parameters (spec §2): (scale, margin) per protocol and head.
 PAPER_HEAD_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
@@ -477,11 +475,6 @@ class JobSpec(_Spec):
                 f"eq. 4 puts the centre almost on the feature and the angle statistics "
                 f"collapse; use method.leap.center_update 'center_loss' or the 'pk' sampler"
             )
-        if leap.mode == "shuffled" and self.resources.devices > 1:
-            raise ValueError(
-                f"method.leap.mode 'shuffled' permutes variances across all classes and runs "
-                f"in one process; set resources.devices to 1 (got {self.resources.devices})"
-            )
         if self.model.backbone == "tiny_cnn" and self.model.pretrained:
             raise ValueError("model.pretrained must be false for backbone 'tiny_cnn'")
         return self
@@ -494,54 +487,6 @@ class JobSpec(_Spec):
         return (
             head.scale if head.scale is not None else scale,
             head.margin if head.margin is not None else margin,
-        )
-
-    def method_label(self) -> str:
-        """The paper's name for the method (CosFace, LEAP-CV, LEAP-AF, …), the controls named
-        after it (CosFace+noise, CosFace+matched-noise, LEAP-CF-shuffled), and ``/paper``
-        when the paper's spread estimator is used."""
-        leap = self.method.leap
-        base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[
-            self.method.head.kind
-        ]
-        if leap.mode == "off":
-            return base
-        if leap.mode == "constant":
-            label = f"{base}+{'matched-' if leap.constant_classes == 'matched' else ''}noise"
-        else:
-            label = f"LEAP-{base[0]}{'V' if leap.mode == 'vanilla' else 'F'}"
-            label += "-shuffled" if leap.mode == "shuffled" else ""
-        return label + ("/paper" if leap.spread == "paper" and leap.measures_classes() else "")
-
-    def long_tail_label(self) -> str:
-        """``<H20,S5>``, ``<H5000,T10000>``, ``exp-IF50`` or ``full``."""
-        tail = self.dataset.long_tail
-        if self.dataset.format == "synthetic" and tail.kind == "none":
-            synth = self.dataset.synthetic
-            if synth.tail_images is not None:
-                return f"<H{synth.head},S{synth.tail_images[0]}-{synth.tail_images[1]}>"
-            return f"<H{synth.head},S{synth.tail_samples}>"
-        if tail.kind == "reid":
-            return f"<H{tail.head},S{tail.tail_samples}>"
-        if tail.kind == "face":
-            return f"<H{tail.head},T{tail.tail_classes}>"
-        if tail.kind == "exponential":
-            return f"exp-IF{tail.imbalance_factor:g}"
-        return "full"
-
-    def dataset_label(self) -> str:
-        """The dataset's name: its format for the named benchmarks, else its folder's name
-        (``faces_emore`` for MS1M in RecordIO, say)."""
-        if self.dataset.format in ("recordio", "folders") and self.dataset.root:
-            path = Path(self.dataset.root)
-            return (path.parent if path.suffix == ".rec" else path).name or self.dataset.format
-        return self.dataset.format
-
-    def run_name(self) -> str:
-        """What the run is, e.g. ``market1501 <H20,S5> LEAP-CF seed0``."""
-        return (
-            f"{self.dataset_label()} {self.long_tail_label()} {self.method_label()} "
-            f"seed{self.train.seed}"
         )
 
 
@@ -565,51 +510,3 @@ def parse_spec(data: dict[str, Any]) -> JobSpec:
         return JobSpec.model_validate(data)
     except ValidationError as error:
         raise SpecError(format_validation_error(error)) from None
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any, where: str) -> None:
-    """Set ``a.b.c`` in a nested mapping, creating missing sections; errors start with
-    ``where`` (``--set``, a sweep axis) so the user sees which override is wrong."""
-    keys = dotted.split(".")
-    if not all(keys):
-        raise SpecError(f"{where}: field name must be a dotted path, got {dotted!r}")
-    node = data
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise SpecError(f"{where}: {dotted}: {key} is not a section (got {child!r})")
-        node = child
-    node[keys[-1]] = value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``path.to.field=value`` overrides (values parsed as YAML scalars/lists)."""
-    result = copy.deepcopy(data)
-    for override in overrides:
-        path, sep, raw = override.partition("=")
-        if not sep or not path.strip():
-            raise SpecError(f"--set: expected path.to.field=value, got {override!r}")
-        set_dotted(result, path.strip(), yaml.safe_load(raw), "--set")
-    return result
-
-
-def load_spec(path: str | Path, overrides: list[str] | None = None) -> JobSpec:
-    """Read a YAML (or JSON) spec file, apply overrides, validate."""
-    path = Path(path)
-    data = read_yaml(path, f"spec file {path}", SpecError) or {}
-    return parse_spec(apply_overrides(data, overrides or []))
-
-
-def flatten(spec: JobSpec) -> dict[str, str]:
-    """Dotted-path → value strings, for MLflow params."""
-    flat: dict[str, str] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, item)
-        else:
-            flat[prefix] = str(value)
-
-    walk("", spec.model_dump(mode="json"))
-    return flat

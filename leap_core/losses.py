@@ -1,9 +1,16 @@
-"""The training criterion: a margin head, optionally with the LEAP feature cloud.
+"""The training criterion: a margin head, optionally with the LEAP feature cloud, over a
+shard of the classes (all of them in a one-process run).
 
 ``loss = criterion(features, labels, epoch)`` is a whole step's loss. Statistics are
 collected from the first step (so they are ready when the cloud starts, paper Fig. 5); the
 cloud changes the logits only from ``cloud_start_epoch`` on. Without a cloud, or before it
-starts, the loss is exactly the head's plain cross-entropy.
+starts, the loss is the head's plain cross-entropy.
+
+In a class-sharded run every rank calls the criterion with its own batch; the batch is
+gathered from every rank, each rank's head and cloud see their own classes, and every rank
+gets the loss of the whole gathered batch, whose backward pass gives each rank the
+gradients of its own embeddings and its own weight rows. With one process the gathering and
+the reductions are the tensors themselves.
 """
 
 from __future__ import annotations
@@ -15,7 +22,10 @@ import torch
 from torch import nn
 
 from leap_core import checks
-from leap_core.heads.base import MarginHead, compute_dtype
+from leap_core.distributed.shard import ClassShard
+from leap_core.heads.angles import compute_dtype
+from leap_core.heads.base import MarginHead
+from leap_core.heads.cloud_rows import CloudRows
 from leap_core.heads.workspace import Workspace
 from leap_core.leap.cloud import FeatureCloud
 
@@ -29,26 +39,40 @@ class LEAPLoss(nn.Module):
     the augmentation without tilting the batch toward the tail.
 
     Args:
-        head: a :class:`~leap_core.heads.MarginHead` (NormFace, CosFace or ArcFace).
-        cloud: the :class:`~leap_core.leap.FeatureCloud`, or ``None`` for the plain baseline.
+        head: a :class:`~leap_core.heads.MarginHead` (NormFace, CosFace or ArcFace) with the
+            shard's classes.
+        cloud: the :class:`~leap_core.leap.FeatureCloud` of the same shard, or ``None`` for
+            the plain baseline.
         cloud_start_epoch: first epoch (0-based) whose steps apply the cloud.
+        shard: the classes this process holds (default: all of the head's).
     """
 
     def __init__(
-        self, head: MarginHead, cloud: FeatureCloud | None = None, cloud_start_epoch: int = 0
+        self,
+        head: MarginHead,
+        cloud: FeatureCloud | None = None,
+        cloud_start_epoch: int = 0,
+        shard: ClassShard | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(head, MarginHead):
             raise ValueError(f"head must be a MarginHead, got {type(head).__name__}")
+        shard = shard or ClassShard(head.num_classes)
+        if head.num_classes != shard.size:
+            raise ValueError(
+                f"head has {head.num_classes} classes but rank {shard.rank} owns {shard.size}"
+            )
         if cloud is not None:
             if not isinstance(cloud, FeatureCloud):
                 raise ValueError(
                     f"cloud must be a FeatureCloud or None, got {type(cloud).__name__}"
                 )
-            if cloud.num_classes != head.num_classes:
+            if cloud.num_classes != shard.num_classes:
                 raise ValueError(
-                    f"cloud has {cloud.num_classes} classes but head has {head.num_classes}"
+                    f"cloud has {cloud.num_classes} classes but head has {shard.num_classes}"
                 )
+            if cloud.shard != shard:
+                raise ValueError(f"cloud is sharded as {cloud.shard}, the head as {shard}")
             if cloud.embedding_dim != head.embedding_dim:
                 raise ValueError(
                     f"cloud embedding_dim {cloud.embedding_dim} differs from "
@@ -65,6 +89,7 @@ class LEAPLoss(nn.Module):
         self.head = head
         self.cloud = cloud
         self.cloud_start_epoch = cloud_start_epoch
+        self.shard = shard
         self._last: dict[str, torch.Tensor | None] = {}
         self._workspace = Workspace()
 
@@ -75,58 +100,51 @@ class LEAPLoss(nn.Module):
         epoch: int,
         sample_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The mean loss over the batch, a scalar tensor with gradient. ``sample_ids`` (one
-        per sample, e.g. its training-set index) reach the cloud's statistics, which count
-        an image repeated in the batch once."""
+        """The mean loss over the (gathered) batch, a scalar tensor with gradient.
+        ``sample_ids`` (one per sample, e.g. its training-set index) reach the cloud's
+        statistics, which count an image repeated in the batch once."""
         if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
             raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
         checks.features_tensor("features", features, self.head.embedding_dim)
-        labels = checks.labels_tensor("labels", labels, features.shape[0], self.head.num_classes)
+        labels = checks.labels_tensor("labels", labels, features.shape[0], self.shard.num_classes)
         if sample_ids is not None:
             sample_ids = checks.labels_tensor(
                 "sample_ids", sample_ids, features.shape[0], torch.iinfo(torch.int64).max
             )
+        features = self.shard.gather_batch(features)
+        labels = self.shard.gather_labels(labels)
         if self.cloud is not None:
-            self.cloud.observe(features, labels, sample_ids)
+            ids = None if sample_ids is None else self.shard.gather_labels(sample_ids)
+            self.cloud.observe(features.detach(), labels, ids)
         if self.cloud is None or epoch < self.cloud_start_epoch:
-            loss, correct = self.head.loss(features, labels, self._workspace)
+            loss, correct = self.head.loss(features, labels, self._workspace, shard=self.shard)
             self._remember(loss, correct, cloud_std=None)
             return loss
 
-        variance = self.cloud.cloud_variance()
-        if self.cloud.cloud_samples == 1:
-            rows, row_alpha = self.cloud.draw_rows(labels, variance, buffer=self._offsets)
-            loss, correct = self.head.loss(
-                features,
-                labels,
-                self._workspace,
-                rows,
-                row_alpha,
-                self.cloud.shifts_other_logits,
-            )
-            self._remember(loss, correct, cloud_std=variance[labels].sqrt())
-            return loss
-        index, repeats = self.cloud.repeat_index(labels, variance)
-        labels_rows = labels[index]
-        rows, row_alpha = self.cloud.draw_rows(labels_rows, variance, buffer=self._offsets)
-        # Each sample keeps weight one: its rows share it.
-        weights = 1.0 / (repeats[index].to(torch.float64) * labels.numel())
-        loss, correct = self.head.loss(
-            features[index],
-            labels_rows,
-            self._workspace,
-            rows,
-            row_alpha,
-            self.cloud.shifts_other_logits,
-            weights.to(compute_dtype(features, self.head.weight)),
+        variance = self.cloud.sample_variance(labels)
+        per_sample = variance
+        weights = None
+        if self.cloud.cloud_samples > 1:
+            index, repeats = self.cloud.repeat_index(variance)
+            # Each sample keeps weight one: its rows share it.
+            share = 1.0 / (repeats[index].to(torch.float64) * labels.numel())
+            weights = share.to(compute_dtype(features, self.head.weight))
+            features, labels, variance = features[index], labels[index], variance[index]
+        draws: list[torch.Tensor] = []
+        rows, offsets = self.cloud.draw_rows(
+            variance, buffer=lambda shape: self._draws(shape, draws)
         )
-        self._remember(loss, correct, cloud_std=variance[labels].sqrt())
+        cloud = CloudRows(rows, offsets, self.cloud.shifts_other_logits, weights)
+        loss, correct = self.head.loss(features, labels, self._workspace, cloud, self.shard)
+        self._workspace.give_back(*draws)  # the loss used them as scratch and is done
+        self._remember(loss, correct, cloud_std=per_sample.sqrt())
         return loss
 
-    def _offsets(self, shape: tuple[int, ...]) -> torch.Tensor:
+    def _draws(self, shape: tuple[int, ...], lent: list[torch.Tensor]) -> torch.Tensor:
         """A reused buffer for the step's cloud draws (see :class:`Workspace`)."""
-        device = self.head.weight.device
-        return self._workspace.take("offsets", shape, torch.float32, device)
+        buffer = self._workspace.take("offsets", shape, torch.float32, self.head.weight.device)
+        lent.append(buffer)
+        return buffer
 
     def _remember(
         self, loss: torch.Tensor, correct: torch.Tensor, cloud_std: torch.Tensor | None
@@ -137,7 +155,9 @@ class LEAPLoss(nn.Module):
         self._last = {"loss": loss.detach(), "correct": correct, "cloud_std": cloud_std}
 
     def figures(self) -> dict[str, float]:
-        """The last step's figures as floats (:func:`step_figures`)."""
+        """The last step's figures as floats (:func:`step_figures`); in a sharded run the
+        same on every rank, and every rank must ask (the angular variances are summed over
+        the shards)."""
         return step_figures(self._last, self.cloud)
 
 

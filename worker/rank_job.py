@@ -19,8 +19,8 @@ import torch.distributed
 from jobs.models import JobStatus
 from jobs.settings import get_settings
 from leap_core.config import parse_spec
-from leap_core.training.distributed import init_from_environment
 from leap_core.training.trainer import Trainer, TrainingCancelled, resolve_device
+from leap_core.training.world import init_from_environment
 from worker.faults import describe, is_infrastructure
 from worker.hooks import LeaseLost
 from worker.lease import Lease, finish

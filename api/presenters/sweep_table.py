@@ -14,6 +14,7 @@ import math
 from api.schemas.sweeps import RowPublic, SpreadPublic, SweepCreate, TablePublic
 from jobs.models import Job, JobStatus, SweepCell
 from leap_core.config import parse_spec
+from leap_core.run_names import method_label
 from leap_core.sweeps.results import CellResult
 from leap_core.sweeps.table import Row, Spread, build_rows, to_markdown
 
@@ -30,7 +31,7 @@ def cell_result(cell: SweepCell, job: Job) -> CellResult:
         cell=cell.cell,
         labels={axis: label for axis, label in cell.labels},
         seed=cell.seed,
-        method=parse_spec(job.spec).method_label(),
+        method=method_label(parse_spec(job.spec)),
         split="test",
         spec=job.spec,
         metrics={key: float(value) for key, value in (job.metrics or {}).items()},

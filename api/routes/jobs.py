@@ -31,6 +31,7 @@ from jobs.dispatch import NotDispatched, dispatch_committed, dispatch_new
 from jobs.models import NAME_LENGTH, TERMINAL, JobEvent, JobStatus, utcnow
 from jobs.states import IllegalTransition
 from jobs.submission import check_devices, check_storable, confined_spec
+from leap_core.run_names import run_name
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -74,7 +75,7 @@ def submit(
             created = service.create_job(
                 session,
                 owner,
-                name=(body.name or body.run_name())[:NAME_LENGTH],
+                name=(body.name or run_name(body))[:NAME_LENGTH],
                 spec=spec,
                 tags=body.tags,
                 priority=body.priority,

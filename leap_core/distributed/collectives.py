@@ -61,3 +61,18 @@ def all_reduce_max(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
     top = tensor.clone()
     dist.all_reduce(top, op=dist.ReduceOp.MAX, group=group)
     return top
+
+
+def all_gather_rows(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
+    """Every rank's rows concatenated in rank order, on every rank; the ranks' row counts
+    may differ by any amount (the other dimensions must agree)."""
+    world = dist.get_world_size(group)
+    rows = torch.tensor([tensor.shape[0]], dtype=torch.long, device=tensor.device)
+    counts = [torch.zeros_like(rows) for _ in range(world)]
+    dist.all_gather(counts, rows, group=group)
+    sizes = [int(count) for count in counts]
+    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
+    padded[: tensor.shape[0]] = tensor
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded.contiguous(), group=group)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])

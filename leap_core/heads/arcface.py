@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from leap_core.heads.base import MarginHead, angular_shift
+from leap_core.heads.angles import angular_shift
+from leap_core.heads.base import MarginHead
 
 
 class ArcFaceHead(MarginHead):

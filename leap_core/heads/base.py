@@ -1,14 +1,18 @@
 """The shared pipeline of the normalised-softmax heads (spec §2 and §6).
 
 A head turns embeddings into scaled logits: it normalises features and class weights, takes
-their cosines, lets each sample's angular offsets ``alpha`` move every angle (the feature
-cloud, eqs. 7-8), lets the subclass place its margin on the target logit, and scales.
-Subclasses override one hook, :meth:`MarginHead.target_cosine`.
+their cosines, lets each sample's angular offsets move its angles (the feature cloud, eqs.
+7-8), lets the subclass place its margin on the target logit, and scales. Subclasses
+override one hook, :meth:`MarginHead.target_cosine`.
+
+A head has two entry points: calling it gives the logits (evaluation, inspection, the
+reference the tests differentiate by autograd); :meth:`MarginHead.loss` is the training
+step's cross-entropy of those same logits, formed with its gradient in one autograd node
+(:mod:`leap_core.heads.fused_loss`) for the head's shard of the classes.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -16,60 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from leap_core import checks
+from leap_core.distributed.shard import ClassShard
+from leap_core.heads.angles import NORM_EPS, angular_shift, compute_dtype, shifted_cosine
+from leap_core.heads.cloud_rows import CloudRows
 from leap_core.heads.fused_loss import margin_softmax_cross_entropy
 from leap_core.heads.workspace import Workspace
-
-#: ``cos`` is clamped to ``[-1 + COS_EPS, 1 - COS_EPS]`` before ``arccos``: the derivative
-#: of ``arccos`` is infinite at ±1, and a feature that coincides with a weight would
-#: otherwise give an infinite gradient.
-COS_EPS = 1e-6
-
-
-def cosine_to_angle(cos: torch.Tensor) -> torch.Tensor:
-    """Angles in radians from cosines, clamped so the gradient stays finite at ±1."""
-    return torch.acos(cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS))
-
-
-class _AngularShift(torch.autograd.Function):
-    """``cos(clip(arccos(clamp(c)) + offset))`` with a hand-written derivative.
-
-    Autograd would record six operations and run about twenty-five kernels backwards; here
-    the local derivative ``sin(φ)/sqrt(1 − c²)`` (zero where a clamp is active) is formed
-    once in the forward pass and the backward pass is one multiplication. The offset is a
-    constant (the cloud's draws, the margin): no gradient flows into it.
-    """
-
-    @staticmethod
-    def forward(ctx, cos: torch.Tensor, offset: torch.Tensor, keep_zero: bool) -> torch.Tensor:
-        clamped = cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS)
-        clipped = torch.acos(clamped).add_(offset).clamp_(0.0, math.pi)
-        moved = torch.cos(clipped)
-        # Zero where the cosine clamp is active, as autograd's clamp would give. Where the
-        # angle clip is active, sin(0) = 0 and sin(π) ≈ -9e-8 already make it (near) zero.
-        slope = torch.sin(clipped).mul_(torch.rsqrt(1.0 - clamped * clamped))
-        slope.mul_(clamped == cos)
-        if keep_zero:
-            unmoved = offset == 0
-            moved = torch.where(unmoved, cos, moved)
-            slope = torch.where(unmoved, torch.ones_like(slope), slope)
-        ctx.save_for_backward(slope)
-        return moved
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (slope,) = ctx.saved_tensors
-        return grad * slope, None, None
-
-
-def angular_shift(cos: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """``cos(clip(θ + offset))`` with ``θ = arccos(cos)`` and ``clip`` to ``[0, π]``."""
-    return _AngularShift.apply(cos, offset, False)
-
-
-def shifted_cosine(cos: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-    """:func:`angular_shift`, except that entries whose offset is exactly 0 keep ``cos``
-    unchanged, so a zero offset reproduces the baseline bit for bit."""
-    return _AngularShift.apply(cos, offset, True)
 
 
 class _CosineToWeights(torch.autograd.Function):
@@ -102,22 +57,13 @@ class _CosineToWeights(torch.autograd.Function):
         return grad_unit, grad_weight
 
 
-#: ``F.normalize``'s floor on a norm, so a zero weight row gives zero cosines, not NaN.
-NORM_EPS = 1e-12
-
-
-def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
-    """float64 when any input is float64, else float32: cosines and angles are never taken
-    in half precision, where ``arccos`` near ±1 loses all its digits."""
-    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
-
-
 class MarginHead(nn.Module):
     """Normalised linear classifier with a per-variant target-logit margin.
 
     Args:
         embedding_dim: size ``D`` of the features.
-        num_classes: number ``C`` of training classes.
+        num_classes: number ``C`` of training classes (of this rank's shard, in a sharded
+            run).
         scale: the logit scale ``s`` (> 0).
         margin: the margin; its unit is set by the subclass (a cosine for CosFace,
             radians for ArcFace), never degrees.
@@ -149,7 +95,7 @@ class MarginHead(nn.Module):
             return _CosineToWeights.apply(unit, self.weight.to(dtype))
 
     def target_cosine(self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None) -> torch.Tensor:
-        """The target's cosine after the cloud offset and the margin; ``(B, 1)`` in and out.
+        """The target's cosine after the cloud offset and the margin; ``(n, 1)`` in and out.
 
         ``alpha_y`` is ``None`` when no offsets were given.
         """
@@ -158,61 +104,37 @@ class MarginHead(nn.Module):
         return shifted_cosine(cos_y, alpha_y)
 
     def forward(
-        self, features: torch.Tensor, labels: torch.Tensor, alpha: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        labels: torch.Tensor,
+        alpha: torch.Tensor | CloudRows | None = None,
     ) -> torch.Tensor:
         """Scaled logits ``(B, C)``.
 
         Args:
             features: ``(B, D)`` embeddings, any floating dtype.
             labels: ``(B,)`` integer class indices in ``[0, C)``.
-            alpha: optional ``(B, C)`` angular offsets in radians (spec §6); ``None``, all
-                zeros, or a sample whose row is all zeros gives exactly the baseline logits
-                of spec §2.
+            alpha: angular offsets in radians (spec §6): a dense ``(B, C)`` tensor, or the
+                :class:`CloudRows` of the samples that have them. ``None``, all zeros, or a
+                sample whose row is all zeros gives exactly the baseline logits of spec §2.
         """
         checks.features_tensor("features", features, self.embedding_dim)
         labels = checks.labels_tensor("labels", labels, features.shape[0], self.num_classes)
-        if alpha is None:
-            return self.logits(features, labels)
-        alpha = self._check_alpha(alpha, features.shape[0])
-        rows = (alpha != 0).any(dim=1).nonzero().squeeze(1)
-        return self.logits(features, labels, rows, alpha.index_select(0, rows))
-
-    def logits(
-        self,
-        features: torch.Tensor,
-        labels: torch.Tensor,
-        rows: torch.Tensor | None = None,
-        row_alpha: torch.Tensor | None = None,
-        shift_others: bool = True,
-    ) -> torch.Tensor:
-        """:meth:`forward` with the offsets given only for the samples that have them, and
-        without argument checks (for a criterion that already checked its inputs).
-
-        Args:
-            rows: ``(n,)`` indices of the samples with offsets, or ``None`` for none.
-            row_alpha: their offsets, ``(n, C)`` (one per logit) or ``(n, 1)`` (one per
-                sample, shared by all its logits). Skipping the samples without offsets (the
-                head classes' samples) roughly halves the angular work of a long-tailed batch
-                and never builds a dense ``(B, C)`` offset matrix.
-            shift_others: ``False`` moves only the target logit (the ``target_only``
-                reading of spec §6); the other logits keep the baseline's cosines.
-        """
+        if isinstance(alpha, torch.Tensor):
+            alpha = self._check_alpha(alpha, features.shape[0])
+            rows = (alpha != 0).any(dim=1).nonzero().squeeze(1)
+            alpha = CloudRows(rows, alpha.index_select(0, rows))
         cos = self.cosine(features)
         index = labels.unsqueeze(1)
         cos_y = cos.gather(1, index)
         alpha_y = None
-        if rows is not None and row_alpha is not None and rows.numel() > 0:
-            row_alpha = row_alpha.detach().to(cos.dtype)
-            row_target = (
-                row_alpha
-                if row_alpha.shape[1] == 1
-                else row_alpha.gather(1, index.index_select(0, rows))
-            )
-            alpha_y = torch.zeros_like(cos_y).index_copy(0, rows, row_target)
-            if shift_others:
-                # Cloud draws are continuous, never exactly 0: no need for the zero check.
-                moved = angular_shift(cos.index_select(0, rows), row_alpha)
-                cos = cos.index_copy(0, rows, moved)
+        if alpha is not None and alpha.any:
+            offsets = alpha.offsets.detach().to(cos.dtype)
+            positions = torch.arange(labels.numel(), device=labels.device)
+            alpha_y = alpha.at_targets(labels.numel(), positions, labels, cos.dtype)
+            if alpha.shift_others:
+                moved = angular_shift(cos.index_select(0, alpha.rows), offsets)
+                cos = cos.index_copy(0, alpha.rows, moved)
         logits = cos.scatter(1, index, self.target_cosine(cos_y, alpha_y))
         return logits * self.scale
 
@@ -221,28 +143,29 @@ class MarginHead(nn.Module):
         features: torch.Tensor,
         labels: torch.Tensor,
         workspace: Workspace,
-        rows: torch.Tensor | None = None,
-        row_alpha: torch.Tensor | None = None,
-        shift_others: bool = True,
-        weights: torch.Tensor | None = None,
+        cloud: CloudRows | None = None,
+        shard: ClassShard | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The cross-entropy of :meth:`logits` without materialising them more than once
-        (:mod:`leap_core.heads.fused_loss`), and each sample's "target logit is the largest".
+        """The training step's cross-entropy over all classes of the logits :meth:`forward`
+        gives, formed with its gradient in one autograd node, and each sample's "target
+        logit is the largest". Unchecked arguments, for a criterion that checked them.
 
-        ``row_alpha`` is used as scratch and overwritten; ``weights`` gives a weighted sum
-        instead of the batch mean. The arguments are those of :meth:`logits`, unchecked.
+        Args:
+            features: ``(B, D)`` the batch (in a sharded run, every rank's).
+            labels: ``(B,)`` class indices over all classes.
+            workspace: where the step's large buffers are borrowed from.
+            cloud: the offsets of the samples that have them (used as scratch), their
+                reading and the samples' weights; ``None``: the baseline and the batch mean.
+            shard: the classes this head holds (``None``: all of them, one process).
         """
-        alpha = None if row_alpha is None else row_alpha.detach()
         return margin_softmax_cross_entropy(
             self.cosine(features),
             labels,
+            shard or ClassShard(self.num_classes),
             self.target_cosine,
             self.scale,
             workspace,
-            rows,
-            alpha,
-            shift_others,
-            weights,
+            cloud,
         )
 
     def _check_alpha(self, alpha: object, batch: int) -> torch.Tensor:

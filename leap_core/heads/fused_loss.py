@@ -1,4 +1,5 @@
-"""Margin-softmax cross-entropy with the feature cloud, fused into one autograd node.
+"""Margin-softmax cross-entropy with the feature cloud, fused into one autograd node, for a
+shard of the classes (all of them in a one-process run).
 
 Written as separate autograd operations, a step of a normalised-softmax head makes a new
 ``(batch, classes)`` tensor for every stage (shifted rows copied out and back, the target
@@ -8,13 +9,17 @@ cloud's arithmetic. Here the loss and its gradient with respect to the cosines a
 the forward pass, in two reusable buffers (:class:`~leap_core.heads.workspace.Workspace`):
 
 1. ``logits = s·cos``; the rows of samples with a cloud are moved in place
-   (:mod:`leap_core.heads.row_shift`) and their derivative kept;
-2. the target logit ``s·target(cos_y, α_y)`` is the head's own hook, run on the ``(B, 1)``
-   target cosines under autograd, which also gives its derivative;
-3. ``log_softmax`` and ``nll_loss`` are PyTorch's own kernels, so without offsets the loss is
-   bit for bit ``F.cross_entropy`` of the head's logits;
-4. the gradient ``(softmax − onehot)·w·s`` is formed in the log-softmax buffer and the row and
-   target derivatives are applied to it. The backward pass only scales it.
+   (:func:`~leap_core.heads.angles.shift_rows_into`) and their derivative kept;
+2. the target logit ``s·target(cos_y, α_y)`` is the head's own hook, run on the target
+   cosines of the samples whose class this shard owns, under autograd, which also gives its
+   derivative;
+3. the cross-entropy of sample ``b`` over all classes is ``log Σ_j exp(z_bj − m_b) + m_b −
+   z_b,y``; its three pieces over all shards are reductions over the ranks (the row maximum
+   ``m_b``, the sum of exponentials, the target logit, which only its owner contributes),
+   and with one shard they are the row's own;
+4. the gradient ``(softmax − onehot)·w·s`` is formed in the exponentials' buffer and the row
+   and target derivatives are applied to it. The backward pass only scales it, so it holds no
+   collective.
 
 The node supports one backward pass, which is what training does; a second one raises.
 """
@@ -25,9 +30,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
-from leap_core.heads.row_shift import apply_row_slope, shift_rows_into
+from leap_core.distributed.shard import ClassShard
+from leap_core.heads.angles import apply_row_slope, shift_rows_into
+from leap_core.heads.cloud_rows import CloudRows
 from leap_core.heads.workspace import Workspace
 
 TargetFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
@@ -39,64 +45,59 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
         ctx: Any,
         cos: torch.Tensor,
         labels: torch.Tensor,
-        weights: torch.Tensor | None,
+        shard: ClassShard,
         target_fn: TargetFn,
         scale: float,
-        rows: torch.Tensor | None,
-        row_offsets: torch.Tensor | None,
-        shift_others: bool,
+        cloud: CloudRows | None,
         workspace: Workspace,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(cos.device.type, enabled=False):
             batch, classes = cos.shape
-            shape = (batch, classes)
-            index = labels.unsqueeze(1)
-            logits = workspace.take("logits", shape, cos.dtype, cos.device)
+            positions, columns = shard.owned(labels)
+            logits = workspace.take("logits", (batch, classes), cos.dtype, cos.device)
             torch.mul(cos, scale, out=logits)
 
             alpha_y = None
             slope = None
-            drawn_buffer = row_offsets
-            if rows is not None and row_offsets is not None and rows.numel() > 0:
-                row_offsets = row_offsets.to(cos.dtype)
-                row_target = (
-                    row_offsets
-                    if row_offsets.shape[1] == 1
-                    else row_offsets.gather(1, index.index_select(0, rows))
-                )
-                alpha_y = torch.zeros(batch, 1, dtype=cos.dtype, device=cos.device)
-                alpha_y.index_copy_(0, rows, row_target)
-                if shift_others:
-                    slope = shift_rows_into(logits, cos, rows, row_offsets, scale, workspace)
+            if cloud is not None and cloud.any:
+                alpha_y = cloud.at_targets(batch, positions, columns, cos.dtype)
+                if cloud.shift_others:
+                    slope = shift_rows_into(
+                        logits, cos, cloud.rows, cloud.offsets.to(cos.dtype), scale, workspace
+                    )
 
-            cos_y = cos.gather(1, index)
+            cos_y = cos[positions, columns].unsqueeze(1)
             target, target_slope = target_with_slope(target_fn, cos_y, alpha_y)
-            logits.scatter_(1, index, target * scale)
-            correct = logits.argmax(dim=1) == labels
+            target_logit = target.squeeze(1) * scale
+            logits[positions, columns] = target_logit
 
-            grad = workspace.take("grad", shape, cos.dtype, cos.device)
-            torch.log_softmax(logits, 1, out=grad)
+            top = shard.max(logits.amax(dim=1))
+            grad = workspace.take("grad", (batch, classes), cos.dtype, cos.device)
+            torch.sub(logits, top.unsqueeze(1), out=grad).exp_()
             workspace.give_back(logits)
+            total = shard.sum(grad.sum(dim=1))
+            z_y = torch.zeros(batch, dtype=cos.dtype, device=cos.device)
+            z_y[positions] = target_logit
+            z_y = shard.sum(z_y)
+            per_sample = total.log() + top - z_y
+            correct = z_y >= top
+            weights = None if cloud is None else cloud.weights
             if weights is None:
-                loss = F.nll_loss(grad, labels)
-                row_weight: torch.Tensor | float = scale / batch
+                loss = per_sample.mean()
+                row_weight = torch.full_like(total, scale / batch)
             else:
-                loss = (F.nll_loss(grad, labels, reduction="none") * weights).sum()
-                row_weight = (weights * scale).unsqueeze(1)
+                loss = (per_sample * weights).sum()
+                row_weight = weights.to(cos.dtype) * scale
 
             # d loss / d logits = (softmax − onehot)·w; d logits / d cos = s, times the
             # shifted rows' and the target's own derivatives.
-            grad.exp_()
-            grad.scatter_add_(1, index, torch.full_like(cos_y, -1.0))
-            grad.mul_(row_weight)
-            grad_y = grad.gather(1, index).mul_(target_slope)
+            grad.mul_((row_weight / total).unsqueeze(1))
+            grad_y = (grad[positions, columns] - row_weight[positions]) * target_slope.squeeze(1)
             if slope is not None:
-                assert rows is not None
-                apply_row_slope(grad, rows, slope, workspace)
-            grad.scatter_(1, index, grad_y)
+                assert cloud is not None
+                apply_row_slope(grad, cloud.rows, slope, workspace)
+            grad[positions, columns] = grad_y
 
-        if drawn_buffer is not None:
-            workspace.give_back(drawn_buffer)
         ctx.grad = grad
         ctx.workspace = workspace
         ctx.mark_non_differentiable(correct)
@@ -104,14 +105,25 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, _grad_correct: Any) -> tuple[Any, ...]:
-        return (held_gradient(ctx, grad_loss), *([None] * 8))
+        grad = ctx.grad
+        if grad is None:
+            raise RuntimeError(
+                "the fused margin-softmax loss supports one backward pass; "
+                "recompute the loss to differentiate it again"
+            )
+        # The buffer goes back to the pool now: it is read once more by the cosine's matrix
+        # product, and nothing takes it again before this backward pass is over.
+        ctx.grad = None
+        grad.mul_(grad_loss)
+        ctx.workspace.give_back(grad)
+        return (grad, *([None] * 6))
 
 
 def target_with_slope(
     target_fn: TargetFn, cos_y: torch.Tensor, alpha_y: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The head's target cosine for ``cos_y`` and its elementwise derivative, taken by
-    autograd on the small ``(B, 1)`` column (inside a forward pass, where grad is off)."""
+    autograd on the small ``(n, 1)`` column (inside a forward pass, where grad is off)."""
     with torch.enable_grad():
         leaf = cos_y.detach().requires_grad_()
         target = target_fn(leaf, alpha_y)
@@ -119,48 +131,29 @@ def target_with_slope(
     return target.detach(), slope
 
 
-def held_gradient(ctx: Any, grad_loss: torch.Tensor) -> torch.Tensor:
-    """The backward pass of a loss whose gradient was formed in its forward pass: scale the
-    held buffer, once. The buffer goes back to the pool now: it is read once more by the
-    cosine's matrix product, and nothing takes it again before this backward pass is over."""
-    grad = ctx.grad
-    if grad is None:
-        raise RuntimeError(
-            "the fused margin-softmax loss supports one backward pass; "
-            "recompute the loss to differentiate it again"
-        )
-    ctx.grad = None
-    grad.mul_(grad_loss)
-    ctx.workspace.give_back(grad)
-    return grad
-
-
 def margin_softmax_cross_entropy(
     cos: torch.Tensor,
     labels: torch.Tensor,
+    shard: ClassShard,
     target_fn: TargetFn,
     scale: float,
     workspace: Workspace,
-    rows: torch.Tensor | None = None,
-    row_offsets: torch.Tensor | None = None,
-    shift_others: bool = True,
-    weights: torch.Tensor | None = None,
+    cloud: CloudRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss of scaled margin logits, and whether each sample's target logit is the
-    largest (the training accuracy, at no extra pass).
+    """The loss of scaled margin logits over all classes, and whether each sample's target
+    logit is the largest (the training accuracy, at no extra pass); every rank gets both.
 
     Args:
-        cos: ``(B, C)`` cosines, with gradient.
-        labels: ``(B,)`` class indices.
+        cos: ``(B, C_shard)`` cosines of the batch (every rank's, in a sharded run) with
+            this shard's classes, with gradient.
+        labels: ``(B,)`` class indices over all classes.
+        shard: the classes ``cos`` covers.
         target_fn: the head's hook, ``(cos_y, alpha_y) -> target cosine``, elementwise.
         scale: the logit scale ``s``.
         workspace: where the large buffers are borrowed from.
-        rows: indices of the samples with offsets; ``row_offsets`` their offsets, ``(n, C)``
-            one per logit or ``(n, 1)`` one per sample. ``row_offsets`` is overwritten.
-        shift_others: ``False`` moves only the target logit (``target_only``).
-        weights: ``(B,)`` per-sample weights of a weighted sum; ``None`` is the batch mean.
+        cloud: the step's offsets; their ``offsets`` tensor is used as scratch.
     """
     loss, correct = _MarginSoftmaxCrossEntropy.apply(
-        cos, labels, weights, target_fn, scale, rows, row_offsets, shift_others, workspace
+        cos, labels, shard, target_fn, scale, cloud, workspace
     )
     return loss, correct

@@ -33,42 +33,37 @@ A class whose spread cannot be measured (a memory that can never hold two angles
 receives the whole target variance (it takes no part in the target itself); ``no_cloud``
 leaves it without a cloud. Either way such classes are counted
 (:attr:`FeatureCloud.unmeasurable_classes`) so a run says how many there were.
+
+**One cloud for every world size.** The cloud holds the classes of a
+:class:`~leap_core.distributed.shard.ClassShard`: all of them in a one-process run, a
+contiguous slice in a class-sharded one, where its memory per rank falls as one over the
+world size. It is fed the whole (gathered) batch and folds in the samples of its own
+classes; what spans all classes (eq. 6's head means, eq. 9's weighted mean, the head/tail
+reports, a sample's offset std, the shuffled permutation) is a reduction over the shards,
+which at world size 1 is the value itself. Offsets drawn once per logit are drawn by each
+rank for its own columns, from a generator seeded ``seed + rank``; offsets shared by the
+whole sample are drawn with ``seed`` on every rank, the same numbers everywhere.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import nn
 
 from leap_core import checks
-from leap_core.heads.base import cosine_to_angle
+from leap_core.config import LeapSpec, format_validation_error
+from leap_core.distributed.shard import ClassShard
+from leap_core.heads.angles import cosine_to_angle
+from leap_core.leap import classes
 from leap_core.leap.batching import BatchGroups, group_by_class
 from leap_core.leap.memory import AngleMemory
-
-ChoiceT = TypeVar("ChoiceT", bound=str)
-Mode = Literal["full", "vanilla", "constant", "shuffled"]
-CenterUpdate = Literal["literal", "center_loss"]
-Offset = Literal["per_logit", "per_sample", "target_only"]
-SingleSlot = Literal["zero_variance", "no_cloud"]
-Spread = Literal["leave_one_out", "paper"]
-ConstantClasses = Literal["tail", "matched"]
-
-MODES: tuple[str, ...] = ("full", "vanilla", "constant", "shuffled")
-CENTER_UPDATES: tuple[str, ...] = ("literal", "center_loss")
-OFFSETS: tuple[str, ...] = ("per_logit", "per_sample", "target_only")
-SINGLE_SLOT_POLICIES: tuple[str, ...] = ("zero_variance", "no_cloud")
-SPREADS: tuple[str, ...] = ("leave_one_out", "paper")
-CONSTANT_CLASSES: tuple[str, ...] = ("tail", "matched")
-
-#: Images a class needs before ``leave_one_out`` can measure its spread: with two, both are
-#: at the same angle to their mean and to each other, whatever their true spread.
-LEAVE_ONE_OUT_MIN_IMAGES = 3
 
 
 class ClassStats(NamedTuple):
@@ -85,232 +80,140 @@ class ClassStats(NamedTuple):
     count: torch.Tensor  # type: ignore[assignment]  # the field shadows tuple.count, by design
 
 
-def _class_counts_tensor(class_counts: object) -> torch.Tensor:
-    """Validate ``class_counts`` (a sequence, array or tensor of positive integers)."""
-    if isinstance(class_counts, torch.Tensor):
-        array = class_counts.detach().cpu().numpy()
-    elif isinstance(class_counts, np.ndarray | Sequence):
-        array = np.asarray(class_counts)
-    else:
-        raise ValueError(
-            f"class_counts must be a sequence of positive integers, "
-            f"got {type(class_counts).__name__}"
-        )
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"class_counts must be a non-empty 1-D sequence, got shape {array.shape}")
-    if array.dtype.kind not in "iuf" or (
-        array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0)
-    ):
-        raise ValueError(f"class_counts must hold integers, got dtype {array.dtype}")
-    bad = np.flatnonzero(array < 1)
-    if bad.size:
-        raise ValueError(
-            f"class_counts must all be >= 1, got {array[bad[0]].item()!r} at index "
-            f"{int(bad[0])} ({bad.size} class(es) below 1)"
-        )
-    return torch.as_tensor(array.astype(np.int64))
-
-
-def _choice(name: str, value: ChoiceT, allowed: tuple[str, ...]) -> ChoiceT:
-    if value not in allowed:
-        raise ValueError(
-            f"{name} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}"
-        )
-    return value
-
-
-def _head_mask(counts: torch.Tensor, head: object, threshold: float | None) -> torch.Tensor:
-    """The head classes: ``head`` when given, else ``K_i > threshold``, else ``K_i >`` the
-    median count."""
-    if head is None:
-        split = threshold if threshold is not None else float(counts.median())
-        return counts > split
-    mask = torch.as_tensor(
-        np.asarray(head.detach().cpu() if isinstance(head, torch.Tensor) else head)
-    )
-    if mask.dtype != torch.bool or tuple(mask.shape) != tuple(counts.shape):
-        raise ValueError(
-            f"head must be {counts.numel()} booleans, got dtype {mask.dtype} and "
-            f"shape {tuple(mask.shape)}"
-        )
-    return mask
-
-
-def memory_capacities(counts: torch.Tensor, P: float) -> torch.Tensor:
-    """``ceil(K_i × P)`` angles per class (eq. 5), at least one."""
-    return torch.ceil(counts.to(torch.float64) * P - 1e-9).clamp(min=1).long()
-
-
-def measurable_classes(counts: torch.Tensor, P: float, spread: Spread) -> torch.Tensor:
-    """Classes whose spread the memory can measure: two slots at least, and under
-    ``leave_one_out`` three images at least (module docstring)."""
-    measurable = memory_capacities(counts, P) >= 2
-    if spread == "leave_one_out":
-        measurable &= counts >= LEAVE_ONE_OUT_MIN_IMAGES
-    return measurable
-
-
-def first_occurrences(sample_ids: torch.Tensor) -> torch.Tensor:
-    """Positions of the first occurrence of each id, in batch order (an image repeated in a
-    batch, as P×K does for a class with fewer than K images, is kept once)."""
-    order = torch.sort(sample_ids, stable=True).indices
-    ordered = sample_ids[order]
-    first = torch.ones_like(ordered, dtype=torch.bool)
-    first[1:] = ordered[1:] != ordered[:-1]
-    return torch.sort(order[first]).values
-
-
-def permute_within_groups(
-    group: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """A random permutation ``p`` of ``range(len(group))`` with ``group[p] == group``: every
-    element moves to a random position of its own group (a group of one stays put)."""
-    count = group.numel()
-    keys = torch.rand(count, generator=generator, dtype=torch.float64, device=group.device)
-    in_place = torch.sort(group, stable=True).indices  # by group, then position
-    shuffled = torch.sort(group.to(torch.float64) * 2 + keys).indices  # by group, then at random
-    permutation = torch.empty_like(in_place)
-    permutation[in_place] = shuffled
-    return permutation
+def leap_settings(settings: LeapSpec | None, fields: dict[str, Any]) -> LeapSpec:
+    """The validated method settings: ``settings`` itself, or a :class:`LeapSpec` of
+    ``fields`` (mode ``full`` unless given), with errors that name the field."""
+    if settings is not None:
+        if fields:
+            raise ValueError(f"give settings or fields, not both (got {sorted(fields)})")
+        return settings
+    try:
+        settings = LeapSpec(**{"mode": "full", **fields})
+    except ValidationError as error:
+        # A problem of the settings as a whole has no field to name.
+        raise ValueError(format_validation_error(error).replace("spec: ", "")) from None
+    return settings
 
 
 class FeatureCloud(nn.Module):
-    """Class centres, FIFO angle memories and the per-class cloud variance.
+    """Class centres, FIFO angle memories and the per-class cloud variance of a shard of
+    the classes.
 
     Args:
-        class_counts: ``K_i``, the number of training images of each class, length ``C``.
+        class_counts: ``K_i``, the number of training images of **every** class, length
+            ``C``.
         embedding_dim: feature size ``D``.
-        mode: ``"full"`` (eq. 9, no threshold needed), ``"vanilla"`` (eq. 6), or one of the
-            controls: ``"constant"`` (variance ``constant_std²`` for the classes
-            ``constant_classes`` names) or ``"shuffled"`` (full mode's variances, permuted
-            among tail classes of the same ``K_i`` at every statistics update).
-        threshold: ``T``; class ``i`` is head when ``K_i > T``. Used when ``head`` is not
-            given; required for vanilla then. When neither is given, classes with more images
-            than the median count are head.
+        settings: the method's settings, ``method.leap`` of a job spec (mode, threshold,
+            P, gamma, center_update, spread, offset, the controls, single_slot,
+            update_every, cloud_samples); their meaning is documented there, once.
         head: ``(C,)`` booleans, the run's head classes. When given it is the one head/tail
-            split the cloud uses (vanilla's eq. 6, the constant control, the reports).
-        P: memory length in epochs; class ``i`` keeps ``ceil(K_i × P)`` angles (eq. 5).
-        gamma: γ of eq. 4 (0 ≤ γ ≤ 1); which term it weighs is ``center_update``'s.
-        center_update: ``"literal"`` (the batch mean weighs 1 − γ) or ``"center_loss"``
-            (the batch mean weighs γ, a slow average as in centre loss).
-        offset: ``"per_logit"`` (one draw per class logit), ``"per_sample"`` (one draw
-            shared by all the sample's logits) or ``"target_only"``.
-        constant_std: the control's offset standard deviation in radians (constant mode).
-        constant_classes: which classes the constant control perturbs: ``"tail"`` (every
-            tail class) or ``"matched"`` (those full mode would cloud at that step, so the
-            same share of samples as LEAP).
-        spread: how a class's spread is measured: ``"leave_one_out"`` or ``"paper"``
-            (module docstring).
-        single_slot: policy for classes whose spread cannot be measured (module docstring).
-        update_every: centres and memories are updated on calls 0, u, 2u, … of
-            :meth:`update` (the paper uses 5 for faces, 1 for re-ID).
-        cloud_samples: draws per cloud sample used by :class:`leap_core.losses.LEAPLoss`.
-        seed: seed of the cloud's own random generator, whose state travels in
+            split the cloud uses (vanilla's eq. 6, the controls, the reports); else
+            ``K_i > threshold``, else ``K_i >`` the median count.
+        shard: the classes this cloud holds (default: all of them).
+        seed: seed of the cloud's own random generators, whose states travel in
             :meth:`state_dict` so a resumed run draws the same offsets.
+        **fields: instead of ``settings``, its fields (mode defaults to ``full``), for
+            use as a library: ``FeatureCloud(counts, 512, mode="vanilla", threshold=5)``.
     """
 
     # Buffers and submodule, declared so type checkers know their types.
     class_counts: torch.Tensor
     is_head: torch.Tensor
     measurable: torch.Tensor
-    shuffle_groups: torch.Tensor
-    permutation: torch.Tensor
     centres: torch.Tensor
     seen: torch.Tensor
+    shuffle_groups: torch.Tensor
+    permutation: torch.Tensor
     memory: AngleMemory
 
     def __init__(
         self,
         class_counts: Sequence[int] | np.ndarray | torch.Tensor,
         embedding_dim: int,
-        mode: Mode = "full",
-        threshold: float | None = None,
-        P: float = 1,
-        gamma: float = 0.1,
-        update_every: int = 1,
-        cloud_samples: int = 1,
-        seed: int = 0,
-        center_update: CenterUpdate = "center_loss",
-        offset: Offset = "per_logit",
-        constant_std: float | None = None,
-        single_slot: SingleSlot = "zero_variance",
+        settings: LeapSpec | None = None,
+        *,
         head: Sequence[bool] | np.ndarray | torch.Tensor | None = None,
-        reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        spread: Spread = "leave_one_out",
-        constant_classes: ConstantClasses = "tail",
+        shard: ClassShard | None = None,
+        seed: int = 0,
+        **fields: Any,
     ) -> None:
         super().__init__()
-        counts = _class_counts_tensor(class_counts)
+        self.settings = leap_settings(settings, fields)
+        if self.settings.mode == "off":
+            raise ValueError("mode must not be 'off' for a feature cloud")
+        counts = classes.class_counts_tensor(class_counts)
         self.embedding_dim = checks.positive_int("embedding_dim", embedding_dim)
-        self.mode: Mode = _choice("mode", mode, MODES)
-        self.center_update: CenterUpdate = _choice("center_update", center_update, CENTER_UPDATES)
-        self.offset: Offset = _choice("offset", offset, OFFSETS)
-        self.single_slot: SingleSlot = _choice("single_slot", single_slot, SINGLE_SLOT_POLICIES)
-        self.spread: Spread = _choice("spread", spread, SPREADS)
-        self.constant_classes: ConstantClasses = _choice(
-            "constant_classes", constant_classes, CONSTANT_CLASSES
-        )
-        if mode == "shuffled" and reduce is not None:
-            raise ValueError(
-                "mode 'shuffled' permutes variances across all classes and runs in one "
-                "process; a shard of the classes cannot hold it"
-            )
-        if threshold is None and head is None and mode == "vanilla":
-            raise ValueError("threshold (or head) must be given when mode='vanilla', got None")
-        self.threshold = (
-            None if threshold is None else checks.finite_float("threshold", threshold, minimum=0.0)
-        )
-        if mode == "constant":
-            if constant_std is None:
-                raise ValueError("constant_std must be given when mode='constant', got None")
-            constant_std = checks.finite_float(
-                "constant_std", constant_std, minimum=0.0, strict_minimum=True
-            )
-        self.constant_std = constant_std
-        self.P = checks.finite_float("P", P, minimum=0.0, strict_minimum=True)
-        self.gamma = checks.finite_float("gamma", gamma, minimum=0.0, maximum=1.0)
-        self.update_every = checks.positive_int("update_every", update_every)
-        self.cloud_samples = checks.positive_int("cloud_samples", cloud_samples)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ValueError(f"seed must be an integer, got {seed!r}")
         self.seed = seed
-
-        is_head = _head_mask(counts, head, self.threshold)
-        described = "head" if head is not None else f"threshold={threshold!r}"
-        # A shard of the classes (``reduce`` given) may hold no head or no tail class; the
-        # sharded cloud checks the whole split instead.
-        self._reduce = reduce
-        if reduce is None and mode in ("vanilla", "constant") and not bool(is_head.any()):
+        self.shard = shard or ClassShard(counts.numel())
+        if self.shard.num_classes != counts.numel():
             raise ValueError(
-                f"{described} leaves no head class (largest class count is {int(counts.max())})"
+                f"class_counts has {counts.numel()} classes but the shard splits "
+                f"{self.shard.num_classes}"
             )
-        if reduce is None and mode in ("vanilla", "constant") and bool(is_head.all()):
-            raise ValueError(
-                f"{described} leaves no tail class (smallest class count is {int(counts.min())})"
-            )
-        capacity = memory_capacities(counts, self.P)
-
-        self.register_buffer("class_counts", counts)
-        self.register_buffer("is_head", is_head, persistent=False)
+        mode = self.settings.mode
+        is_head = classes.head_mask(counts, head, self.settings.threshold)
+        if mode == "vanilla" or (mode == "constant" and self.settings.constant_classes == "tail"):
+            described = "head" if head is not None else f"threshold={self.settings.threshold!r}"
+            if not bool(is_head.any()):
+                raise ValueError(
+                    f"{described} leaves no head class (largest class count is {int(counts.max())})"
+                )
+            if bool(is_head.all()):
+                raise ValueError(
+                    f"{described} leaves no tail class (smallest class count is "
+                    f"{int(counts.min())})"
+                )
+        mine = slice(self.shard.start, self.shard.stop)
+        local = counts[mine]
+        self.register_buffer("class_counts", local)
+        self.register_buffer("is_head", is_head[mine].clone(), persistent=False)
         self.register_buffer(
-            "measurable", measurable_classes(counts, self.P, self.spread), persistent=False
+            "measurable",
+            classes.measurable_classes(local, self.P, self.settings.spread),
+            persistent=False,
         )
-        # Shuffled mode: class i takes the variance of class permutation[i] (the identity
-        # until the first statistics update); tail classes are grouped by K_i, head classes
-        # each form a group of one.
-        tail_size = torch.where(is_head, -1 - torch.arange(counts.numel()), counts)
-        self.register_buffer("shuffle_groups", tail_size, persistent=False)
-        self.register_buffer("permutation", torch.arange(counts.numel()), persistent=False)
-        self.register_buffer("centres", torch.zeros(counts.numel(), self.embedding_dim))
-        self.register_buffer("seen", torch.zeros(counts.numel(), dtype=torch.bool))
-        self.memory = AngleMemory(capacity)
+        self.register_buffer("centres", torch.zeros(local.numel(), self.embedding_dim))
+        self.register_buffer("seen", torch.zeros(local.numel(), dtype=torch.bool))
+        # Shuffled mode: class i takes the variance of class permutation[i], over all
+        # classes (the identity until the first statistics update); tail classes are
+        # grouped by K_i, head classes each form a group of one.
+        shuffled = mode == "shuffled"
+        every = torch.arange(counts.numel()) if shuffled else torch.arange(0)
+        groups = torch.where(is_head, -1 - every, counts) if shuffled else every
+        self.register_buffer("shuffle_groups", groups, persistent=False)
+        self.register_buffer("permutation", every.clone(), persistent=False)
+        self.memory = AngleMemory(classes.memory_capacities(local, self.P))
         self._calls = 0
-        self._generator: torch.Generator | None = None
-        self._pending_generator_state: dict[str, Any] | None = None
+        self._generators: dict[str, torch.Generator] = {}
+        self._pending_generator_states: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def mode(self) -> str:
+        return self.settings.mode
+
+    @property
+    def P(self) -> float:
+        return self.settings.P
+
+    @property
+    def offset(self) -> str:
+        return self.settings.offset
+
+    @property
+    def spread(self) -> str:
+        return self.settings.spread
+
+    @property
+    def cloud_samples(self) -> int:
+        return self.settings.cloud_samples
 
     @property
     def num_classes(self) -> int:
-        return self.class_counts.numel()
+        """All the run's classes (this cloud holds :attr:`shard`'s)."""
+        return self.shard.num_classes
 
     @property
     def calls(self) -> int:
@@ -318,35 +221,37 @@ class FeatureCloud(nn.Module):
         return self._calls
 
     @property
+    def shifts_other_logits(self) -> bool:
+        """Whether the offsets move the non-target logits too (not for ``target_only``)."""
+        return self.offset != "target_only"
+
+    @property
     def single_slot_classes(self) -> int:
-        """Classes whose memory can never hold two angles (``ceil(K_i·P) = 1``)."""
-        return int((self.memory.capacity < 2).sum())
+        """Classes whose memory can never hold two angles (``ceil(K_i·P) = 1``), over all
+        shards (every rank must ask)."""
+        return self._count(self.memory.capacity < 2)
 
     @property
     def unmeasurable_classes(self) -> int:
         """Classes whose spread cannot be measured (single-slot ones and, under
         ``leave_one_out``, those of fewer than three images); ``single_slot`` decides
-        their cloud."""
-        return int((~self.measurable).sum())
+        their cloud. Over all shards."""
+        return self._count(~self.measurable)
 
     def classes_without_statistics(self) -> int:
-        """Classes that hold fewer than two angles now (never seen twice, or single-slot)."""
-        return int((self.memory.count < 2).sum())
+        """Classes that hold fewer than two angles now (never seen twice, or single-slot),
+        over all shards."""
+        return self._count(self.memory.count < 2)
 
-    @property
-    def shifts_other_logits(self) -> bool:
-        """Whether the offsets move the non-target logits too (not for ``target_only``)."""
-        return self.offset != "target_only"
+    def _count(self, mask: torch.Tensor) -> int:
+        return int(self.shard.sum(mask.sum().to(torch.float64)).item())
 
     def extra_repr(self) -> str:
+        chosen = self.settings.model_dump(exclude={"cloud_start_epoch"})
+        described = ", ".join(f"{name}={value!r}" for name, value in chosen.items())
         return (
-            f"num_classes={self.num_classes}, embedding_dim={self.embedding_dim}, "
-            f"mode={self.mode!r}, threshold={self.threshold}, P={self.P}, "
-            f"gamma={self.gamma}, center_update={self.center_update!r}, "
-            f"offset={self.offset!r}, update_every={self.update_every}, "
-            f"cloud_samples={self.cloud_samples}, constant_std={self.constant_std}, "
-            f"constant_classes={self.constant_classes!r}, spread={self.spread!r}, "
-            f"single_slot={self.single_slot!r}"
+            f"num_classes={self.num_classes}, shard={self.shard.start}..{self.shard.stop}, "
+            f"embedding_dim={self.embedding_dim}, {described}"
         )
 
     # ---------------------------------------------------------------- statistics (eqs. 3-5)
@@ -372,14 +277,31 @@ class FeatureCloud(nn.Module):
     def observe(
         self, features: torch.Tensor, labels: torch.Tensor, sample_ids: torch.Tensor | None = None
     ) -> bool:
-        """:meth:`update` without argument checks, for a criterion that checked them."""
-        due = self._calls % self.update_every == 0
+        """:meth:`update` without argument checks, for a criterion that checked them. In a
+        sharded run every rank calls it with the whole gathered batch."""
+        due = self._calls % self.settings.update_every == 0
         self._calls += 1
-        if not due or labels.numel() == 0:
+        if not due:
             return due
+        positions, labels = self.shard.owned(labels)
+        features = features.index_select(0, positions)
+        if sample_ids is not None:
+            sample_ids = sample_ids.index_select(0, positions)
+        if labels.numel():
+            self._fold(features, labels, sample_ids)
+        if self.mode == "shuffled":
+            groups = self.shuffle_groups
+            self.permutation.copy_(classes.permute_within_groups(groups, self._rng("shuffle")))
+        return True
+
+    def _fold(
+        self, features: torch.Tensor, labels: torch.Tensor, sample_ids: torch.Tensor | None
+    ) -> None:
+        """Eq. 4's centres, then eq. 3's angles into the memories, for this shard's samples
+        (``labels`` are this shard's class indices)."""
         unit = F.normalize(features.detach().to(self.centres.dtype), dim=1)
         if self.spread == "leave_one_out" and sample_ids is not None:
-            first = first_occurrences(sample_ids)
+            first = classes.first_occurrences(sample_ids)
             if first.numel() < labels.numel():
                 unit, labels = unit.index_select(0, first), labels.index_select(0, first)
         groups = group_by_class(labels)
@@ -389,21 +311,18 @@ class FeatureCloud(nn.Module):
         batch_mean.index_add_(0, groups.group, unit)
         batch_mean /= groups.sizes.unsqueeze(1).to(unit.dtype)
         previous = self.centres[groups.classes]
-        batch_weight = 1.0 - self.gamma if self.center_update == "literal" else self.gamma
+        gamma = self.settings.gamma
+        batch_weight = 1.0 - gamma if self.settings.center_update == "literal" else gamma
         blended = batch_weight * batch_mean + (1.0 - batch_weight) * previous
         seen = self.seen[groups.classes]
         centres = torch.where(seen.unsqueeze(1), blended, batch_mean)
         self.centres[groups.classes] = centres
         self.seen[groups.classes] = True
-
         if self.spread == "paper":
             unit_centres = F.normalize(centres, dim=1)[groups.group]
             self.memory.write(cosine_to_angle((unit * unit_centres).sum(dim=1)), labels, groups)
         else:
             self._write_leave_one_out(unit, labels, groups, centres, seen, batch_weight)
-        if self.mode == "shuffled":
-            self.permutation.copy_(permute_within_groups(self.shuffle_groups, self._rng()))
-        return True
 
     def _write_leave_one_out(
         self,
@@ -444,7 +363,8 @@ class FeatureCloud(nn.Module):
             self.memory.write(angles, labels, groups)
 
     def class_stats(self) -> ClassStats:
-        """Mean, unbiased variance and count of each class's stored angles."""
+        """Mean, unbiased variance and count of each of this shard's classes' stored
+        angles."""
         return ClassStats(self.memory.mean.clone(), self.memory.variance.clone(), self.memory.count)
 
     def head_statistics(self) -> tuple[float, float]:
@@ -477,16 +397,19 @@ class FeatureCloud(nn.Module):
 
     # ------------------------------------------------------------ cloud variance (eqs. 6, 9)
     def cloud_variance(self) -> torch.Tensor:
-        """``(C,)`` float64 variance ``v_i`` of each class's angular offsets; 0 = no cloud."""
-        if self.mode == "constant":
-            assert self.constant_std is not None  # checked in __init__
-            clouded = ~self.is_head if self.constant_classes == "tail" else self._full() > 0
+        """``(C_shard,)`` float64 variance ``v_i`` of the offsets each of this shard's
+        classes receives; 0 = no cloud."""
+        settings = self.settings
+        if settings.mode == "constant":
+            assert settings.constant_std is not None  # the settings require it
+            clouded = ~self.is_head if settings.constant_classes == "tail" else self._full() > 0
             zero = torch.zeros_like(self.memory.variance)
-            return torch.where(clouded, zero + self.constant_std**2, zero)
-        if self.mode == "vanilla":
+            return torch.where(clouded, zero + settings.constant_std**2, zero)
+        if settings.mode == "vanilla":
             return self._vanilla()
-        if self.mode == "shuffled":
-            return self._full()[self.permutation]
+        if settings.mode == "shuffled":
+            every = self.shard.gather_classes(self._full())
+            return every[self.permutation[self.shard.start : self.shard.stop]]
         return self._full()
 
     def _measured(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -496,7 +419,8 @@ class FeatureCloud(nn.Module):
         counted as 0)."""
         has = (self.memory.count >= 2) & self.measurable
         known = torch.where(has, self.memory.variance, torch.zeros_like(self.memory.variance))
-        eligible = has | ~self.measurable if self.single_slot == "zero_variance" else has
+        zero_variance = self.settings.single_slot == "zero_variance"
+        eligible = has | ~self.measurable if zero_variance else has
         return has, known, eligible
 
     def _vanilla(self) -> torch.Tensor:
@@ -522,74 +446,72 @@ class FeatureCloud(nn.Module):
         return torch.where(gets_cloud, target - known, zero)
 
     def _summed(self, *values: torch.Tensor) -> torch.Tensor:
-        """The sums over all classes of per-class sums taken on this cloud's classes: the
-        values themselves, or, for a shard of the classes, their total over the shards."""
-        stacked = torch.stack(values)
-        return stacked if self._reduce is None else self._reduce(stacked)
+        """Sums over all classes of per-class sums taken on this shard's classes."""
+        return self.shard.sum(torch.stack(values))
 
     # -------------------------------------------------------------- offsets (eqs. 7, 8)
+    def sample_variance(
+        self, labels: torch.Tensor, variance: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``(B,)`` each sample's offset variance (its class's :meth:`cloud_variance`, or
+        ``variance`` when given), known to every rank: the owner contributes it."""
+        variance = self.cloud_variance() if variance is None else variance
+        positions, columns = self.shard.owned(labels)
+        mine = torch.zeros(labels.numel(), dtype=variance.dtype, device=variance.device)
+        mine[positions] = variance.index_select(0, columns)
+        return self.shard.sum(mine)
+
     @torch.no_grad()
     def sample_alpha(
         self, labels: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """``(B, C)`` float32 offsets ``α_{n,j} ~ N(0, v_{y_n})``; zero rows where ``v = 0``.
-
-        With one offset per sample a row repeats one draw; with ``target_only`` the draw sits
-        in the target's column alone.
+        """``(B, C_shard)`` float32 offsets ``α_{n,j} ~ N(0, v_{y_n})``; zero rows where
+        ``v = 0``. With one offset per sample a row repeats one draw; with ``target_only``
+        the draw sits in the target's column alone (of the target's owner).
 
         Uses the cloud's own generator unless ``generator`` is given.
         """
         labels = self._checked_labels(labels)
-        return self.draw(labels, self.cloud_variance(), generator)
-
-    @torch.no_grad()
-    def draw(
-        self, labels: torch.Tensor, variance: torch.Tensor, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """:meth:`sample_alpha` for already-checked labels and a precomputed
-        :meth:`cloud_variance`, so a training step computes the variance once."""
-        rows, row_alpha = self.draw_rows(labels, variance, generator)
-        alpha = torch.zeros(labels.numel(), self.num_classes, device=labels.device)
+        rows, row_alpha = self.draw_rows(self.sample_variance(labels), generator)
+        alpha = torch.zeros(labels.numel(), self.shard.size, device=labels.device)
         if self.offset == "target_only":
-            return alpha.index_put_((rows, labels[rows]), row_alpha[:, 0])
-        return alpha.index_copy_(0, rows, row_alpha.expand(-1, self.num_classes))
+            local = labels.index_select(0, rows) - self.shard.start
+            mine = (local >= 0) & (local < self.shard.size)
+            return alpha.index_put_((rows[mine], local[mine]), row_alpha[mine, 0])
+        return alpha.index_copy_(0, rows, row_alpha.expand(-1, self.shard.size))
 
     @torch.no_grad()
     def draw_rows(
         self,
-        labels: torch.Tensor,
-        variance: torch.Tensor,
+        per_sample_variance: torch.Tensor,
         generator: torch.Generator | None = None,
         buffer: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The non-zero rows of :meth:`draw`: ``(rows, offsets)`` with ``rows`` the indices of
-        the samples whose class has a cloud and ``offsets`` their draws, ``(n, C)`` per logit
-        or ``(n, 1)`` per sample. The same generator calls as :meth:`draw`, so both give the
-        same numbers.
+        """``(rows, offsets)``: the samples with a cloud (variance > 0) and their draws,
+        ``(n, C_shard)`` one per logit of this shard's classes or ``(n, 1)`` one per sample.
 
         ``buffer(shape)``, when given, supplies the float32 tensor the draws are written into
         (a reused one saves allocating ``(n, C)`` floats every step)."""
-        std = variance[labels].sqrt().to(torch.float32)
+        std = per_sample_variance.sqrt().to(torch.float32)
         rows = (std > 0).nonzero().squeeze(1)
-        width = self.num_classes if self.offset == "per_logit" else 1
+        width = self.shard.size if self.offset == "per_logit" else 1
         shape = (rows.numel(), width)
         noise = torch.empty(shape, device=std.device) if buffer is None else buffer(shape)
-        noise.normal_(generator=generator or self._rng())
+        noise.normal_(generator=generator or self._rng("draws"))
         return rows, noise.mul_(std.index_select(0, rows).unsqueeze(1))
 
-    def repeat_index(
-        self, labels: torch.Tensor, variance: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def repeat_index(self, per_sample_variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rows to feed the head when each cloud sample is drawn ``cloud_samples`` times.
 
         Returns ``(index, repeats)``: ``index`` selects batch rows (each sample once, cloud
         samples ``cloud_samples`` times, adjacent), ``repeats`` gives each batch sample's
         number of rows.
         """
-        ones = torch.ones_like(labels)
-        repeats = torch.where(variance[labels] > 0, ones * self.cloud_samples, ones)
-        index = torch.repeat_interleave(torch.arange(labels.numel(), device=labels.device), repeats)
-        return index, repeats
+        ones = torch.ones(per_sample_variance.numel(), dtype=torch.long)
+        ones = ones.to(per_sample_variance.device)
+        repeats = torch.where(per_sample_variance > 0, ones * self.cloud_samples, ones)
+        positions = torch.arange(per_sample_variance.numel(), device=ones.device)
+        return torch.repeat_interleave(positions, repeats), repeats
 
     def _checked_labels(self, labels: torch.Tensor) -> torch.Tensor:
         if not isinstance(labels, torch.Tensor):
@@ -597,39 +519,58 @@ class FeatureCloud(nn.Module):
         batch = labels.shape[0] if labels.dim() == 1 else -1
         return checks.labels_tensor("labels", labels, batch, self.num_classes)
 
-    # ------------------------------------------------------------------ random generator
-    def _rng(self) -> torch.Generator:
+    # ------------------------------------------------------------------ random generators
+    def draw_seed(self, name: str) -> int:
+        """The seed of generator ``name``: the draws per logit are this rank's own (``seed
+        + rank``); the draws shared by a sample and the shuffled permutation are the same
+        on every rank."""
+        own = name == "draws" and self.offset == "per_logit"
+        return self.seed + (self.shard.rank if own else 0)
+
+    def _rng(self, name: str) -> torch.Generator:
         device = self.centres.device
-        if self._generator is None or self._generator.device.type != device.type:
-            self._generator = torch.Generator(device=device)
-            self._generator.manual_seed(self.seed)
-            pending = self._pending_generator_state
+        generator = self._generators.get(name)
+        if generator is None or generator.device.type != device.type:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(self.draw_seed(name))
+            pending = self._pending_generator_states.pop(name, None)
             if pending is not None and pending["device_type"] == device.type:
-                self._generator.set_state(pending["state"])
-            self._pending_generator_state = None
-        return self._generator
+                generator.set_state(pending["state"])
+            self._generators[name] = generator
+        return generator
+
+    def generator_states(self) -> dict[str, dict[str, Any] | None]:
+        """Each generator's state (``None`` for one not used yet)."""
+        states: dict[str, dict[str, Any] | None] = {}
+        for name in ("draws", "shuffle"):
+            generator = self._generators.get(name)
+            if generator is not None:
+                states[name] = {
+                    "device_type": generator.device.type,
+                    "state": generator.get_state(),
+                }
+            else:
+                states[name] = self._pending_generator_states.get(name)
+        return states
 
     def get_extra_state(self) -> dict[str, Any]:
-        state = self._pending_generator_state
-        if self._generator is not None:
-            state = {
-                "device_type": self._generator.device.type,
-                "state": self._generator.get_state(),
-            }
+        states = self.generator_states()
         return {
             "seed": self.seed,
-            "generator": state,
+            "generator": states["draws"],
+            "shuffle_generator": states["shuffle"],
             "calls": self._calls,
             "readings": self._readings(),
             "permutation": self.permutation.cpu() if self.mode == "shuffled" else None,
         }
 
     def _readings(self) -> dict[str, str]:
+        settings = self.settings
         return {
-            "mode": self.mode,
-            "center_update": self.center_update,
-            "offset": self.offset,
-            "spread": self.spread,
+            "mode": settings.mode,
+            "center_update": settings.center_update,
+            "offset": settings.offset,
+            "spread": settings.spread,
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -641,10 +582,11 @@ class FeatureCloud(nn.Module):
             "spread": "paper",
             **state.get("readings", {"center_update": "literal", "offset": "per_logit"}),
         }
+        readings = self._readings()
         changed = {
-            name: (value, getattr(self, name))
+            name: (value, readings[name])
             for name, value in saved.items()
-            if getattr(self, name) != value
+            if readings.get(name) != value
         }
         if changed:
             described = "; ".join(
@@ -659,5 +601,12 @@ class FeatureCloud(nn.Module):
         self._calls = int(state["calls"])
         if state.get("permutation") is not None:
             self.permutation.copy_(state["permutation"])
-        self._generator = None
-        self._pending_generator_state = state["generator"]
+        self._generators = {}
+        self._pending_generator_states = {
+            name: value
+            for name, value in (
+                ("draws", state.get("generator")),
+                ("shuffle", state.get("shuffle_generator")),
+            )
+            if value is not None
+        }

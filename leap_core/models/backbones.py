@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 
+from leap_core import families
+
 
 class PretrainedWeightsMissing(FileNotFoundError):
     """ImageNet weights were requested but are not in the local torch cache."""
@@ -101,27 +103,31 @@ class TinyCNN(nn.Module):
         return self.body(images)
 
 
-def _tiny_cnn(pretrained: bool, last_stride: int, width: int) -> nn.Module:
+def tiny_cnn_trunk(pretrained: bool, last_stride: int, width: int) -> nn.Module:
+    """The small CNN of the CPU benchmarks and tests (``last_stride`` does not apply)."""
     if pretrained:
         raise ValueError("model.pretrained must be false for backbone 'tiny_cnn', got true")
     return TinyCNN(width)
 
 
-#: ``model.backbone`` → a builder ``(pretrained, last_stride, width)`` of the trunk: the one
-#: table a new backbone is added to.
-BACKBONES: dict[str, Callable[[bool, int, int], nn.Module]] = {
-    "resnet18": lambda pretrained, last_stride, _: ResNetTrunk("resnet18", pretrained, last_stride),
-    "resnet50": lambda pretrained, last_stride, _: ResNetTrunk("resnet50", pretrained, last_stride),
-    "tiny_cnn": _tiny_cnn,
-}
+def resnet18_trunk(pretrained: bool, last_stride: int, width: int) -> nn.Module:
+    return ResNetTrunk("resnet18", pretrained, last_stride)
+
+
+def resnet50_trunk(pretrained: bool, last_stride: int, width: int) -> nn.Module:
+    return ResNetTrunk("resnet50", pretrained, last_stride)
 
 
 def build_backbone(
     name: str, pretrained: bool = False, last_stride: int = 1, width: int = 32
 ) -> nn.Module:
-    """A trunk mapping images ``(B, 3, H, W)`` to a feature map with ``out_channels``."""
+    """A trunk mapping images ``(B, 3, H, W)`` to a feature map with ``out_channels``; the
+    names are the table :data:`leap_core.families.BACKBONES`."""
     if last_stride not in (1, 2):
         raise ValueError(f"model.last_stride must be 1 or 2, got {last_stride!r}")
-    if name not in BACKBONES:
-        raise ValueError(f"model.backbone must be one of {', '.join(BACKBONES)}, got {name!r}")
-    return BACKBONES[name](pretrained, last_stride, width)
+    if name not in families.BACKBONES:
+        raise ValueError(
+            f"model.backbone must be one of {', '.join(families.BACKBONES)}, got {name!r}"
+        )
+    builder: Callable[[bool, int, int], nn.Module] = families.load(families.BACKBONES, name)
+    return builder(pretrained, last_stride, width)

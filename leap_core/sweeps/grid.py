@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from leap_core.config import JobSpec, SpecError, parse_spec, set_dotted
+from leap_core.config import JobSpec, SpecError, parse_spec
+from leap_core.spec_paths import set_dotted
 from leap_core.sweeps.sweepfile import SweepError, SweepFile
 from leap_core.yaml_files import read_yaml
 

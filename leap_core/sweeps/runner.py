@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from leap_core.run_names import method_label
 from leap_core.sweeps.grid import Cell
 from leap_core.sweeps.plots import draw_sweep_plots
 from leap_core.sweeps.results import CellResult, finished_result, result_path, write_result
@@ -83,7 +84,7 @@ def run_cell(cell: Cell, sweep: SweepFile, output: Path, hooks: list[Hook]) -> C
         cell=cell.id,
         labels=dict(cell.labels),
         seed=cell.seed,
-        method=cell.spec.method_label(),
+        method=method_label(cell.spec),
         split="validation" if sweep.validation is not None else "test",
         spec=cell.spec.model_dump(mode="json"),
         metrics={k: float(v) for k, v in metrics.items()},

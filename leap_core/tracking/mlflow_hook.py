@@ -34,8 +34,10 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import mlflow
 import numpy as np
 
-from leap_core.config import JobSpec, flatten
+from leap_core.config import JobSpec
 from leap_core.evaluation import plots
+from leap_core.run_names import dataset_label, long_tail_label, method_label, run_name
+from leap_core.spec_paths import flatten
 from leap_core.tracking import store
 from leap_core.tracking.retry import (
     TrackingUnavailable,
@@ -113,9 +115,9 @@ class MLflowHook(Hook):
             self._announce(run_id)
             return
         tags = {
-            "method": spec.method_label(),
-            "dataset": spec.dataset_label(),
-            "long_tail": spec.long_tail_label(),
+            "method": method_label(spec),
+            "dataset": dataset_label(spec),
+            "long_tail": long_tail_label(spec),
             "seed": str(spec.train.seed),
             "mlflow.runName": run_title(spec),
             **self.tags,
@@ -290,7 +292,7 @@ class MLflowHook(Hook):
 
 def run_title(spec: JobSpec) -> str:
     """The run's name in MLflow: the job's name when it has one, then what the run is."""
-    return f"{spec.name}: {spec.run_name()}" if spec.name else spec.run_name()
+    return f"{spec.name}: {run_name(spec)}" if spec.name else run_name(spec)
 
 
 def draw_plots(trainer: Trainer, folder: Path) -> list[Path]:
@@ -298,7 +300,7 @@ def draw_plots(trainer: Trainer, folder: Path) -> list[Path]:
     a few head and tail classes (paper Fig. 1), and the CMC or ROC curve of the last
     evaluation."""
     manifest = trainer.data.manifest
-    label = trainer.spec.method_label()
+    label = method_label(trainer.spec)
     drawn = [
         plots.plot_class_frequency(
             list(manifest.class_counts),

@@ -18,19 +18,18 @@ from torch import nn
 
 from leap_core.config import JobSpec
 from leap_core.data.decoded import DecodedBatches
-from leap_core.distributed import ClassShard, ShardedFeatureCloud, ShardedLEAPLoss
-from leap_core.distributed.collectives import all_reduce_sum
-from leap_core.distributed.gather import gather_objects, gather_rows
+from leap_core.distributed import ClassShard
 from leap_core.heads import HEADS
 from leap_core.leap import FeatureCloud
+from leap_core.leap.cloud_state import gather_cloud_state, load_cloud_state
 from leap_core.losses import LEAPLoss
 from leap_core.models.embedding import model_for
+from leap_core.schedules import learning_rate
 from leap_core.training import checkpoint as ckpt
-from leap_core.training import distributed
+from leap_core.training import world
 from leap_core.training.data_setup import TrainingData, prepare_data
 from leap_core.training.evaluate import Diagnostics, Evaluation, diagnose, evaluate
 from leap_core.training.hooks import Hook, StepInfo
-from leap_core.training.schedules import learning_rate
 from leap_core.training.split import HeadTailSplit, head_tail_split
 
 
@@ -61,7 +60,7 @@ class Trainer:
     """One training run of a :class:`JobSpec`.
 
     In a process group of more than one process (launched by ``torchrun``), every rank
-    builds the same trainer; see :mod:`leap_core.training.distributed`. Hooks are given to
+    builds the same trainer; see :mod:`leap_core.training.world`. Hooks are given to
     rank 0 only.
 
     Args:
@@ -81,8 +80,8 @@ class Trainer:
         self.spec = spec
         self.run_dir = Path(run_dir)
         self.hooks = list(hooks or [])
-        self.ranks = distributed.current_ranks()
-        rank, world = (self.ranks.rank, self.ranks.world_size) if self.ranks else (0, 1)
+        self.ranks = world.current_ranks()
+        rank, size = (self.ranks.rank, self.ranks.world_size) if self.ranks else (0, 1)
         self.device = resolve_device(spec.train.device)
         if self.ranks and self.device.type == "cuda":
             self.device = torch.device("cuda", self.ranks.local_rank)
@@ -90,18 +89,18 @@ class Trainer:
         # One seed per rank: augmentations differ across ranks and a run repeats exactly at
         # the same world size (the backbone's initial weights are rank 0's, see below).
         seed_everything(spec.train.seed + rank)
-        self.data = data or prepare_data(spec, rank=rank, world_size=world)
+        self.data = data or prepare_data(spec, rank=rank, world_size=size)
         if isinstance(self.data.loader, DecodedBatches):
             self.data.loader.device = self.device  # augment where the model runs
         manifest = self.data.manifest
         self.split: HeadTailSplit = head_tail_split(spec, manifest)
         self.model = model_for(spec).to(self.device)
         scale, margin = spec.head_parameters()
-        self.shard = ClassShard(manifest.num_classes, rank, world)
+        self.shard = ClassShard(manifest.num_classes, rank, size)
         self.head = HEADS[spec.method.head.kind](
             spec.model.embedding_dim, self.shard.size, scale=scale, margin=margin
         ).to(self.device)
-        if self.ranks:
+        if self.shard.world_size > 1:  # each rank its own rows, from its own seed
             generator = torch.Generator().manual_seed(spec.train.seed + rank)
             with torch.no_grad():
                 self.head.weight.copy_(
@@ -109,30 +108,24 @@ class Trainer:
                 )
         self.cloud = self._build_cloud()
         start = spec.method.leap.start_epoch(spec.train.epochs) if self.cloud else 0
-        self.criterion: LEAPLoss | ShardedLEAPLoss
-        if self.ranks:
-            sharded = self.cloud if isinstance(self.cloud, ShardedFeatureCloud) else None
-            self.criterion = ShardedLEAPLoss(self.head, self.shard, sharded, start)
-        else:
-            plain = self.cloud if isinstance(self.cloud, FeatureCloud) else None
-            self.criterion = LEAPLoss(self.head, plain, start)
+        self.criterion = LEAPLoss(self.head, self.cloud, start, self.shard)
         self.optimizer = self._build_optimizer()
         self.amp = spec.train.amp and self.device.type == "cuda"
         # In a sharded run a step skipped for an overflow must be skipped on every rank (each
         # holds other head rows): FSDP's scaler all-reduces the overflow flag.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        if self.ranks:  # imported here: it costs a second, and one-process runs need none
+        if self.shard.world_size > 1:  # imported here: it costs a second; one process needs none
             from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
 
             self.scaler = ShardedGradScaler("cuda", enabled=self.amp)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward_model: nn.Module = self.model
-        if self.ranks:
+        if self.shard.world_size > 1:
             self.forward_model = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
-            self.forward_model.register_comm_hook(None, distributed.sum_gradients)
+            self.forward_model.register_comm_hook(None, world.sum_gradients)
         self.epoch = 0
         self.global_step = 0
         self._epoch_steps: tuple[int, int] | None = None  # (steps before, steps in) this epoch
@@ -144,55 +137,42 @@ class Trainer:
         self.last_evaluation: Evaluation | None = None
         self.diagnostics: Diagnostics | None = None
 
-    def _build_cloud(self) -> FeatureCloud | ShardedFeatureCloud | None:
+    def _build_cloud(self) -> FeatureCloud | None:
         leap = self.spec.method.leap
         if leap.mode == "off":
             return None
         split = self.split
-        if leap.mode in ("vanilla", "constant") and not 0 < split.head_classes < len(split.head):
+        needs_split = leap.mode == "vanilla" or (
+            leap.mode == "constant" and leap.constant_classes == "tail"
+        )
+        if needs_split and not 0 < split.head_classes < len(split.head):
             missing = "head" if split.head_classes == 0 else "tail"
             raise ValueError(
                 f"method.leap.mode {leap.mode!r} needs head and tail classes, but the run's "
                 f"split ({split.describe()}) leaves no {missing} class; set "
                 f"method.leap.threshold to a class size that separates them"
             )
-        settings: dict[str, Any] = dict(
-            mode=leap.mode,
-            threshold=leap.threshold,
-            P=leap.P,
-            gamma=leap.gamma,
-            update_every=leap.update_every,
-            cloud_samples=leap.cloud_samples,
+        return FeatureCloud(
+            list(self.data.manifest.class_counts),
+            self.spec.model.embedding_dim,
+            leap,
+            head=split.head,
+            shard=self.shard,
             seed=self.spec.train.seed,
-            center_update=leap.center_update,
-            offset=leap.offset,
-            constant_std=leap.constant_std,
-            single_slot=leap.single_slot,
-            spread=leap.spread,
-            constant_classes=leap.constant_classes,
-        )
-        counts = list(self.data.manifest.class_counts)
-        dim = self.spec.model.embedding_dim
-        if self.ranks:
-            return ShardedFeatureCloud(
-                counts, dim, self.shard, head=self.split.head, **settings
-            ).to(self.device)
-        return FeatureCloud(counts, dim, head=self.split.head, **settings).to(self.device)
+        ).to(self.device)
 
     def distributed_params(self) -> dict[str, str]:
         """How the run is spread, for the run's record."""
-        world = self.ranks.world_size if self.ranks else 1
+        sharded = self.shard.world_size > 1
         return {
-            "distributed.world_size": str(world),
-            "distributed.sharding": "classes (head rows, feature cloud)" if self.ranks else "none",
+            "distributed.world_size": str(self.shard.world_size),
+            "distributed.sharding": "classes (head rows, feature cloud)" if sharded else "none",
         }
 
     def full_head_weight(self) -> torch.Tensor | None:
         """The head's weight of all classes (on rank 0; ``None`` on the others). Every rank
         must call it."""
-        if not self.ranks:
-            return self.head.weight
-        return gather_rows(self.head.weight.detach())
+        return self.shard.gather_to_main(self.head.weight.detach())
 
     def cloud_counts(self) -> dict[str, float]:
         """How many classes the cloud could not measure: ``cloud_single_slot_classes``
@@ -266,7 +246,7 @@ class Trainer:
                 if (
                     self.spec.eval.protocol != "none"
                     and (last or (every and (epoch + 1) % every == 0))
-                    and (self.ranks is None or self.ranks.main)
+                    and self.shard.main
                 ):
                     metrics.update(self.evaluate())
                 self.epoch = epoch + 1
@@ -308,7 +288,7 @@ class Trainer:
             lr = learning_rate(self.spec.train, epoch + (step - 1) / steps)
             sample_ids = order[(step - 1) * batch : step * batch]
             figures = self.train_step(images, labels, epoch, lr, sample_ids)
-            images_seen += labels.numel() * (self.ranks.world_size if self.ranks else 1)
+            images_seen += labels.numel() * self.shard.world_size
             for name, value in figures.items():
                 totals[name] = totals.get(name, 0.0) + value
             rate = images_seen / max(time.perf_counter() - started, 1e-9)
@@ -317,9 +297,7 @@ class Trainer:
                 StepInfo(epoch, step, self.global_step, steps, self.total_steps, lr, rate, figures),
             )
             stop = any(hook.should_stop(self) for hook in self.hooks)
-            if self.ranks is not None:
-                stop = distributed.any_rank(stop, self.device)
-            if stop:
+            if world.any_rank(stop, self.shard, self.device):
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")
             if step == steps:
                 break
@@ -372,13 +350,9 @@ class Trainer:
         backbone copies stay identical."""
         backbone = [p for p in self.model.parameters() if p.grad is not None]
         head = [p for p in self.head.parameters() if p.grad is not None]
-        if self.ranks is None:
-            nn.utils.clip_grad_norm_([*backbone, *head], max_norm)
-            return
         backbone_norm = nn.utils.get_total_norm([p.grad for p in backbone if p.grad is not None])
         head_squared = nn.utils.get_total_norm([p.grad for p in head if p.grad is not None]).pow(2)
-        dist_head = all_reduce_sum(head_squared.reshape(1))[0]
-        total = (backbone_norm.pow(2) + dist_head).sqrt()
+        total = (backbone_norm.pow(2) + self.shard.sum(head_squared.reshape(1))[0]).sqrt()
         nn.utils.clip_grads_with_norm_([*backbone, *head], max_norm, total)
 
     @torch.no_grad()
@@ -389,19 +363,19 @@ class Trainer:
 
     # -------------------------------------------------------------------- checkpoints
     def state(self) -> dict[str, Any] | None:
-        """The checkpoint's payload; in a sharded run, gathered on rank 0 into the
-        single-process layout (``None`` on the other ranks, which must call it too)."""
-        if self.ranks is not None:
-            return self._gathered_state()
-        return {
-            **self._common_state(),
-            "head": self.head.state_dict(),
-            "cloud": self.cloud.state_dict() if self.cloud is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "rng": ckpt.rng_states(),
-        }
-
-    def _common_state(self) -> dict[str, Any]:
+        """The checkpoint's payload in the single-process layout: in a sharded run gathered
+        on rank 0 (``None`` on the other ranks, which must call it too)."""
+        weight = self.shard.gather_to_main(self.head.weight.detach())
+        cloud: dict[str, Any] | None = None
+        generators: list[Any] | None = None
+        if self.cloud is not None:
+            cloud, generators = gather_cloud_state(self.cloud)
+        optimizer = world.gather_optimizer(
+            self.optimizer.state_dict(), self._head_parameter_index(), self.shard
+        )
+        rngs = self.shard.gather_objects(ckpt.rng_states())
+        if not self.shard.main:
+            return None
         return {
             "spec": self.spec.model_dump(mode="json"),
             "model": self.model.state_dict(),
@@ -411,29 +385,12 @@ class Trainer:
             "mlflow_run_id": self.mlflow_run_id,
             "metrics": dict(self.last_metrics),
             "cloud_epochs": list(self.cloud_epochs),
-        }
-
-    def _gathered_state(self) -> dict[str, Any] | None:
-        assert self.ranks is not None
-        weight = gather_rows(self.head.weight.detach())
-        cloud: dict[str, Any] | None = None
-        generators: list[Any] | None = None
-        if isinstance(self.cloud, ShardedFeatureCloud):
-            cloud, generators = self.cloud.gather_state()
-        optimizer = distributed.gather_optimizer(
-            self.optimizer.state_dict(), self._head_parameter_index(), self.shard
-        )
-        rngs = gather_objects(ckpt.rng_states())
-        if not self.ranks.main:
-            return None
-        return {
-            **self._common_state(),
             "head": {"weight": weight},
             "cloud": cloud,
             "optimizer": optimizer,
             "rng": rngs[0],
             "distributed": {
-                "world_size": self.ranks.world_size,
+                "world_size": self.shard.world_size,
                 "rng": rngs,
                 "cloud_generators": generators,
             },
@@ -453,37 +410,27 @@ class Trainer:
 
     def restore(self, payload: dict[str, Any]) -> None:
         """Continue from a checkpoint of this spec (its structure must match). A checkpoint
-        of a sharded run resumes at any world size, one process included: each rank takes
-        its classes' rows."""
+        resumes at any world size, one process included: each rank takes its classes' rows."""
         self.model.load_state_dict(payload["model"])
         saved = payload.get("distributed") or {}
-        same_world = saved.get("world_size") == (self.ranks.world_size if self.ranks else 1)
-        if self.ranks is None:
-            self.head.load_state_dict(payload["head"])
-            self.optimizer.load_state_dict(payload["optimizer"])
-        else:
-            full = payload["head"]["weight"]
-            self.head.load_state_dict({"weight": full[self.shard.start : self.shard.stop]})
-            self.optimizer.load_state_dict(
-                distributed.slice_optimizer(
-                    payload["optimizer"], self._head_parameter_index(), self.shard
-                )
-            )
+        same_world = saved.get("world_size", 1) == self.shard.world_size
+        start, stop = self.shard.start, self.shard.stop
+        self.head.load_state_dict({"weight": payload["head"]["weight"][start:stop]})
+        self.optimizer.load_state_dict(
+            world.slice_optimizer(payload["optimizer"], self._head_parameter_index(), self.shard)
+        )
         if self.cloud is not None:
             if payload["cloud"] is None:
                 raise ValueError(
                     "checkpoint was trained without a feature cloud but the spec "
                     "has method.leap.mode on"
                 )
-            if isinstance(self.cloud, ShardedFeatureCloud):
-                self.cloud.load_full_state(
-                    payload["cloud"], saved.get("cloud_generators") if same_world else None
-                )
-            else:
-                self.cloud.load_state_dict(payload["cloud"])
+            load_cloud_state(
+                self.cloud, payload["cloud"], saved.get("cloud_generators") if same_world else None
+            )
         self.scaler.load_state_dict(payload["scaler"])
-        rank = self.ranks.rank if self.ranks else 0
-        ckpt.restore_rng_states(saved["rng"][rank] if same_world else payload["rng"])
+        rank = self.shard.rank
+        ckpt.restore_rng_states(saved["rng"][rank] if same_world and saved else payload["rng"])
         if not same_world and rank > 0:  # rank 0's streams, made this rank's own
             seed_everything(self.spec.train.seed + rank + 7919 * int(payload["epoch"]))
         self.epoch = int(payload["epoch"])

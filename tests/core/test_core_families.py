@@ -1,19 +1,21 @@
 """Each name → implementation family is one table, and the spec accepts exactly its names:
-a new head, backbone, schedule or dataset format is an entry in its table (heads and
-backbones also list the name in the spec, which the API validates without torch)."""
+a new head, backbone, schedule or dataset format is an entry in its table (the heads' and
+backbones' tables name where their torch modules live, so the API validates a spec without
+torch)."""
 
 from __future__ import annotations
 
 import math
-from typing import get_args
 
 import pytest
+from torch import nn
 
-from leap_core.config import BackboneName, DatasetSpec, HeadKind, JobSpec, SpecError, parse_spec
+from leap_core import families
+from leap_core.config import DatasetSpec, JobSpec, SpecError, parse_spec
 from leap_core.data.readers import FORMATS, READERS
 from leap_core.heads import HEADS, ArcFaceHead, CosFaceHead, NormFaceHead
-from leap_core.models.backbones import BACKBONES, build_backbone
-from leap_core.training.schedules import SCHEDULES, learning_rate
+from leap_core.models.backbones import build_backbone
+from leap_core.schedules import SCHEDULES, learning_rate
 
 
 def _schema_enum(model: type, field: str) -> list[str]:
@@ -21,12 +23,15 @@ def _schema_enum(model: type, field: str) -> list[str]:
 
 
 def test_the_spec_accepts_exactly_the_names_in_each_table():
-    assert list(get_args(HeadKind)) == list(HEADS)
-    assert list(get_args(BackboneName)) == list(BACKBONES)
+    definitions = JobSpec.model_json_schema()["$defs"]
+    assert definitions["HeadSpec"]["properties"]["kind"]["enum"] == list(families.HEADS)
+    assert definitions["ModelSpec"]["properties"]["backbone"]["enum"] == list(families.BACKBONES)
     assert _schema_enum(DatasetSpec, "format") == ["synthetic", *FORMATS]
     schedule = JobSpec.model_json_schema()["$defs"]["ScheduleSpec"]["properties"]["kind"]
     assert schedule["enum"] == list(SCHEDULES)
     assert {"normface": NormFaceHead, "cosface": CosFaceHead, "arcface": ArcFaceHead} == HEADS
+    for name in families.BACKBONES:  # every backbone name builds a trunk
+        assert isinstance(build_backbone(name), nn.Module)
 
 
 def test_a_name_outside_a_table_is_refused_naming_the_field():

@@ -181,7 +181,7 @@ def test_forward_rejects_bad_inputs_naming_them():
 
 
 def test_angular_shift_gradient_matches_autograd_of_the_plain_formula():
-    from leap_core.heads.base import COS_EPS, angular_shift, shifted_cosine
+    from leap_core.heads.angles import COS_EPS, angular_shift, shifted_cosine
 
     generator = torch.Generator().manual_seed(9)
     cos = torch.rand(400, dtype=torch.float64, generator=generator) * 1.98 - 0.99

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from leap_core.heads import ArcFaceHead, CosFaceHead
+from leap_core.heads import ArcFaceHead, CloudRows, CosFaceHead
 from leap_core.leap import FeatureCloud
 from leap_core.leap.batching import group_by_class
 from leap_core.losses import LEAPLoss
@@ -37,11 +37,10 @@ def write_angles(cloud: FeatureCloud, per_class: dict[int, list[float]]) -> None
 def test_one_offset_per_sample_moves_every_logit_by_the_same_angle(head_cls, margin):
     head = make(head_cls, margin)
     a = 0.3
-    logits = head.logits(
+    logits = head(
         torch.tensor(FEATURE, dtype=torch.float64),
         torch.tensor([1]),
-        torch.tensor([0]),
-        torch.tensor([[a]], dtype=torch.float64),
+        CloudRows(torch.tensor([0]), torch.tensor([[a]], dtype=torch.float64)),
     )
     target = (
         math.cos(THETA[1] + a) - margin
@@ -58,12 +57,10 @@ def test_one_offset_per_sample_moves_every_logit_by_the_same_angle(head_cls, mar
 def test_target_only_offset_leaves_the_other_logits_at_the_baseline(head_cls, margin):
     head = make(head_cls, margin)
     a = -0.2
-    logits = head.logits(
+    logits = head(
         torch.tensor(FEATURE, dtype=torch.float64),
         torch.tensor([1]),
-        torch.tensor([0]),
-        torch.tensor([[a]], dtype=torch.float64),
-        shift_others=False,
+        CloudRows(torch.tensor([0]), torch.tensor([[a]], dtype=torch.float64), shift_others=False),
     )
     target = (
         math.cos(THETA[1] + a) - margin
@@ -82,7 +79,7 @@ def test_draws_have_one_column_per_logit_or_one_per_sample(offset, width):
         [10, 10, 2, 2, 2], 2, mode="constant", constant_std=0.25, threshold=5, offset=offset
     )
     labels = torch.tensor([0, 2, 3, 1, 4] * 400)
-    rows, draws = cloud.draw_rows(labels, cloud.cloud_variance())
+    rows, draws = cloud.draw_rows(cloud.sample_variance(labels))
     assert draws.shape == (1200, width)
     assert set(labels[rows].tolist()) == {2, 3, 4}
     # 1200 × width draws of N(0, 0.25²): their std within 5 % of 0.25.
@@ -162,7 +159,10 @@ def test_memory_length_below_one_epoch_can_make_single_slot_classes():
 
 
 def test_an_explicit_head_mask_is_the_clouds_split():
-    cloud = FeatureCloud([9, 3, 9, 3], 2, mode="vanilla", head=[True, False, False, False])
+    # threshold 5 would make classes 0 and 2 head; the explicit mask wins.
+    cloud = FeatureCloud(
+        [9, 3, 9, 3], 2, mode="vanilla", threshold=5, head=[True, False, False, False]
+    )
     assert cloud.is_head.tolist() == [True, False, False, False]
     write_angles(cloud, {0: [0.0, 0.4], 2: [0.1, 0.1]})
     # σ_h² from class 0 only (0.08); class 2 (K = 9 but tail by the mask) gets 0.08 − 0.

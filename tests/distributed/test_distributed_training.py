@@ -40,7 +40,7 @@ class StopAfterFirstEpoch(Hook):
 
 
 def state_of(trainer: Trainer) -> dict[str, torch.Tensor]:
-    cloud = trainer.cloud.local
+    cloud = trainer.cloud
     return {
         **{f"model.{k}": v.clone() for k, v in trainer.model.state_dict().items()},
         "head": trainer.head.weight.detach().clone(),

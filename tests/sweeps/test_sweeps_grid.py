@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from leap_core.run_names import long_tail_label, method_label
 from leap_core.sweeps import SweepError, expand, load_sweep, parse_sweep
 
 BASE = {
@@ -57,8 +58,8 @@ def test_grid_is_the_product_in_file_order_seed_by_seed(tmp_path: Path) -> None:
     assert last.labels == (("setting", "<H100,S5>"), ("method", "LEAP-AV"))
     assert last.spec.dataset.long_tail.tail_samples == 5
     assert last.spec.method.leap.threshold == 10
-    assert last.spec.method_label() == "LEAP-AV"
-    assert last.spec.long_tail_label() == "<H100,S5>"
+    assert method_label(last.spec) == "LEAP-AV"
+    assert long_tail_label(last.spec) == "<H100,S5>"
     # The seed sets both the training seed and the long-tail cut's seed.
     assert (last.spec.train.seed, last.spec.dataset.long_tail.seed) == (7, 7)
     assert cells[0].spec.method.head.kind == "cosface"

@@ -11,7 +11,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from leap_core.config import flatten
+from leap_core.spec_paths import flatten
 from leap_core.tracking.mlflow_hook import MLflowHook
 from leap_core.training.hooks import Hook
 from leap_core.training.trainer import Trainer

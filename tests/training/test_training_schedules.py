@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from leap_core.training.schedules import cosine, triangular, warmup_multistep
+from leap_core.schedules import cosine, triangular, warmup_multistep
 
 
 def test_warmup_multistep():

@@ -1,10 +1,11 @@
-"""The trainer's side of a run spread over the processes of a ``torch.distributed`` group.
+"""The trainer's world: the processes of one run, and what the trainer itself needs of them.
 
 ``torchrun`` (or any launcher that initialises the default process group) starts one process
 per device; each builds the same :class:`~leap_core.training.trainer.Trainer`, which then
 shards what grows with the number of classes (head rows, the feature cloud) by rank and
 wraps the backbone in ``DistributedDataParallel``. Rank 0 alone reports (progress, MLflow)
 and writes checkpoints, in the single-process format (:mod:`leap_core.distributed.gather`).
+A one-process run is a world of one: the helpers below then return what they are given.
 
 Gradients of the backbone are **summed** over ranks, not averaged: each rank's loss is the
 mean over the whole gathered batch, and the backward pass of the gathered embeddings already
@@ -23,7 +24,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from leap_core.distributed.gather import gather_rows
 from leap_core.distributed.shard import ClassShard
 
 #: How long a rank waits in a collective: the other ranks wait while rank 0 alone
@@ -74,24 +74,26 @@ def sum_gradients(group: Any, bucket: dist.GradBucket) -> torch.futures.Future[t
     return work.get_future().then(lambda future: future.value()[0])
 
 
-def any_rank(flag: bool, device: torch.device) -> bool:
+def any_rank(flag: bool, shard: ClassShard, device: torch.device) -> bool:
     """Whether ``flag`` is true on some rank (a stop asked on rank 0 stops every rank)."""
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+    if shard.world_size == 1:
+        return flag
+    return bool(shard.max(torch.tensor([1.0 if flag else 0.0], device=device)).item())
 
 
 def gather_optimizer(state: dict[str, Any], index: int, shard: ClassShard) -> dict[str, Any] | None:
     """The optimizer state with parameter ``index`` (the head's rows) gathered over ranks;
     ``None`` except on rank 0."""
+    if shard.world_size == 1:
+        return state
     per_param = dict(state["state"])
     gathered: dict[str, Any] = {}
     for name, value in per_param.get(index, {}).items():
         if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == shard.size:
-            gathered[name] = gather_rows(value)
+            gathered[name] = shard.gather_to_main(value)
         else:
             gathered[name] = value
-    if shard.rank != 0:
+    if not shard.main:
         return None
     if index in per_param:
         per_param[index] = gathered
@@ -100,6 +102,8 @@ def gather_optimizer(state: dict[str, Any], index: int, shard: ClassShard) -> di
 
 def slice_optimizer(state: dict[str, Any], index: int, shard: ClassShard) -> dict[str, Any]:
     """A single-process optimizer state cut to this rank's rows of parameter ``index``."""
+    if shard.world_size == 1:
+        return state
     per_param = dict(state["state"])
     if index in per_param:
         per_param[index] = {

@@ -1,9 +1,17 @@
-"""The feature cloud's angular shift of whole logit rows, in place, with its derivative.
+"""Angles from cosines and the feature cloud's angular shift: the bottom of the heads.
 
-For the samples that have a cloud the head replaces every cosine ``c`` of the row by
-``cos(clip(arccos(c) + α))`` (eqs. 7-8, clip to ``[0, π]``) and needs ``d/dc`` of that for
-the backward pass. Both are formed here in buffers the caller owns, so a step makes no new
-``(rows, classes)`` tensors: at face scale each would cost more to allocate than to fill.
+Everything that turns cosines into angles lives here, once, and both the heads (their
+logits, their target hooks) and the loss's autograd node import it:
+
+* :data:`COS_EPS`: cosines are clamped to ``[−1 + COS_EPS, 1 − COS_EPS]`` before ``arccos``,
+  whose derivative is infinite at ±1 (a feature that coincides with a weight would otherwise
+  give an infinite gradient), and the derivative is zero where that clamp changed a value, as
+  autograd's clamp would make it;
+* the shift ``c ↦ cos(clip(arccos(c) + α))`` (eqs. 7-8, clip to ``[0, π]``) and its
+  derivative, formed in place in buffers the caller owns, so a step makes no new
+  ``(rows, classes)`` tensors: at face scale each would cost more to allocate than to fill;
+* :func:`angular_shift`, the same shift as an autograd operation for the heads' logits and
+  target hooks.
 
 Two readings of the offset (spec §6) get two kernels:
 
@@ -16,21 +24,33 @@ Two readings of the offset (spec §6) get two kernels:
   threshold: ``θ + α < 0`` exactly when ``α < 0`` and ``c > cos α``, ``θ + α > π`` exactly
   when ``α > 0`` and ``c < −cos α``. The derivative is ``cos α + c·sin α / sin θ``, zero
   where the clip holds.
-
-Cosines are clamped to ``[−1 + COS_EPS, 1 − COS_EPS]`` first, and the derivative is zero
-where that clamp changed a value, as autograd's clamp would make it.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from leap_core.heads.workspace import Workspace
 
-#: Must equal :data:`leap_core.heads.base.COS_EPS` (kept here to avoid an import cycle).
+#: The clamp on cosines before ``arccos`` (module docstring).
 COS_EPS = 1e-6
+
+#: ``F.normalize``'s floor on a norm, so a zero weight row gives zero cosines, not NaN.
+NORM_EPS = 1e-12
+
+
+def compute_dtype(*tensors: torch.Tensor) -> torch.dtype:
+    """float64 when any input is float64, else float32: cosines and angles are never taken
+    in half precision, where ``arccos`` near ±1 loses all its digits."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def cosine_to_angle(cos: torch.Tensor) -> torch.Tensor:
+    """Angles in radians from cosines, clamped so the gradient stays finite at ±1."""
+    return torch.acos(cos.clamp(-1.0 + COS_EPS, 1.0 - COS_EPS))
 
 
 def _clamp_with_mask(cos: torch.Tensor) -> torch.Tensor | None:
@@ -47,18 +67,18 @@ def _clamp_with_mask(cos: torch.Tensor) -> torch.Tensor | None:
 def shift_per_logit_(
     cos: torch.Tensor, offsets: torch.Tensor, workspace: Workspace
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``cos`` and ``offsets`` are ``(n, C)`` buffers the caller owns; on return ``cos``
-    holds the moved cosines and ``offsets`` the derivative. Returns ``(moved, slope)``,
-    which are those two buffers."""
+    """``cos`` and ``offsets`` are ``(n, C)`` buffers the caller owns, both overwritten; on
+    return ``cos`` holds the moved cosines. Returns ``(moved, slope)``: ``moved`` is
+    ``cos``, ``slope`` an ``(n, C)`` buffer lent by ``workspace`` (the caller gives it back).
+    """
     unchanged = _clamp_with_mask(cos)
-    scratch = workspace.take("shift_scratch", tuple(cos.shape), cos.dtype, cos.device)
-    torch.acos(cos, out=scratch)
-    angle = offsets.add_(scratch).clamp_(0.0, math.pi)
+    slope = workspace.take("shift_scratch", tuple(cos.shape), cos.dtype, cos.device)
+    torch.acos(cos, out=slope)
+    angle = offsets.add_(slope).clamp_(0.0, math.pi)
     one = torch.ones((), dtype=cos.dtype, device=cos.device)
-    torch.addcmul(one, cos, cos, value=-1.0, out=scratch).rsqrt_()  # 1 / sin θ
+    torch.addcmul(one, cos, cos, value=-1.0, out=slope).rsqrt_()  # 1 / sin θ
     torch.cos(angle, out=cos)
-    slope = torch.sin(angle, out=angle).mul_(scratch)
-    workspace.give_back(scratch)
+    slope.mul_(torch.sin(angle, out=angle))
     if unchanged is not None:
         slope.mul_(unchanged)
     return cos, slope
@@ -114,12 +134,12 @@ def shift_rows_into(
     workspace: Workspace,
 ) -> torch.Tensor:
     """Write ``scale · cos(clip(θ + α))`` into ``logits``' rows ``rows`` (offsets ``(n, C)``
-    per logit or ``(n, 1)`` per sample, overwritten) and return the rows' derivative, a
-    buffer lent by ``workspace`` for :func:`apply_row_slope`."""
+    per logit or ``(n, 1)`` per sample; the caller's buffer, used as scratch) and return the
+    rows' derivative, a buffer lent by ``workspace`` that :func:`apply_row_slope` uses and
+    gives back."""
     picked = workspace.take("rows", (rows.numel(), cos.shape[1]), cos.dtype, cos.device)
     torch.index_select(cos, 0, rows, out=picked)
-    shift = shift_per_sample_ if offsets.shape[1] == 1 else shift_per_logit_
-    moved, slope = shift(picked, offsets, workspace)
+    moved, slope = shift_(picked, offsets, workspace)
     logits.index_copy_(0, rows, moved.mul_(scale))
     workspace.give_back(picked, moved)
     return slope
@@ -133,3 +153,53 @@ def apply_row_slope(
     torch.index_select(grad, 0, rows, out=picked)
     grad.index_copy_(0, rows, picked.mul_(slope))
     workspace.give_back(picked, slope)
+
+
+def shift_(
+    cos: torch.Tensor, offsets: torch.Tensor, workspace: Workspace
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move the angles of ``cos`` (``(n, C)``, a buffer the caller owns, overwritten) by
+    ``offsets``: ``(n, C)`` one per entry (overwritten) or ``(n, 1)`` one per row. Returns
+    ``(moved, slope)``; the per-row kernel lends both from ``workspace``."""
+    if offsets.shape[1] == cos.shape[1]:
+        return shift_per_logit_(cos, offsets, workspace)
+    return shift_per_sample_(cos, offsets, workspace)
+
+
+class _AngularShift(torch.autograd.Function):
+    """``cos(clip(arccos(clamp(c)) + offset))`` as an autograd operation, on the kernels
+    above. The local derivative is formed in the forward pass, so the backward pass is one
+    multiplication. The offset is a constant (the cloud's draws, the margin): no gradient
+    flows into it."""
+
+    @staticmethod
+    def forward(ctx: Any, cos: torch.Tensor, offset: torch.Tensor, keep_zero: bool) -> torch.Tensor:
+        offset = offset.to(cos.dtype)
+        # The kernels move rows: any shape is viewed as rows of its last dimension.
+        rows = cos.reshape(-1, cos.shape[-1]) if cos.dim() else cos.reshape(1, 1)
+        offsets = offset.reshape(rows.shape[0], -1)
+        moved, slope = shift_(rows.clone(), offsets.clone(), Workspace())
+        moved, slope = moved.reshape(cos.shape), slope.reshape(cos.shape)
+        if keep_zero:
+            unmoved = offset == 0
+            moved = torch.where(unmoved, cos, moved)
+            slope = torch.where(unmoved, torch.ones_like(slope), slope)
+        ctx.save_for_backward(slope)
+        return moved
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (slope,) = ctx.saved_tensors
+        return grad * slope, None, None
+
+
+def angular_shift(cos: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``cos(clip(θ + offset))`` with ``θ = arccos(cos)`` and ``clip`` to ``[0, π]``;
+    ``offset`` has ``cos``'s shape or one column (one angle per row)."""
+    return _AngularShift.apply(cos, offset, False)
+
+
+def shifted_cosine(cos: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """:func:`angular_shift`, except that entries whose offset is exactly 0 keep ``cos``
+    unchanged, so a zero offset reproduces the baseline bit for bit."""
+    return _AngularShift.apply(cos, offset, True)

@@ -1,0 +1,52 @@
+"""The feature cloud's part of one step, as the head and its loss read it.
+
+A step perturbs only the samples whose class has a cloud (about half of a long-tailed
+batch), so the offsets travel as those rows and their draws, never as a dense
+``(batch, classes)`` matrix. :class:`CloudRows` carries them with the two things that say how
+they are read: whether they move every logit of the row or only the target, and each
+sample's weight in the loss when some samples are fed several times (``cloud_samples``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class CloudRows:
+    """Angular offsets for some rows of a batch.
+
+    Attributes:
+        rows: ``(n,)`` indices of the samples with offsets.
+        offsets: their offsets in radians, ``(n, C)`` one per logit (``C``: the head's
+            classes, a shard's in a sharded run) or ``(n, 1)`` one per sample, shared by
+            all its logits. The loss uses this tensor as scratch.
+        shift_others: ``False`` moves only the target logit (``target_only``, spec §6).
+        weights: ``(B,)`` each sample's weight in a weighted sum, or ``None`` for the batch
+            mean.
+    """
+
+    rows: torch.Tensor
+    offsets: torch.Tensor
+    shift_others: bool = True
+    weights: torch.Tensor | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.rows.numel() > 0
+
+    def at_targets(
+        self, batch: int, positions: torch.Tensor, columns: torch.Tensor, dtype: torch.dtype
+    ) -> torch.Tensor:
+        """``(len(positions), 1)`` offsets of the target logits of samples ``positions``,
+        whose targets are columns ``columns`` of the offsets; 0 for samples without
+        offsets."""
+        row_of = torch.full((batch,), -1, dtype=torch.long, device=self.rows.device)
+        row_of[self.rows] = torch.arange(self.rows.numel(), device=self.rows.device)
+        picks = row_of.index_select(0, positions)
+        drawn = self.offsets.index_select(0, picks.clamp(min=0)).to(dtype)
+        if drawn.shape[1] > 1:
+            drawn = drawn.gather(1, columns.unsqueeze(1))
+        return torch.where((picks >= 0).unsqueeze(1), drawn, torch.zeros_like(drawn))

@@ -1,0 +1,60 @@
+"""What a run is called: the paper's method names, the long-tail setting, the dataset, and
+the run name made of them (``market1501 <H20,S5> LEAP-CF seed0``), as MLflow, the sweep
+tables and the service show them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from leap_core.config import JobSpec
+
+
+def method_label(spec: JobSpec) -> str:
+    """The paper's name for the method (CosFace, LEAP-CV, LEAP-AF, …), the controls named
+    after it (CosFace+noise, CosFace+matched-noise, LEAP-CF-shuffled), and ``/paper``
+    when the paper's spread estimator is used."""
+    leap = spec.method.leap
+    base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[
+        spec.method.head.kind
+    ]
+    if leap.mode == "off":
+        return base
+    if leap.mode == "constant":
+        label = f"{base}+{'matched-' if leap.constant_classes == 'matched' else ''}noise"
+    else:
+        label = f"LEAP-{base[0]}{'V' if leap.mode == 'vanilla' else 'F'}"
+        label += "-shuffled" if leap.mode == "shuffled" else ""
+    return label + ("/paper" if leap.spread == "paper" and leap.measures_classes() else "")
+
+
+def long_tail_label(spec: JobSpec) -> str:
+    """``<H20,S5>``, ``<H5000,T10000>``, ``exp-IF50`` or ``full``."""
+    tail = spec.dataset.long_tail
+    if spec.dataset.format == "synthetic" and tail.kind == "none":
+        synth = spec.dataset.synthetic
+        if synth.tail_images is not None:
+            return f"<H{synth.head},S{synth.tail_images[0]}-{synth.tail_images[1]}>"
+        return f"<H{synth.head},S{synth.tail_samples}>"
+    if tail.kind == "reid":
+        return f"<H{tail.head},S{tail.tail_samples}>"
+    if tail.kind == "face":
+        return f"<H{tail.head},T{tail.tail_classes}>"
+    if tail.kind == "exponential":
+        return f"exp-IF{tail.imbalance_factor:g}"
+    return "full"
+
+
+def dataset_label(spec: JobSpec) -> str:
+    """The dataset's name: its format for the named benchmarks, else its folder's name
+    (``faces_emore`` for MS1M in RecordIO, say)."""
+    if spec.dataset.format in ("recordio", "folders") and spec.dataset.root:
+        path = Path(spec.dataset.root)
+        return (path.parent if path.suffix == ".rec" else path).name or spec.dataset.format
+    return spec.dataset.format
+
+
+def run_name(spec: JobSpec) -> str:
+    """What the run is, e.g. ``market1501 <H20,S5> LEAP-CF seed0``."""
+    return (
+        f"{dataset_label(spec)} {long_tail_label(spec)} {method_label(spec)} seed{spec.train.seed}"
+    )
