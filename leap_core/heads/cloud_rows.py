@@ -46,7 +46,7 @@ class CloudRows:
         row_of = torch.full((batch,), -1, dtype=torch.long, device=self.rows.device)
         row_of[self.rows] = torch.arange(self.rows.numel(), device=self.rows.device)
         picks = row_of.index_select(0, positions)
-        drawn = self.offsets.index_select(0, picks.clamp(min=0)).to(dtype)
-        if drawn.shape[1] > 1:
-            drawn = drawn.gather(1, columns.unsqueeze(1))
+        # One element per sample: never a copy of whole offset rows.
+        along = columns if self.offsets.shape[1] > 1 else torch.zeros_like(columns)
+        drawn = self.offsets[picks.clamp(min=0), along].to(dtype).unsqueeze(1)
         return torch.where((picks >= 0).unsqueeze(1), drawn, torch.zeros_like(drawn))

@@ -283,10 +283,11 @@ class FeatureCloud(nn.Module):
         self._calls += 1
         if not due:
             return due
-        positions, labels = self.shard.owned(labels)
-        features = features.index_select(0, positions)
-        if sample_ids is not None:
-            sample_ids = sample_ids.index_select(0, positions)
+        if self.shard.world_size > 1:  # this shard's samples (at world size 1: all of them)
+            positions, labels = self.shard.owned(labels)
+            features = features.index_select(0, positions)
+            if sample_ids is not None:
+                sample_ids = sample_ids.index_select(0, positions)
         if labels.numel():
             self._fold(features, labels, sample_ids)
         if self.mode == "shuffled":
@@ -456,6 +457,8 @@ class FeatureCloud(nn.Module):
         """``(B,)`` each sample's offset variance (its class's :meth:`cloud_variance`, or
         ``variance`` when given), known to every rank: the owner contributes it."""
         variance = self.cloud_variance() if variance is None else variance
+        if self.shard.world_size == 1:
+            return variance.index_select(0, labels)
         positions, columns = self.shard.owned(labels)
         mine = torch.zeros(labels.numel(), dtype=variance.dtype, device=variance.device)
         mine[positions] = variance.index_select(0, columns)
