@@ -47,7 +47,7 @@ from jobs.db import session_scope
 from jobs.migrate import upgrade
 from jobs.models import Job, JobEvent
 from leap_core.config import parse_spec
-from leap_core.training.data_setup import ensure_synthetic
+from leap_core.data.synthetic_cache import ensure_synthetic
 
 
 async def load(url: str, token: str, body: dict, clients: int, jobs: int):

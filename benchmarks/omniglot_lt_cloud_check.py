@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from leap_core.data.readers import read_listing
 from leap_core.evaluation.angular import class_angular_stats
 from leap_core.sweeps import expand, load_sweep
 from leap_core.sweeps.validation import holdout_listing
-from leap_core.training.data_setup import prepare_data, read_listing
+from leap_core.training.data_setup import prepare_data
 from leap_core.training.hooks import Hook
 from leap_core.training.trainer import Trainer
 

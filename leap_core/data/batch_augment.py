@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torchvision.transforms.v2 import functional as F
@@ -27,7 +28,11 @@ from leap_core.data.transforms import (
     IMAGENET_STD,
     _check_probability,
     _check_size,
+    augment_settings,
 )
+
+if TYPE_CHECKING:
+    from leap_core.config import JobSpec
 
 #: ``v2.RandomErasing`` defaults: the erased area's share of the image, its aspect ratio,
 #: and how many draws it makes before giving up on an image.
@@ -166,3 +171,11 @@ def erase(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     inside_cols = (xs >= left) & (xs < left + box_w)  # (B, W)
     mask = inside_rows[:, None, :, None] & inside_cols[:, None, None, :]
     return images.mul_(~mask)
+
+
+def train_augment(spec: JobSpec) -> BatchAugment:
+    """The batch form of :func:`train_transform`, for images decoded and resized already."""
+    kind, height, width, padding = augment_settings(spec)
+    if kind == "face":
+        return face_batch_augment(height)
+    return reid_batch_augment(height, width, padding=padding)

@@ -13,14 +13,20 @@ import io
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from leap_core.data import omniglot, recordio
 from leap_core.data.manifest import LongTailManifest
 from leap_core.data.records import DatasetError, Record
+from leap_core.data.transforms import test_transform, train_transform
+
+if TYPE_CHECKING:
+    from leap_core.config import JobSpec
+    from leap_core.data.samplers import ShardedSampler
 
 _LOCAL = threading.local()  # per thread: {(pid, rec_path): reader}; gone with its thread
 
@@ -94,3 +100,27 @@ class ImageDataset(Dataset[tuple[Any, int, int]]):
         image = load_image(record.path)
         item = self.transform(image) if self.transform is not None else image
         return item, self.targets[index], record.camid
+
+
+def per_image_loader(
+    spec: JobSpec, manifest: LongTailManifest, sampler: ShardedSampler
+) -> DataLoader:
+    """The loader that reads, decodes and transforms every image at every step."""
+    dataset = ImageDataset.from_manifest(manifest, train_transform(spec))
+    return DataLoader(
+        dataset,
+        batch_size=spec.train.sampler.batch(),
+        sampler=sampler,
+        drop_last=True,
+        num_workers=spec.train.num_workers,
+        persistent_workers=spec.train.num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def test_loader(records: list[Record], spec: JobSpec) -> DataLoader:
+    """Deterministic loader over evaluation images (targets are pids)."""
+    dataset = ImageDataset(records, test_transform(spec))
+    return DataLoader(
+        dataset, batch_size=spec.eval.batch_size, shuffle=False, num_workers=spec.train.num_workers
+    )

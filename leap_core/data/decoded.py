@@ -12,16 +12,27 @@ per-image Python, no worker processes, and on CUDA only uint8 pixels cross the b
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import Sampler
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
+from leap_core.data.batch_augment import train_augment
 from leap_core.data.datasets import load_image
+
+if TYPE_CHECKING:
+    from leap_core.config import JobSpec
+    from leap_core.data.manifest import LongTailManifest
+    from leap_core.data.samplers import ShardedSampler
+
+logger = logging.getLogger(__name__)
 
 #: How often decoding reports progress (images), besides at the end.
 PROGRESS_EVERY = 256
@@ -118,3 +129,63 @@ class DecodedBatches:
             elif pixels.device != self.device:
                 pixels = pixels.to(self.device)
             yield self.augment(pixels), self.targets[index], self.camids[index]
+
+
+def decoded_loader(
+    spec: JobSpec,
+    manifest: LongTailManifest,
+    sampler: ShardedSampler,
+    progress: Callable[[int, int], None] | None = None,
+) -> DecodedBatches | None:
+    """Decode the training images once into memory and serve batches from there, or None
+    (logged) when their pixels would exceed ``train.cache_decoded_mb``."""
+    height, width = spec.dataset.image_size
+    augment = train_augment(spec)  # refuses bad sizes before any decoding
+    records = manifest.records
+    needed = decoded_bytes(len(records), height, width)
+    budget = spec.train.cache_decoded_mb * 2**20
+    if needed > budget:
+        logger.info(
+            "training images: %d at %dx%d need %.1f MiB decoded, over train.cache_decoded_mb "
+            "(%d); decoding and transforming each image at every step instead",
+            len(records),
+            height,
+            width,
+            needed / 2**20,
+            spec.train.cache_decoded_mb,
+        )
+        return None
+    logger.info(
+        "training images: decoding %d at %dx%d once into memory (%.1f MiB)",
+        len(records),
+        height,
+        width,
+        needed / 2**20,
+    )
+    started = time.perf_counter()
+    images = decode_images(
+        [record.path for record in records], (height, width), progress or _LogProgress()
+    )
+    logger.info("training images: decoded in %.1f s", time.perf_counter() - started)
+    return DecodedBatches(
+        images,
+        manifest.labels,
+        [record.camid for record in records],
+        sampler,
+        spec.train.sampler.batch(),
+        augment,
+    )
+
+
+class _LogProgress:
+    """Decoding progress in the log, at every tenth of a large set (a worker has no bar)."""
+
+    def __init__(self, least: int = 10_000) -> None:
+        self.least = least
+        self.tenths = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        tenths = done * 10 // max(total, 1)
+        if total >= self.least and tenths > self.tenths:
+            self.tenths = tenths
+            logger.info("training images: decoded %d of %d", done, total)

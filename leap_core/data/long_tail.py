@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from leap_core.data.manifest import LongTailManifest
-from leap_core.data.records import DatasetError, Record, listing_hash
+from leap_core.data.records import DatasetError, Record, SplitListing, listing_hash
+
+if TYPE_CHECKING:
+    from leap_core.config import DatasetSpec
 
 HeadSelection = Literal["count", "random"]
 _SELECT_STREAM = 1
@@ -256,3 +259,38 @@ def cut_long_tail(records: Sequence[Record], kind: str, **params: Any) -> LongTa
         return builder(records, **params)
     except TypeError as error:
         raise DatasetError(f"long_tail: bad parameters for kind {kind!r} ({error})") from None
+
+
+def cut_for(spec: DatasetSpec, listing: SplitListing) -> LongTailManifest:
+    """Cut the training split as ``spec.long_tail`` says (spec §7)."""
+    records = listing.split("train")
+    tail = spec.long_tail
+    common: dict[str, Any] = {"seed": tail.seed, "head_selection": tail.head_selection}
+    # LongTailSpec's validator guarantees the fields each kind needs.
+    if tail.kind == "reid":
+        assert tail.head is not None
+        return reid_long_tail(records, head=tail.head, tail_samples=tail.tail_samples, **common)
+    if tail.kind == "face":
+        assert tail.head is not None and tail.tail_classes is not None
+        return face_long_tail(
+            records,
+            head=tail.head,
+            tail_classes=tail.tail_classes,
+            tail_samples=tail.tail_samples,
+            **common,
+        )
+    if tail.kind == "exponential":
+        assert tail.imbalance_factor is not None
+        return exponential_long_tail(
+            records,
+            imbalance_factor=tail.imbalance_factor,
+            head_threshold=tail.head_threshold,
+            **common,
+        )
+    if spec.format == "synthetic":
+        # The generator already cut the tail; re-deriving it marks head and tail classes.
+        synth = spec.synthetic
+        return reid_long_tail(
+            records, head=synth.head, tail_samples=synth.tail_cap(), seed=tail.seed
+        )
+    return full_training_set(records, seed=tail.seed)

@@ -11,8 +11,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from leap_core.data.records import DatasetError, SplitListing
+
+if TYPE_CHECKING:
+    from leap_core.config import DatasetSpec
 
 
 @dataclass(frozen=True)
@@ -113,3 +117,20 @@ def read_dataset(
         raise DatasetError(f"root is required for format {format!r}")
     options = ReadOptions(skip_bad=skip_bad, holdout=holdout, seed=seed)
     return layout.read(Path(root) if root is not None else None, options)
+
+
+def read_listing(
+    spec: DatasetSpec, progress: Callable[[int, int], None] | None = None
+) -> SplitListing:
+    """All splits of the dataset named by ``spec``."""
+    if spec.format == "synthetic":
+        from leap_core.data.synthetic_cache import ensure_synthetic  # the generator: on use
+
+        return read_dataset("market1501", ensure_synthetic(spec, progress))
+    return read_dataset(
+        spec.format,
+        spec.root,
+        skip_bad=spec.skip_bad,
+        holdout=spec.holdout,
+        seed=spec.long_tail.seed,
+    )

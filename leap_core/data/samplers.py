@@ -12,11 +12,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from torch.utils.data import Sampler
 
 from leap_core.data.records import DatasetError
+
+if TYPE_CHECKING:
+    from leap_core.config import JobSpec
 
 
 def _check(name: str, value: object, minimum: int) -> int:
@@ -194,3 +198,24 @@ class PKSampler(ShardedSampler):
         if not batches:
             return np.empty((0, self.batch_size), dtype=np.int64)
         return np.stack(batches)
+
+
+def sampler_for(
+    spec: JobSpec, labels: list[int], rank: int = 0, world_size: int = 1
+) -> ShardedSampler:
+    """The spec's sampler; with ``world_size > 1``, rank ``rank``'s share of each epoch
+    (every rank the same number of batches, so their collectives stay in step)."""
+    sampler = spec.train.sampler
+    seed = spec.train.seed
+    if sampler.kind == "pk":
+        return PKSampler(
+            labels,
+            identities=sampler.identities,
+            instances=sampler.instances,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
+    if sampler.kind == "class_aware":
+        return ClassAwareSampler(labels, seed=seed, rank=rank, world_size=world_size)
+    return RandomSampler(len(labels), seed=seed, rank=rank, world_size=world_size)

@@ -8,8 +8,14 @@ All transforms take a PIL image and return a float32 ``(3, H, W)`` tensor.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import torch
 from torchvision.transforms import v2
+
+if TYPE_CHECKING:
+    from leap_core.config import JobSpec
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -80,3 +86,31 @@ def face_train_transform(size: int = 112, *, flip_p: float = 0.5) -> v2.Compose:
 def face_test_transform(size: int = 112) -> v2.Compose:
     """Resize to ``size``×``size`` and map pixels to [-1, 1], no randomness."""
     return face_train_transform(size, flip_p=0.0)
+
+
+def augment_settings(spec: JobSpec) -> tuple[str, int, int, int]:
+    """(kind, height, width, padding) of a spec's augmenting transform; checks face sizes."""
+    height, width = spec.dataset.image_size
+    if spec.dataset.transform_kind() == "face":
+        if height != width:
+            raise ValueError(
+                f"dataset.image_size must be square for face transforms, got {[height, width]}"
+            )
+        return "face", height, width, 0
+    return "reid", height, width, max(1, round(10 * height / 256))
+
+
+def train_transform(spec: JobSpec) -> Callable:
+    """Augmenting per-image transform of the spec's kind, at the spec's image size."""
+    kind, height, width, padding = augment_settings(spec)
+    if kind == "face":
+        return face_train_transform(height)
+    return reid_train_transform(height, width, padding=padding)
+
+
+def test_transform(spec: JobSpec) -> Callable:
+    """Deterministic transform matching :func:`train_transform`."""
+    height, width = spec.dataset.image_size
+    if spec.dataset.transform_kind() == "face":
+        return face_test_transform(height)
+    return reid_test_transform(height, width)

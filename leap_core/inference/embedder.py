@@ -18,9 +18,9 @@ import torch
 
 from leap_core.config import JobSpec
 from leap_core.data.datasets import load_image
+from leap_core.data.transforms import test_transform
 from leap_core.models.embedding import EmbeddingModel, model_for
 from leap_core.training.checkpoint import load_checkpoint
-from leap_core.training.data_setup import test_transform
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from leap_core.data.readers import read_listing
 from leap_core.run_names import method_label
 from leap_core.sweeps.grid import Cell
 from leap_core.sweeps.plots import draw_sweep_plots
@@ -22,7 +23,7 @@ from leap_core.sweeps.sweepfile import SweepFile
 from leap_core.sweeps.table import Row, build_rows, to_csv, to_markdown
 from leap_core.sweeps.validation import holdout_listing
 from leap_core.training.checkpoint import load_checkpoint
-from leap_core.training.data_setup import prepare_data, read_listing
+from leap_core.training.data_setup import prepare_data
 from leap_core.training.hooks import Hook
 from leap_core.training.trainer import NonFiniteLoss, Trainer
 

@@ -12,13 +12,14 @@ from torch import nn
 
 from leap_core.config import JobSpec
 from leap_core.data import Record, read_lfw_pairs
+from leap_core.data.datasets import test_loader
 from leap_core.evaluation.angular import AngularStats, class_angular_stats
 from leap_core.evaluation.distance import cosine_distance
 from leap_core.evaluation.face import best_threshold, kfold_accuracy
 from leap_core.evaluation.reid import rank_queries, rank_queries_from_features
 from leap_core.evaluation.rerank import re_ranking
 from leap_core.evaluation.size_bins import mean_by_size
-from leap_core.training.data_setup import TrainingData, test_loader
+from leap_core.training.data_setup import TrainingData
 
 
 @torch.no_grad()

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 
 from leap_cli import app
 from leap_core.data.datasets import load_image
+from leap_core.data.transforms import test_transform as evaluation_transform
 from leap_core.inference.gallery import Gallery
-from leap_core.training.data_setup import test_transform as evaluation_transform
 from leap_core.training.trainer import Trainer
 
 runner = CliRunner()

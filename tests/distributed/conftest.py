@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from leap_core.config import parse_spec
-from leap_core.training.data_setup import ensure_synthetic
+from leap_core.data.synthetic_cache import ensure_synthetic
 from tests.tiny import tiny_job
 
 

@@ -23,7 +23,7 @@ from jobs.admin import create_key
 from jobs.db import engine_for
 from jobs.migrate import upgrade
 from leap_core.config import parse_spec
-from leap_core.training.data_setup import ensure_synthetic
+from leap_core.data.synthetic_cache import ensure_synthetic
 from tests.ports import free_port
 from tests.service.servers import servers
 from tests.tiny import tiny_job

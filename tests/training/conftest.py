@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from leap_core.config import JobSpec, parse_spec
-from leap_core.training.data_setup import ensure_synthetic
+from leap_core.data.synthetic_cache import ensure_synthetic
 from tests.tiny import tiny_job
 
 TINY = tiny_job()

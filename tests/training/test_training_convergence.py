@@ -15,7 +15,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from leap_cli import app
-from leap_core.training import data_setup, evaluate
+from leap_core.data.transforms import test_transform as evaluation_transform
+from leap_core.training import evaluate
 from leap_core.training.evaluate import group_accuracy, unseen_records
 from leap_core.training.hooks import Hook
 from leap_core.training.trainer import Trainer
@@ -97,7 +98,7 @@ def test_a_run_reports_seen_and_unseen_accuracy_as_computed_independently(tiny_s
     manifest = trainer.data.manifest
     # Independent recomputation: decode every image with the test transform, embed in eval
     # mode, classify by the nearest normalised class weight.
-    transform = data_setup.test_transform(trainer.spec)
+    transform = evaluation_transform(trainer.spec)
     position = {pid: label for label, pid in enumerate(manifest.pids)}
     weights = F.normalize(trainer.head.weight.detach(), dim=1)
     trainer.model.eval()

@@ -14,7 +14,7 @@ from leap_core.training.trainer import Trainer
 
 
 def test_a_small_set_is_decoded_once_into_memory(tiny_spec, caplog):
-    caplog.set_level(logging.INFO, logger="leap_core.training.data_setup")
+    caplog.set_level(logging.INFO, logger="leap_core.data.decoded")
     calls: list[tuple[int, int]] = []
     data = prepare_data(
         tiny_spec(), decode_progress=lambda done, total: calls.append((done, total))
@@ -30,7 +30,7 @@ def test_a_small_set_is_decoded_once_into_memory(tiny_spec, caplog):
 
 
 def test_over_the_budget_it_falls_back_to_the_per_image_loader(tiny_spec, caplog):
-    caplog.set_level(logging.INFO, logger="leap_core.training.data_setup")
+    caplog.set_level(logging.INFO, logger="leap_core.data.decoded")
     data = prepare_data(tiny_spec(train={"cache_decoded_mb": 0}))
     assert not data.decoded and isinstance(data.loader, DataLoader)
     assert "over train.cache_decoded_mb (0); decoding and transforming each image" in caplog.text

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from leap_core.config import parse_spec
+from leap_core.data.synthetic_cache import SYNTHETIC_DONE, ensure_synthetic, install_generated
 from leap_core.locks import file_lock
-from leap_core.training.data_setup import SYNTHETIC_DONE, ensure_synthetic, install_generated
 from tests.tiny import tiny_job
 
 #: Real processes started together (the process-level tests; not in `make test-fast`).
@@ -28,7 +28,7 @@ ASK = """
 import json, sys, time
 from pathlib import Path
 from leap_core.config import parse_spec
-from leap_core.training.data_setup import ensure_synthetic
+from leap_core.data.synthetic_cache import ensure_synthetic
 
 go = Path(sys.argv[2])
 while not go.exists():
