@@ -1,4 +1,5 @@
-"""The trainer hook that keeps the job row current and answers cancellation.
+"""The hooks of a job's run (:func:`job_hooks`): MLflow, and the hook that keeps the job row
+current and answers cancellation.
 
 Writes are throttled (``every`` seconds, default 1 s) so that a fast loop does not turn
 into a database load; the same throttled read sees a ``cancelling`` status, so a
@@ -23,6 +24,7 @@ from sqlalchemy import CursorResult, select, update
 from jobs.db import session_scope
 from jobs.models import Job, JobStatus, utcnow
 from jobs.retry import is_transient, with_db_retry
+from jobs.settings import Settings
 from jobs.states import log
 from leap_core.training.hooks import Hook, StepInfo, finite_metrics
 from leap_core.training.trainer import Trainer
@@ -182,3 +184,22 @@ class JobRowHook(Hook):
                     log(session, job, message)
 
         with_db_retry(write, f"job {self.job_id}: event", self.db_retry_seconds)
+
+
+def job_hooks(settings: Settings, held: Lease) -> list[Hook]:
+    """The hooks of a job's run: MLflow, and the job row (progress, cancellation)."""
+    from leap_core.tracking.mlflow_hook import MLflowHook
+
+    row = JobRowHook(
+        settings.database_url,
+        held,
+        every=settings.heartbeat_seconds,
+        db_retry_seconds=settings.db_retry_seconds,
+    )
+    tracking = MLflowHook(
+        tracking_uri=settings.mlflow_tracking_uri,
+        tags={"job_id": held.job_id, "attempt": str(held.attempt)},
+        on_run=row.record_run,
+        retry_seconds=settings.tracking_retry_seconds,
+    )
+    return [tracking, row]

@@ -16,16 +16,13 @@ from pathlib import Path
 
 import torch.distributed
 
-from jobs.models import JobStatus
 from jobs.settings import get_settings
 from leap_core.config import parse_spec
-from leap_core.training.trainer import Trainer, TrainingCancelled, resolve_device
+from leap_core.training.trainer import resolve_device
 from leap_core.training.world import init_from_environment
-from worker.faults import describe, is_infrastructure
-from worker.hooks import LeaseLost
-from worker.lease import Lease, finish
-from worker.ranks import OUTCOME_FILE
-from worker.runner import job_hooks, record_success
+from worker.hooks import job_hooks
+from worker.lease import Lease
+from worker.outcome import Outcome, RankReport, record, train
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +38,6 @@ def lost_a_peer(error: BaseException) -> bool:
     )
 
 
-def outcome_path(run_dir: Path, rank: int) -> Path:
-    return run_dir / OUTCOME_FILE.format(rank=rank)
-
-
 def main(attempt_file: str) -> int:
     held = Lease(**json.loads(Path(attempt_file).read_text()))
     settings = get_settings()
@@ -52,34 +45,17 @@ def main(attempt_file: str) -> int:
     ranks = init_from_environment(resolve_device(spec.train.device).type)
     rank = ranks.rank if ranks else 0
     run_dir = Path(held.run_dir)
-    outcome = outcome_path(run_dir, rank)
-    resume = run_dir / "last.pt"
-    trainer = None
-    try:
-        trainer = Trainer(spec, run_dir, job_hooks(settings, held) if rank == 0 else [])
-        metrics = trainer.fit(resume if resume.is_file() else None)
-    except TrainingCancelled as error:
-        if rank == 0:
-            finish(settings, held, JobStatus.cancelled, f"{error}; last checkpoint kept")
-            outcome.write_text(json.dumps({"status": JobStatus.cancelled.value}))
-        return 0
-    except LeaseLost as error:
+    hooks = job_hooks(settings, held) if rank == 0 else []
+    ended = train(spec, run_dir, hooks, held.job_id, peer_lost=lost_a_peer)
+    if ended.kind == Outcome.lease_lost:
         # Only rank 0 sees it; a failing exit makes the launcher stop the other ranks.
-        logger.warning("%s", error)
-        outcome.write_text(json.dumps({"status": "lease lost"}))
+        RankReport(Outcome.lease_lost).write(run_dir, rank)
         return 3
-    except Exception as error:
-        logger.exception("rank %d of job %s failed", rank, held.job_id)
-        device = str(trainer.device) if trainer is not None else spec.train.device
-        report = {
-            "message": describe(error, spec, device),
-            "infrastructure": is_infrastructure(error) or lost_a_peer(error),
-        }
-        outcome.write_text(json.dumps(report))
+    if ended.kind == "error":
+        RankReport(message=ended.message, infrastructure=ended.infrastructure).write(run_dir, rank)
         return 1
-    if rank == 0:
-        status = record_success(settings, held, trainer, metrics)
-        outcome.write_text(json.dumps({"status": status}))
+    if rank == 0:  # a success or a cancellation, the same on every rank: rank 0 records it
+        RankReport(record(settings, held, ended)).write(run_dir, rank)
     return 0
 
 

@@ -7,7 +7,8 @@ about the attempt beside the run, and launches them through torchrun's launcher
 cannot take the worker down with it; the worker's heartbeat keeps the lease meanwhile.
 
 Rank 0 reports progress, MLflow and the job row, and records a success or a cancellation
-itself. A failure is recorded here, from the ranks' own reasons (:data:`OUTCOME_FILE`) and
+itself. A failure is recorded here, from the ranks' own reasons (their
+:class:`~worker.outcome.RankReport`) and
 what the launcher saw: an error of the job fails it; a rank's death ("rank 1 exited with
 signal 9 (SIGKILL)") is an infrastructure failure: the job is requeued and its next attempt
 resumes from the last checkpoint.
@@ -27,17 +28,15 @@ from leap_core.config import JobSpec
 from leap_core.distributed.launch import RankFailed, run_ranks
 from worker.gpu import claim_devices, is_gpu_worker, machine_devices, release
 from worker.lease import Lease
-from worker.runner import record_failure
+from worker.outcome import Outcome, RankReport, record_failure
 
 logger = logging.getLogger(__name__)
 
 LEASE_FILE = ".attempt.json"
-#: Each rank's outcome, ``{"status": ...}`` or ``{"message": ..., "infrastructure": ...}``.
-OUTCOME_FILE = ".rank{rank}-outcome.json"
 WAIT_SECONDS = 2.0
 
 
-def run_on_devices(settings: Settings, held: Lease, spec: JobSpec) -> str:
+def run_on_devices(settings: Settings, held: Lease, spec: JobSpec) -> Outcome:
     """Train ``held``'s job on ``spec.resources.devices`` processes; returns its status."""
     devices = spec.resources.devices
     if devices > machine_devices():
@@ -50,8 +49,7 @@ def run_on_devices(settings: Settings, held: Lease, spec: JobSpec) -> str:
     run_dir = Path(held.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / LEASE_FILE).write_text(json.dumps(asdict(held)))
-    for stale in run_dir.glob(OUTCOME_FILE.format(rank="*")):
-        stale.unlink()
+    RankReport.clear(run_dir)
     claimed = claim_devices(devices)
     while claimed is None:  # all or nothing, so two waiting jobs never deadlock
         logger.info("job %s waits for %d free devices", held.job_id, devices)
@@ -69,36 +67,32 @@ def run_on_devices(settings: Settings, held: Lease, spec: JobSpec) -> str:
         if saved is not None:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
         release(locks)
-    reported = _outcomes(run_dir, devices)
-    return str(reported.get(0, {}).get("status", "succeeded"))
+    first = RankReport.read(run_dir, 0)
+    return first.outcome if first is not None and first.outcome else Outcome.succeeded
 
 
-def _outcomes(run_dir: Path, devices: int) -> dict[int, dict]:
-    found = {}
-    for rank in range(devices):
-        path = run_dir / OUTCOME_FILE.format(rank=rank)
-        if path.is_file():
-            found[rank] = json.loads(path.read_text())
-    return found
+def _reports(run_dir: Path, devices: int) -> dict[int, RankReport]:
+    found = {rank: RankReport.read(run_dir, rank) for rank in range(devices)}
+    return {rank: report for rank, report in found.items() if report is not None}
 
 
 def _record_rank_failure(
     settings: Settings, held: Lease, run_dir: Path, devices: int, launcher: str
-) -> str:
+) -> Outcome:
     """Record a run whose ranks did not all succeed. A rank's own reason wins over the
     launcher's view (the first rank to exit is often one that only saw the others fail):
     an error of the job itself (a diverging loss, a missing file) fails it; otherwise the
     attempt failed for infrastructure (a rank killed, a lost peer) and is requeued."""
-    reported = _outcomes(run_dir, devices)
-    if reported.get(0, {}).get("status") == "lease lost":
+    reported = _reports(run_dir, devices)
+    if 0 in reported and reported[0].outcome == Outcome.lease_lost:
         logger.warning("job %s attempt %d: lease lost", held.job_id, held.attempt)
-        return "lease lost"
-    failures = [(rank, r) for rank, r in sorted(reported.items()) if "message" in r]
+        return Outcome.lease_lost
+    failures = [(rank, r) for rank, r in sorted(reported.items()) if r.message is not None]
     for _rank, report in failures:
-        if not report["infrastructure"]:
-            return record_failure(settings, held, report["message"], infrastructure=False)
+        if not report.infrastructure and report.message is not None:
+            return record_failure(settings, held, report.message, infrastructure=False)
     message = launcher
     if failures:
         rank, report = failures[0]
-        message = f"{launcher}; rank {rank}: {report['message']}"
+        message = f"{launcher}; rank {rank}: {report.message}"
     return record_failure(settings, held, message, infrastructure=True)
