@@ -161,7 +161,7 @@ def floor_app() -> FastAPI:
     @app.post("/v1/jobs", status_code=201)
     def submit(body: JobCreate, authorization: Annotated[str | None, Header()] = None) -> Response:
         engine, celery, queue = _floor_state()
-        spec = body.spec_json()
+        spec = JobCreate.training_spec(body.model_dump(mode="json"))
         now = utcnow()
         row = {
             "id": new_id(),

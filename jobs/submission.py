@@ -90,9 +90,9 @@ def check_storable(body: dict[str, Any]) -> None:
         raise Refused(problems)
 
 
-def check_devices(spec: dict[str, Any], settings: Settings, at: tuple[str, ...] = ()) -> None:
-    """Refuse a job that asks for more devices than any worker has: it would wait forever."""
-    devices = int((spec.get("resources") or {}).get("devices", 1))
+def check_devices(devices: int, settings: Settings, at: tuple[str, ...] = ()) -> None:
+    """Refuse a job that asks for more devices (its validated ``resources.devices``) than
+    any worker has: it would wait forever."""
     if devices > settings.max_devices_per_job:
         raise Refused(
             [

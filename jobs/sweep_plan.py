@@ -79,7 +79,7 @@ def plan_cells(
             [Problem(loc, message if sep else str(error), kind="invalid_sweep")]
         ) from None
     for cell in grid:
-        check_devices(cell.spec.model_dump(mode="json"), settings, ("cells", cell.id))
+        check_devices(cell.spec.resources.devices, settings, ("cells", cell.id))
     return [
         PlannedCell(
             cell=cell.id,

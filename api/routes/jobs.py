@@ -67,9 +67,10 @@ def submit(
 ) -> Response:
     """Store a queued job and hand its id to the workers. With ``Idempotency-Key``, a
     retried request returns the job the first one created (200) instead of a second job."""
-    check_storable(body.model_dump())
-    check_devices(body.spec_json(), settings)
-    spec = confined_spec(body.spec_json(), settings)
+    dumped = body.model_dump(mode="json")  # validated by FastAPI, dumped here once
+    check_storable(dumped)
+    check_devices(body.resources.devices, settings)
+    spec = confined_spec(JobCreate.training_spec(dumped), settings)  # stored absolute
     with sessions() as session:
         try:
             created = service.create_job(
@@ -80,9 +81,7 @@ def submit(
                 tags=body.tags,
                 priority=body.priority,
                 idempotency_key=idempotency_key,
-                body_hash=service.request_hash(body.model_dump(mode="json"))
-                if idempotency_key
-                else None,
+                body_hash=service.request_hash(dumped) if idempotency_key else None,
                 # Stamped in the transaction that stores the job (one commit per
                 # submission); the stamp is taken back if the broker refuses the message.
                 dispatched_at=utcnow(),

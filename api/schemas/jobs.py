@@ -24,10 +24,11 @@ class JobCreate(JobSpec):
     )
     priority: int = Field(5, ge=0, le=9, description="0-9, higher runs first")
 
-    def spec_json(self) -> dict[str, Any]:
-        """The training spec alone, as JSON (what ``leap train`` would read): already
-        validated as part of this body, so not parsed again."""
-        return self.model_dump(mode="json", exclude={"tags", "priority"})
+    @staticmethod
+    def training_spec(dumped: dict[str, Any]) -> dict[str, Any]:
+        """The training spec alone (what ``leap train`` would read) out of this body's JSON
+        dump: already validated as part of the body, so neither parsed nor dumped again."""
+        return {key: value for key, value in dumped.items() if key not in ("tags", "priority")}
 
 
 class Progress(BaseModel):
