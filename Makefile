@@ -25,12 +25,18 @@ up: install
 down:
 	@test -x $(VENV)/bin/python && $(VENV)/bin/python -m leap_cli.stack down || true
 
+# The suite runs shuffled (pytest-randomly) with a fixed seed, printed in its header, so a
+# test that needs another to have run first fails here, reproducibly; TEST_SEED=<n> picks
+# another order, TEST_SEED=none keeps the files' order.
+TEST_SEED ?= 20261203
+TEST_ORDER = $(if $(filter none,$(TEST_SEED)),-p no:randomly,-p randomly --randomly-seed=$(TEST_SEED))
+
 test: install
-	$(VENV)/bin/python -m pytest -q --durations=20
+	$(VENV)/bin/python -m pytest -q --durations=20 $(TEST_ORDER)
 
 # Everything that needs no PostgreSQL or Redis: the library, training, sweeps, data.
 test-fast: install
-	$(VENV)/bin/python -m pytest -q -m "not server and not process"
+	$(VENV)/bin/python -m pytest -q -m "not server and not process" $(TEST_ORDER)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +116,102 @@ def test_a_deliberate_violation_is_found_in_every_form(tmp_path: Path):
         boundary_violations(tmp_path, {"leap_core": FORBIDDEN["leap_core"]})
         == found[:1] + found[2:]
     )
+
+
+def _type_checking_nodes(tree: ast.AST) -> set[int]:
+    """Every node under an ``if TYPE_CHECKING:`` block (imports for annotations only)."""
+    inside: set[int] = set()
+    for node in ast.walk(tree):
+        test = getattr(node, "test", None)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in (
+            getattr(test, "id", None),
+            getattr(test, "attr", None),
+        ):
+            inside |= {id(child) for child in ast.walk(node)}
+    return inside
+
+
+def runtime_import_graph(root: Path, package: str) -> dict[str, set[str]]:
+    """Module → the modules of ``package`` it imports when it runs (at load or inside a
+    function), leaving out imports under ``TYPE_CHECKING``. ``from pkg import name`` is an
+    import of ``pkg.name`` when that is a module, else of ``pkg``."""
+    modules = {}
+    for path in sorted((root / package).rglob("*.py")):
+        parts = path.relative_to(root).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {module: set() for module in modules}
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        skipped = _type_checking_nodes(tree)
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    parts = module.split(".")
+                    keep = len(parts) - node.level + (1 if is_package else 0)
+                    base = ".".join(parts[:keep] + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ""
+                named = [f"{base}.{alias.name}" for alias in node.names]
+                targets = [name for name in named if name in modules] or [base]
+            else:
+                continue
+            graph[module] |= {name for name in targets if name in modules and name != module}
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The groups of modules that reach each other through imports (Tarjan's strongly
+    connected components of more than one module)."""
+    order: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        order[module] = low[module] = len(order)
+        stack.append(module)
+        for target in sorted(graph[module]):
+            if target not in order:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in stack:
+                low[module] = min(low[module], order[target])
+        if low[module] == order[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for module in sorted(graph):
+        if module not in order:
+            visit(module)
+    return cycles
+
+
+@pytest.mark.parametrize("package", ["leap_core", "worker"])
+def test_no_two_modules_import_each_other(package: str):
+    assert import_cycles(runtime_import_graph(ROOT, package)) == []
+
+
+def test_an_import_cycle_is_found_and_annotations_are_not_one(tmp_path: Path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("from pkg import a\n")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg import b\n")
+    (tmp_path / "pkg" / "b.py").write_text("def later():\n    import pkg.a\n")
+    (tmp_path / "pkg" / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import d\n"
+    )
+    (tmp_path / "pkg" / "d.py").write_text("from . import c\n")
+    assert import_cycles(runtime_import_graph(tmp_path, "pkg")) == [["pkg.a", "pkg.b"]]
 
 
 def test_top_level_layout_exists():
