@@ -1,1 +1,4 @@
-"""The training engine: schedules, data setup, checkpoints, hooks and the trainer."""
+"""The training engine: the trainer loop, its data assembled from ``leap_core.data``
+(``data_setup``), its world of ranks (``world``), evaluation and diagnostics, checkpoints
+and hooks. The loop is the same at every world size: the criterion and the feature cloud
+take the run's class shard."""
