@@ -63,9 +63,10 @@ def all_reduce_max(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
     return top
 
 
-def all_gather_rows(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
-    """Every rank's rows concatenated in rank order, on every rank; the ranks' row counts
-    may differ by any amount (the other dimensions must agree)."""
+def padded_rows(tensor: torch.Tensor, group: Any = None) -> tuple[torch.Tensor, list[int]]:
+    """``tensor`` padded with zero rows to the largest row count of any rank, and every
+    rank's row count: the equal shapes ``all_gather`` and ``gather`` need, and what to cut
+    each received part back to."""
     world = dist.get_world_size(group)
     rows = torch.tensor([tensor.shape[0]], dtype=torch.long, device=tensor.device)
     counts = [torch.zeros_like(rows) for _ in range(world)]
@@ -73,6 +74,13 @@ def all_gather_rows(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
     sizes = [int(count) for count in counts]
     padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
     padded[: tensor.shape[0]] = tensor
-    parts = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(parts, padded.contiguous(), group=group)
+    return padded.contiguous(), sizes
+
+
+def all_gather_rows(tensor: torch.Tensor, group: Any = None) -> torch.Tensor:
+    """Every rank's rows concatenated in rank order, on every rank; the ranks' row counts
+    may differ by any amount (the other dimensions must agree)."""
+    padded, sizes = padded_rows(tensor, group)
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded, group=group)
     return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])

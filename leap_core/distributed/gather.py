@@ -14,20 +14,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from leap_core.distributed.collectives import padded_rows
+
 
 def gather_rows(tensor: torch.Tensor, group: Any = None, dst: int = 0) -> torch.Tensor | None:
     """Every rank's ``tensor`` concatenated along dim 0 on rank ``dst`` (``None`` on the
     others). The ranks' row counts may differ; the other dimensions must agree."""
-    world = dist.get_world_size(group)
-    rows = torch.tensor([tensor.shape[0]], dtype=torch.long, device=tensor.device)
-    counts = [torch.zeros_like(rows) for _ in range(world)]
-    dist.all_gather(counts, rows, group=group)
-    sizes = [int(count) for count in counts]
-    padded = tensor.new_zeros((max(sizes), *tensor.shape[1:]))
-    padded[: tensor.shape[0]] = tensor
+    padded, sizes = padded_rows(tensor, group)
     is_dst = dist.get_rank(group) == dst
-    parts = [torch.empty_like(padded) for _ in range(world)] if is_dst else None
-    dist.gather(padded.contiguous(), parts, dst=dst, group=group)
+    parts = [torch.empty_like(padded) for _ in sizes] if is_dst else None
+    dist.gather(padded, parts, dst=dst, group=group)
     if parts is None:
         return None
     return torch.cat([part[:size] for part, size in zip(parts, sizes, strict=True)])

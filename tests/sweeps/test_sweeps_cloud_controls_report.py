@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from leap_core.sweeps.results import CellResult, write_result
+from tests.sweeps.cells import finished_cell
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "cloud_controls_report.py"
 WOBBLE = [0.0, 0.01, -0.01, 0.005, -0.004, 0.002]
@@ -20,22 +20,12 @@ def load_report():
 
 
 def cell(folder: Path, arm: str, seed: int, mAP: float, **metrics: float) -> None:
-    result = CellResult(
-        cell=f"method={arm.replace(' ', '-').replace('/', '-')}__seed{seed}",
-        labels={"method": arm},
-        seed=seed,
-        method=arm,
-        split="test",
-        spec={},
-        metrics={
-            "mAP": mAP,
-            "rank1": mAP + 0.3,
-            "final_train_accuracy_tail": 0.97,
-            **metrics,
-        },
-        wall_s=1.0,
+    finished_cell(
+        {"method": arm},
+        seed,
+        {"mAP": mAP, "rank1": mAP + 0.3, "final_train_accuracy_tail": 0.97, **metrics},
+        folder,
     )
-    write_result(folder / "cells" / f"{result.cell}.json", result)
 
 
 def test_levels_are_multiples_of_leap_cfs_mean_std(tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from leap_core.sweeps.results import CellResult, write_result
+from tests.sweeps.cells import finished_cell
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "omniglot_lt_report.py"
 
@@ -18,17 +18,8 @@ def load_report():
 
 
 def cell(folder: Path, method: str, seed: int, mAP: float, tail_accuracy: float) -> None:
-    result = CellResult(
-        cell=f"method={method}__seed{seed}",
-        labels={"method": method},
-        seed=seed,
-        method=method,
-        split="test",
-        spec={},
-        metrics={"mAP": mAP, "rank1": mAP + 0.3, "final_train_accuracy_tail": tail_accuracy},
-        wall_s=1.0,
-    )
-    write_result(folder / "cells" / f"{result.cell}.json", result)
+    metrics = {"mAP": mAP, "rank1": mAP + 0.3, "final_train_accuracy_tail": tail_accuracy}
+    finished_cell({"method": method}, seed, metrics, folder)
 
 
 def grid(folder: Path, cosface_tail: float, noise_gain: float) -> None:

@@ -12,6 +12,7 @@ import pytest
 from leap_core.sweeps.results import CellResult
 from leap_core.sweeps.sweepfile import PAPER_BASELINES
 from leap_core.sweeps.table import Spread, build_rows, to_csv, to_markdown
+from tests.sweeps.cells import finished_cell
 
 
 def result(
@@ -23,21 +24,13 @@ def result(
     head_var: float = 0.04,
     tail_var: float = 0.02,
 ) -> CellResult:
-    return CellResult(
-        cell=f"{setting}-{method}-{seed}",
-        labels={"setting": setting, "method": method},
-        seed=seed,
-        method=method,
-        split="test",
-        spec={},
-        metrics={
-            "mAP": mAP,
-            "rank1": rank1,
-            "final_head_angle_variance": head_var,
-            "final_tail_angle_variance": tail_var,
-        },
-        wall_s=1.0,
-    )
+    metrics = {
+        "mAP": mAP,
+        "rank1": rank1,
+        "final_head_angle_variance": head_var,
+        "final_tail_angle_variance": tail_var,
+    }
+    return finished_cell({"setting": setting, "method": method}, seed, metrics)
 
 
 RESULTS = [

@@ -118,14 +118,19 @@ def send(case: schemathesis.Case, base_url: str, headers: dict[str, str]) -> Non
     case.validate_response(response, checks=CHECKS, headers=headers)
 
 
-@schema.parametrize()
-@settings(
+#: Hypothesis' budget and manners for every fuzzed operation: derandomized (a run sends the
+#: same cases as the last one), no example database, no health checks on slow servers.
+FUZZ = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=list(HealthCheck),
 )
+
+
+@schema.parametrize()
+@FUZZ
 def test_no_operation_answers_a_server_error(case, fuzz_api, fuzz_owner, owned) -> None:
     """Each case is sent as generated; a case naming a job or sweep id is sent a second
     time with the id of the fuzzer's own row, so the handlers behind the 404 are fuzzed
@@ -147,13 +152,7 @@ def fuzz_operation(
     (without schemathesis' boundary-case phase)."""
 
     @given(case=operation.as_strategy())
-    @settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @FUZZ
     def run(case: schemathesis.Case) -> None:
         send(case, base_url, headers)
 
