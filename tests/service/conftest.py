@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -208,19 +209,20 @@ def api_url(service_env: dict[str, str]) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(service_env: dict[str, str], api_url: str) -> Iterator[subprocess.Popen]:
     """A real Celery worker process (solo pool: one job at a time, like one GPU). The
     queue is emptied first: API tests leave jobs queued that no worker should train.
 
-    Session-scoped, so it consumes the session's queue from its first use to the end:
-    only tests under ``worker/`` (which pytest runs after ``api/``, ``domain/`` and
-    ``process/``) may use it, since the recovery and fault tests start workers of their
-    own on the same queue and count what waits in it."""
+    Module-scoped: it consumes the session's queue only while a module that asks for it
+    runs, whatever order the modules run in, so the modules that start workers of their
+    own on the same queue (recovery, faults, first use) and the API tests that count what
+    waits in it never share the queue with it. A test of such a module that needs its
+    jobs left queued submits them to an API whose queue nobody consumes (``idle_api``)."""
     queue = service_env["LEAP_QUEUE"]
     broker = redis.Redis.from_url(service_env["LEAP_BROKER_URL"])
     broker.delete(*[queue + (f"\x06\x16{p}" if p else "") for p in (0, 3, 6, 9)])
-    log_path = Path(service_env["LEAP_HOME"]) / "worker.log"
+    log_path = Path(service_env["LEAP_HOME"]) / f"worker-{uuid.uuid4().hex[:6]}.log"
     log = open(log_path, "w")  # noqa: SIM115
     process = subprocess.Popen(
         [
@@ -251,6 +253,22 @@ def worker(service_env: dict[str, str], api_url: str) -> Iterator[subprocess.Pop
         log.close()
 
 
+@dataclass(frozen=True)
+class IdleApi:
+    """An API process whose queue no worker consumes: jobs submitted to it stay queued
+    whichever workers run, and its queue can be counted."""
+
+    url: str
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def idle_api(service_env: dict[str, str]) -> Iterator[IdleApi]:
+    env = {**service_env, "LEAP_QUEUE": f"leap-idle-{uuid.uuid4().hex[:8]}"}
+    with api_process(env, Path(env["LEAP_HOME"]) / f"api-{env['LEAP_QUEUE']}.log") as url:
+        yield IdleApi(url, env)
+
+
 @pytest.fixture(scope="session")
 def database_url(service_env: dict[str, str]) -> str:
     return service_env["LEAP_DATABASE_URL"]
@@ -258,13 +276,14 @@ def database_url(service_env: dict[str, str]) -> str:
 
 @pytest.fixture
 def make_client(api_url: str, database_url: str) -> Iterator[Callable[..., httpx.Client]]:
-    """``make_client()`` → an httpx client with a fresh API key of a fresh owner."""
+    """``make_client()`` → an httpx client with a fresh API key of a fresh owner, on the
+    session's API (or on ``url``: ``make_client(url=idle_api.url)``)."""
     clients = []
 
-    def build(owner: str | None = None) -> httpx.Client:
+    def build(owner: str | None = None, url: str | None = None) -> httpx.Client:
         token = create_key(owner or f"owner-{uuid.uuid4().hex[:8]}", database_url)
         client = httpx.Client(
-            base_url=api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+            base_url=url or api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}
         )
         clients.append(client)
         return client

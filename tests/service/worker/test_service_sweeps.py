@@ -2,7 +2,8 @@
 worker: a sweep file submitted with the client becomes one job per cell, the worker trains
 them, and GET returns the paper-format table built from the jobs' final metrics. Invalid
 sweeps store and queue nothing; another owner's sweep is a 404; migration 0002 goes down
-and up cleanly. The worker test is last so the API-only tests run before it starts."""
+and up cleanly. The API-only tests submit to an API whose queue no worker consumes, so they
+count exactly what they queued whether or not the worker test ran first."""
 
 from __future__ import annotations
 
@@ -64,10 +65,11 @@ def stored(database_url: str, owner: str) -> tuple[int, int, int]:
 
 
 def test_invalid_sweeps_are_422_naming_cell_and_field_and_nothing_is_stored_or_queued(
-    make_client, sweep_body, service_env, database_url
+    make_client, sweep_body, idle_api, database_url
 ):
     owner = f"sweep-invalid-{uuid.uuid4().hex[:6]}"
-    client = make_client(owner)
+    client = make_client(owner, url=idle_api.url)
+    service_env = idle_api.env
     before = queue_length(service_env)
     # The first cell (CosFace) is valid: only the second is not, so nothing stored proves
     # the grid is validated as a whole before anything is written.
@@ -122,10 +124,11 @@ def test_invalid_sweeps_are_422_naming_cell_and_field_and_nothing_is_stored_or_q
 
 
 def test_a_sweep_is_stored_with_its_jobs_queued_once_and_idempotent(
-    make_client, sweep_body, service_env, database_url
+    make_client, sweep_body, idle_api, database_url
 ):
     owner = f"sweep-store-{uuid.uuid4().hex[:6]}"
-    client = make_client(owner)
+    client = make_client(owner, url=idle_api.url)
+    service_env = idle_api.env
     before = queue_length(service_env)
     headers = {"Idempotency-Key": "sweep-7"}
     first = client.post(
@@ -172,8 +175,10 @@ def test_a_sweep_is_stored_with_its_jobs_queued_once_and_idempotent(
     assert other.status_code == 409
 
 
-def test_another_owners_sweep_is_404_and_lists_are_per_owner_newest_first(make_client, sweep_body):
-    alice, bob = make_client(), make_client()
+def test_another_owners_sweep_is_404_and_lists_are_per_owner_newest_first(
+    make_client, sweep_body, idle_api
+):
+    alice, bob = make_client(url=idle_api.url), make_client(url=idle_api.url)
     older = alice.post("/v1/sweeps", json=sweep_body()).json()
     newer = alice.post("/v1/sweeps", json=sweep_body(name="second")).json()
     missing = bob.get(f"/v1/sweeps/{older['id']}")
