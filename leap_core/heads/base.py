@@ -161,11 +161,11 @@ class MarginHead(nn.Module):
         return margin_softmax_cross_entropy(
             self.cosine(features),
             labels,
+            workspace,
+            cloud,
             shard or ClassShard(self.num_classes),
             self.target_cosine,
             self.scale,
-            workspace,
-            cloud,
         )
 
     def _check_alpha(self, alpha: object, batch: int) -> torch.Tensor:

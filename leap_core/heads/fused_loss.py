@@ -45,11 +45,11 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
         ctx: Any,
         cos: torch.Tensor,
         labels: torch.Tensor,
+        workspace: Workspace,
+        cloud: CloudRows | None,
         shard: ClassShard,
         target_fn: TargetFn,
         scale: float,
-        cloud: CloudRows | None,
-        workspace: Workspace,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(cos.device.type, enabled=False):
             batch, classes = cos.shape
@@ -134,26 +134,29 @@ def target_with_slope(
 def margin_softmax_cross_entropy(
     cos: torch.Tensor,
     labels: torch.Tensor,
+    workspace: Workspace,
+    cloud: CloudRows | None,
     shard: ClassShard,
     target_fn: TargetFn,
     scale: float,
-    workspace: Workspace,
-    cloud: CloudRows | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss of scaled margin logits over all classes, and whether each sample's target
     logit is the largest (the training accuracy, at no extra pass); every rank gets both.
+
+    The first four arguments are :meth:`MarginHead.loss <leap_core.heads.MarginHead.loss>`'s,
+    in its order, with the cosines in place of the features; the head adds its own two.
 
     Args:
         cos: ``(B, C_shard)`` cosines of the batch (every rank's, in a sharded run) with
             this shard's classes, with gradient.
         labels: ``(B,)`` class indices over all classes.
+        workspace: where the large buffers are borrowed from.
+        cloud: the step's offsets (their ``offsets`` tensor is used as scratch), or ``None``.
         shard: the classes ``cos`` covers.
         target_fn: the head's hook, ``(cos_y, alpha_y) -> target cosine``, elementwise.
         scale: the logit scale ``s``.
-        workspace: where the large buffers are borrowed from.
-        cloud: the step's offsets; their ``offsets`` tensor is used as scratch.
     """
     loss, correct = _MarginSoftmaxCrossEntropy.apply(
-        cos, labels, shard, target_fn, scale, cloud, workspace
+        cos, labels, workspace, cloud, shard, target_fn, scale
     )
     return loss, correct
