@@ -225,7 +225,10 @@ def draw_curve(arms: Arms, path: Path) -> None:
         )
     axis.set_xlabel("mean offset std over the cloud epochs (rad)")
     axis.set_ylabel("mAP (%)")
-    axis.set_title("Omniglot-LT <H20,S3>: mAP against the noise level\n(mean ± std over the seeds)", fontsize=10)
+    axis.set_title(
+        "Omniglot-LT <H20,S3>: mAP against the noise level\n(mean ± std over the seeds)",
+        fontsize=10,
+    )
     axis.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
