@@ -192,6 +192,28 @@ class HeadSpec(_Spec):
     margin: float | None = Field(
         None, ge=0, description="CosFace: cosine units; ArcFace: radians; default: the paper's"
     )
+    margin_profile: Literal["constant", "ldam"] = Field(
+        "constant",
+        description="constant: every class has margin; ldam: class i has "
+        "margin*(K_min/K_i)^(1/4) (LDAM, Cao et al. 2019), the full margin on the smallest "
+        "class",
+    )
+
+
+def epoch_or_fraction(value: object) -> int | float:
+    """A start epoch as a spec gives it: an epoch (0, 1, 2, …) or a fraction of training
+    below 1, so that shorter runs keep the proportion."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if number is None or number < 0 or (number >= 1 and number != int(number)):
+        raise ValueError(
+            "must be an epoch (0, 1, 2, …) or a fraction of train.epochs between 0 and 1"
+        )
+    return int(number) if number >= 1 or number == 0 else float(number)
+
+
+def epoch_of(start: int | float, epochs: int) -> int:
+    """The epoch :func:`epoch_or_fraction`'s ``start`` names in a run of ``epochs``."""
+    return start if isinstance(start, int) else round(start * epochs)
 
 
 class LeapSpec(_Spec):
@@ -262,18 +284,11 @@ class LeapSpec(_Spec):
     @field_validator("cloud_start_epoch", mode="before")
     @classmethod
     def _epoch_or_fraction(cls, value: object) -> object:
-        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-        if number is None or number < 0 or (number >= 1 and number != int(number)):
-            raise ValueError(
-                "must be an epoch (0, 1, 2, …) or a fraction of train.epochs between 0 and 1"
-            )
-        return int(number) if number >= 1 or number == 0 else float(number)
+        return epoch_or_fraction(value)
 
     def start_epoch(self, epochs: int) -> int:
         """The first epoch with the cloud for a run of ``epochs`` epochs."""
-        if isinstance(self.cloud_start_epoch, int):
-            return self.cloud_start_epoch
-        return round(self.cloud_start_epoch * epochs)
+        return epoch_of(self.cloud_start_epoch, epochs)
 
     @model_validator(mode="after")
     def _needs(self) -> LeapSpec:
@@ -299,9 +314,81 @@ class LeapSpec(_Spec):
         return self.mode != "off"
 
 
+class LossSpec(_Spec):
+    """The long-tail methods that change the cross-entropy (besides the head's margin and
+    the feature cloud); each composes with every head and with the cloud."""
+
+    label_smoothing: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="epsilon: the target is 1-epsilon on the label and epsilon/C on every "
+        "class (torchreid's --label-smooth, fast-reid's CE.EPSILON; 0.1 is usual)",
+    )
+    class_balanced_beta: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="beta of class-balanced re-weighting: sample weight "
+        "(1-beta)/(1-beta^K_y), the batch's weighted mean (Cui et al. 2019; 0.999 is usual)",
+    )
+    reweight_start_epoch: int | float = Field(
+        0,
+        description="first epoch weighted by class_balanced_beta (0-based), or a fraction of "
+        "train.epochs below 1; later than 0 is deferred re-weighting (DRW, Cao et al. 2019, "
+        "who start at 0.8 of training)",
+    )
+    logit_adjustment: float = Field(
+        0.0,
+        ge=0,
+        description="tau: tau*log(pi_i) added to class i's training logit, pi_i its share "
+        "of the training images (Menon et al. 2021; 1.0 is the balanced softmax)",
+    )
+
+    @field_validator("reweight_start_epoch", mode="before")
+    @classmethod
+    def _epoch_or_fraction(cls, value: object) -> object:
+        return epoch_or_fraction(value)
+
+    def start_epoch(self, epochs: int) -> int:
+        """The first re-weighted epoch of a run of ``epochs`` epochs."""
+        return epoch_of(self.reweight_start_epoch, epochs)
+
+    @model_validator(mode="after")
+    def _needs(self) -> LossSpec:
+        if self.reweight_start_epoch != 0 and self.class_balanced_beta is None:
+            raise ValueError(
+                "reweight_start_epoch is only used with class_balanced_beta (got "
+                f"{self.reweight_start_epoch!r} and no class_balanced_beta)"
+            )
+        if self.logit_adjustment and self.class_balanced_beta is not None:
+            raise ValueError(
+                "logit_adjustment and class_balanced_beta both correct for the class prior "
+                f"(got {self.logit_adjustment!r} and {self.class_balanced_beta!r}); together "
+                "they correct it twice: choose one"
+            )
+        return self
+
+    def changes_loss(self) -> bool:
+        """Whether any of the terms is on."""
+        return bool(
+            self.label_smoothing or self.class_balanced_beta is not None or self.logit_adjustment
+        )
+
+
 class MethodSpec(_Spec):
     head: HeadSpec = Field(default_factory=HeadSpec)
     leap: LeapSpec = Field(default_factory=LeapSpec)
+    loss: LossSpec = Field(default_factory=LossSpec)
+
+    @model_validator(mode="after")
+    def _margin_head(self) -> MethodSpec:
+        if self.head.margin_profile == "ldam" and self.head.kind == "normface":
+            raise ValueError(
+                "head.margin_profile 'ldam' sets a margin per class, but head.kind "
+                "'normface' has no margin: use 'cosface' or 'arcface'"
+            )
+        return self
 
 
 class SamplerSpec(_Spec):
@@ -466,6 +553,15 @@ class JobSpec(_Spec):
                 f"be below train.epochs ({self.train.epochs}) or the cloud "
                 f"never applies; give it as a fraction of training (e.g. 0.25) to "
                 f"keep it in proportion when the run is shortened"
+            )
+        loss = self.method.loss
+        if (
+            loss.class_balanced_beta is not None
+            and loss.start_epoch(self.train.epochs) >= self.train.epochs
+        ):
+            raise ValueError(
+                f"method.loss.reweight_start_epoch ({loss.reweight_start_epoch}) must be below "
+                f"train.epochs ({self.train.epochs}) or no epoch is re-weighted"
             )
         sampler = self.train.sampler.kind
         if leap.measures_classes() and leap.center_update == "literal" and sampler != "pk":

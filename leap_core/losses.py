@@ -4,7 +4,9 @@ shard of the classes (all of them in a one-process run).
 ``loss = criterion(features, labels, epoch)`` is a whole step's loss. Statistics are
 collected from the first step (so they are ready when the cloud starts, paper Fig. 5); the
 cloud changes the logits only from ``cloud_start_epoch`` on. Without a cloud, or before it
-starts, the loss is the head's plain cross-entropy.
+starts, the loss is the head's cross-entropy, with the class-size-dependent terms of a
+:class:`~leap_core.class_priors.ClassBalance` when the run has one (they compose with the
+cloud).
 
 In a class-sharded run every rank calls the criterion with its own batch; the batch is
 gathered from every rank, each rank's head and cloud see their own classes, and every rank
@@ -22,10 +24,12 @@ import torch
 from torch import nn
 
 from leap_core import checks
+from leap_core.class_priors import ClassBalance
 from leap_core.distributed.shard import ClassShard
 from leap_core.heads.angles import compute_dtype
 from leap_core.heads.base import MarginHead
 from leap_core.heads.cloud_rows import CloudRows
+from leap_core.heads.loss_terms import PLAIN, LossTerms
 from leap_core.heads.workspace import Workspace
 from leap_core.leap.cloud import FeatureCloud
 
@@ -45,6 +49,8 @@ class LEAPLoss(nn.Module):
             the plain baseline.
         cloud_start_epoch: first epoch (0-based) whose steps apply the cloud.
         shard: the classes this process holds (default: all of the head's).
+        balance: label smoothing, class-balanced weights and logit adjustment, or ``None``
+            for the plain cross-entropy.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class LEAPLoss(nn.Module):
         cloud: FeatureCloud | None = None,
         cloud_start_epoch: int = 0,
         shard: ClassShard | None = None,
+        balance: ClassBalance | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(head, MarginHead):
@@ -86,10 +93,15 @@ class LEAPLoss(nn.Module):
             raise ValueError(
                 f"cloud_start_epoch must be a non-negative integer, got {cloud_start_epoch!r}"
             )
+        if balance is not None and not isinstance(balance, ClassBalance):
+            raise ValueError(
+                f"balance must be a ClassBalance or None, got {type(balance).__name__}"
+            )
         self.head = head
         self.cloud = cloud
         self.cloud_start_epoch = cloud_start_epoch
         self.shard = shard
+        self.balance = balance
         self._last: dict[str, torch.Tensor | None] = {}
         self._workspace = Workspace()
 
@@ -117,7 +129,10 @@ class LEAPLoss(nn.Module):
             ids = None if sample_ids is None else self.shard.gather_labels(sample_ids)
             self.cloud.observe(features.detach(), labels, ids)
         if self.cloud is None or epoch < self.cloud_start_epoch:
-            loss, correct = self.head.loss(features, labels, self._workspace, shard=self.shard)
+            terms = self._terms(labels, epoch)
+            loss, correct = self.head.loss(
+                features, labels, self._workspace, None, self.shard, terms
+            )
             self._remember(loss, correct, cloud_std=None)
             return loss
 
@@ -134,11 +149,19 @@ class LEAPLoss(nn.Module):
         rows, offsets = self.cloud.draw_rows(
             variance, buffer=lambda shape: self._draws(shape, draws)
         )
-        cloud = CloudRows(rows, offsets, self.cloud.shifts_other_logits, weights)
-        loss, correct = self.head.loss(features, labels, self._workspace, cloud, self.shard)
+        cloud = CloudRows(rows, offsets, self.cloud.shifts_other_logits)
+        terms = self._terms(labels, epoch, weights)
+        loss, correct = self.head.loss(features, labels, self._workspace, cloud, self.shard, terms)
         self._workspace.give_back(*draws)  # the loss used them as scratch and is done
         self._remember(loss, correct, cloud_std=per_sample.sqrt())
         return loss
+
+    def _terms(
+        self, labels: torch.Tensor, epoch: int, weights: torch.Tensor | None = None
+    ) -> LossTerms:
+        if self.balance is None:
+            return PLAIN if weights is None else LossTerms(weights=weights)
+        return self.balance.terms(labels, epoch, weights)
 
     def _draws(self, shape: tuple[int, ...], lent: list[torch.Tensor]) -> torch.Tensor:
         """A reused buffer for the step's cloud draws (see :class:`Workspace`)."""

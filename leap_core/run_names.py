@@ -11,20 +11,40 @@ from leap_core.config import JobSpec
 
 def method_label(spec: JobSpec) -> str:
     """The paper's name for the method (CosFace, LEAP-CV, LEAP-AF, …), the controls named
-    after it (CosFace+noise, CosFace+matched-noise, LEAP-CF-shuffled), and ``/paper``
-    when the paper's spread estimator is used."""
+    after it (CosFace+noise, CosFace+matched-noise, LEAP-CF-shuffled), LDAM's margins
+    (LDAM-CF, LEAP-CF+LDAM), the loss terms that follow (+LS0.1 label smoothing, +CB0.999
+    class-balanced weights, -DRW when they start late, +LA1.0 logit adjustment), and
+    ``/paper`` when the paper's spread estimator is used."""
     leap = spec.method.leap
-    base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[
-        spec.method.head.kind
-    ]
+    head = spec.method.head
+    base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[head.kind]
+    ldam = head.margin_profile == "ldam"
     if leap.mode == "off":
-        return base
-    if leap.mode == "constant":
+        label = f"LDAM-{base[0]}F" if ldam else base
+    elif leap.mode == "constant":
         label = f"{base}+{'matched-' if leap.constant_classes == 'matched' else ''}noise"
     else:
         label = f"LEAP-{base[0]}{'V' if leap.mode == 'vanilla' else 'F'}"
         label += "-shuffled" if leap.mode == "shuffled" else ""
+    if ldam and leap.mode != "off":
+        label += "+LDAM"
+    label += loss_suffix(spec)
     return label + ("/paper" if leap.spread == "paper" and leap.measures_classes() else "")
+
+
+def loss_suffix(spec: JobSpec) -> str:
+    """``+LS0.1``, ``+CB0.999`` (``+CB0.999-DRW`` from a later epoch), ``+LA1.0``: the loss
+    terms that are on, in that order."""
+    loss = spec.method.loss
+    parts = []
+    if loss.label_smoothing:
+        parts.append(f"+LS{float(loss.label_smoothing)}")
+    if loss.class_balanced_beta is not None:
+        late = "-DRW" if loss.reweight_start_epoch != 0 else ""
+        parts.append(f"+CB{float(loss.class_balanced_beta)}{late}")
+    if loss.logit_adjustment:
+        parts.append(f"+LA{float(loss.logit_adjustment)}")
+    return "".join(parts)
 
 
 def long_tail_label(spec: JobSpec) -> str:

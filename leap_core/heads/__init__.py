@@ -7,8 +7,9 @@ CosFace. A new margin is a subclass of :class:`MarginHead` that overrides
 ``target_cosine`` (see ``cosface.py``), and one entry in :data:`leap_core.families.HEADS`.
 
 The layers, bottom first: ``workspace`` (reused buffers), ``angles`` (the cosine clamp and
-the angular shift), ``cloud_rows`` (a step's offsets), ``fused_loss`` (the loss's autograd
-node, for a shard of the classes), ``base`` (the head), the three heads.
+the angular shift), ``cloud_rows`` (a step's offsets), ``loss_terms`` (a step's sample
+weights, logit bias and label smoothing), ``fused_loss`` (the loss's autograd node, for a
+shard of the classes), ``base`` (the head), the three heads.
 """
 
 from leap_core.families import HEADS as FAMILIES

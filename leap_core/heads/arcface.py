@@ -31,6 +31,10 @@ class ArcFaceHead(MarginHead):
         if self.margin > math.pi:
             raise ValueError(f"margin must be at most π radians, got {margin!r}")
 
-    def target_cosine(self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None) -> torch.Tensor:
-        offset = torch.full_like(cos_y, self.margin) if alpha_y is None else alpha_y + self.margin
-        return angular_shift(cos_y, offset)
+    max_margin = math.pi
+
+    def target_cosine(
+        self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None, classes: torch.Tensor
+    ) -> torch.Tensor:
+        margin = torch.zeros_like(cos_y).add_(self.margin_for(classes, cos_y))
+        return angular_shift(cos_y, margin if alpha_y is None else alpha_y + margin)

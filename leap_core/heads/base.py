@@ -3,7 +3,8 @@
 A head turns embeddings into scaled logits: it normalises features and class weights, takes
 their cosines, lets each sample's angular offsets move its angles (the feature cloud, eqs.
 7-8), lets the subclass place its margin on the target logit, and scales. Subclasses
-override one hook, :meth:`MarginHead.target_cosine`.
+override one hook, :meth:`MarginHead.target_cosine`. The margin is one number, or one per
+class (:meth:`MarginHead.set_class_margins`, LDAM's margins that grow as classes shrink).
 
 A head has two entry points: calling it gives the logits (evaluation, inspection, the
 reference the tests differentiate by autograd); :meth:`MarginHead.loss` is the training
@@ -13,6 +14,7 @@ step's cross-entropy of those same logits, formed with its gradient in one autog
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -24,6 +26,7 @@ from leap_core.distributed.shard import ClassShard
 from leap_core.heads.angles import NORM_EPS, angular_shift, compute_dtype, shifted_cosine
 from leap_core.heads.cloud_rows import CloudRows
 from leap_core.heads.fused_loss import margin_softmax_cross_entropy
+from leap_core.heads.loss_terms import PLAIN, LossTerms
 from leap_core.heads.workspace import Workspace
 
 
@@ -79,12 +82,49 @@ class MarginHead(nn.Module):
         self.margin = checks.finite_float("margin", margin, minimum=0.0)
         self.weight = nn.Parameter(torch.empty(self.num_classes, self.embedding_dim))
         nn.init.normal_(self.weight, std=0.01)
+        # Not saved with the weights: a run derives them from its class sizes at setup.
+        self.class_margins: torch.Tensor | None
+        self.register_buffer("class_margins", None, persistent=False)
 
     def extra_repr(self) -> str:
+        per_class = "" if self.class_margins is None else ", class_margins=per class"
         return (
             f"embedding_dim={self.embedding_dim}, num_classes={self.num_classes}, "
-            f"scale={self.scale}, margin={self.margin}"
+            f"scale={self.scale}, margin={self.margin}{per_class}"
         )
+
+    #: The largest margin a class may have (ArcFace's angle may not pass π).
+    max_margin = math.inf
+
+    def set_class_margins(self, margins: torch.Tensor | None) -> None:
+        """Give every class its own margin (``(C,)``, in the head's unit, each in
+        ``[0, max_margin]``) in place of ``margin``; ``None`` goes back to ``margin``."""
+        if margins is None:
+            self.class_margins = None
+            return
+        if not isinstance(margins, torch.Tensor) or tuple(margins.shape) != (self.num_classes,):
+            shape = tuple(margins.shape) if isinstance(margins, torch.Tensor) else margins
+            raise ValueError(f"class_margins must have shape ({self.num_classes},), got {shape!r}")
+        values = margins.detach().to(torch.float64)
+        bad = ~(torch.isfinite(values) & (values >= 0) & (values <= self.max_margin))
+        if bool(bad.any()):
+            index = int(bad.nonzero()[0])
+            bound = (
+                "be finite and >= 0"
+                if math.isinf(self.max_margin)
+                else (f"lie in [0, {self.max_margin}]")
+            )
+            raise ValueError(
+                f"class_margins must {bound}, got {float(values[index])!r} at class {index}"
+            )
+        self.class_margins = margins.detach().to(self.weight.device, self.weight.dtype)
+
+    def margin_for(self, classes: torch.Tensor, like: torch.Tensor) -> torch.Tensor | float:
+        """The margin of each target: ``margin``, or the ``(n, 1)`` per-class margins of
+        ``classes`` (the head's columns) in ``like``'s dtype."""
+        if self.class_margins is None:
+            return self.margin
+        return self.class_margins.index_select(0, classes).to(like.dtype).unsqueeze(1)
 
     def cosine(self, features: torch.Tensor) -> torch.Tensor:
         """``(B, C)`` cosines between L2-normalised features and class weights, in float32
@@ -94,10 +134,13 @@ class MarginHead(nn.Module):
             unit = F.normalize(features.to(dtype), dim=1)
             return _CosineToWeights.apply(unit, self.weight.to(dtype))
 
-    def target_cosine(self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None) -> torch.Tensor:
+    def target_cosine(
+        self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None, classes: torch.Tensor
+    ) -> torch.Tensor:
         """The target's cosine after the cloud offset and the margin; ``(n, 1)`` in and out.
 
-        ``alpha_y`` is ``None`` when no offsets were given.
+        ``alpha_y`` is ``None`` when no offsets were given; ``classes`` are the targets'
+        columns, whose margins :meth:`margin_for` gives.
         """
         if alpha_y is None:
             return cos_y
@@ -135,7 +178,7 @@ class MarginHead(nn.Module):
             if alpha.shift_others:
                 moved = angular_shift(cos.index_select(0, alpha.rows), offsets)
                 cos = cos.index_copy(0, alpha.rows, moved)
-        logits = cos.scatter(1, index, self.target_cosine(cos_y, alpha_y))
+        logits = cos.scatter(1, index, self.target_cosine(cos_y, alpha_y, labels))
         return logits * self.scale
 
     def loss(
@@ -145,18 +188,22 @@ class MarginHead(nn.Module):
         workspace: Workspace,
         cloud: CloudRows | None = None,
         shard: ClassShard | None = None,
+        terms: LossTerms = PLAIN,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The training step's cross-entropy over all classes of the logits :meth:`forward`
-        gives, formed with its gradient in one autograd node, and each sample's "target
-        logit is the largest". Unchecked arguments, for a criterion that checked them.
+        gives (plus ``terms``' bias), formed with its gradient in one autograd node, and each
+        sample's "target logit is the largest". Unchecked arguments, for a criterion that
+        checked them.
 
         Args:
             features: ``(B, D)`` the batch (in a sharded run, every rank's).
             labels: ``(B,)`` class indices over all classes.
             workspace: where the step's large buffers are borrowed from.
-            cloud: the offsets of the samples that have them (used as scratch), their
-                reading and the samples' weights; ``None``: the baseline and the batch mean.
+            cloud: the offsets of the samples that have them (used as scratch) and their
+                reading; ``None``: the baseline.
             shard: the classes this head holds (``None``: all of them, one process).
+            terms: the sample weights, a per-class logit bias (of this head's classes) and
+                label smoothing; the default is the batch-mean cross-entropy.
         """
         return margin_softmax_cross_entropy(
             self.cosine(features),
@@ -164,6 +211,7 @@ class MarginHead(nn.Module):
             workspace,
             cloud,
             shard or ClassShard(self.num_classes),
+            terms,
             self.target_cosine,
             self.scale,
         )

@@ -2,9 +2,10 @@
 
 A step perturbs only the samples whose class has a cloud (about half of a long-tailed
 batch), so the offsets travel as those rows and their draws, never as a dense
-``(batch, classes)`` matrix. :class:`CloudRows` carries them with the two things that say how
-they are read: whether they move every logit of the row or only the target, and each
-sample's weight in the loss when some samples are fed several times (``cloud_samples``).
+``(batch, classes)`` matrix. :class:`CloudRows` carries them with what says how they are
+read: whether they move every logit of the row or only the target. (The weights of samples
+fed several times, ``cloud_samples``, are the loss's:
+:class:`~leap_core.heads.loss_terms.LossTerms`.)
 """
 
 from __future__ import annotations
@@ -24,14 +25,11 @@ class CloudRows:
             classes, a shard's in a sharded run) or ``(n, 1)`` one per sample, shared by
             all its logits. The loss uses this tensor as scratch.
         shift_others: ``False`` moves only the target logit (``target_only``, spec §6).
-        weights: ``(B,)`` each sample's weight in a weighted sum, or ``None`` for the batch
-            mean.
     """
 
     rows: torch.Tensor
     offsets: torch.Tensor
     shift_others: bool = True
-    weights: torch.Tensor | None = None
 
     @property
     def any(self) -> bool:

@@ -23,5 +23,7 @@ class CosFaceHead(MarginHead):
     ) -> None:
         super().__init__(embedding_dim, num_classes, scale=scale, margin=margin)
 
-    def target_cosine(self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None) -> torch.Tensor:
-        return super().target_cosine(cos_y, alpha_y) - self.margin
+    def target_cosine(
+        self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None, classes: torch.Tensor
+    ) -> torch.Tensor:
+        return super().target_cosine(cos_y, alpha_y, classes) - self.margin_for(classes, cos_y)

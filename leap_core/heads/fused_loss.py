@@ -12,13 +12,15 @@ the forward pass, in two reusable buffers (:class:`~leap_core.heads.workspace.Wo
    (:func:`~leap_core.heads.angles.shift_rows_into`) and their derivative kept;
 2. the target logit ``s·target(cos_y, α_y)`` is the head's own hook, run on the target
    cosines of the samples whose class this shard owns, under autograd, which also gives its
-   derivative;
+   derivative; the terms' per-class bias (logit adjustment) is added to every logit;
 3. the cross-entropy of sample ``b`` over all classes is ``log Σ_j exp(z_bj − m_b) + m_b −
-   z_b,y``; its three pieces over all shards are reductions over the ranks (the row maximum
-   ``m_b``, the sum of exponentials, the target logit, which only its owner contributes),
-   and with one shard they are the row's own;
-4. the gradient ``(softmax − onehot)·w·s`` is formed in the exponentials' buffer and the row
-   and target derivatives are applied to it. The backward pass only scales it, so it holds no
+   (1 − ε)·z_b,y − ε·mean_j z_bj`` (``ε``: label smoothing); its pieces over all shards are
+   reductions over the ranks (the row maximum ``m_b``, the sum of exponentials, the target
+   logit, which only its owner contributes, the sum of the logits), and with one shard they
+   are the row's own;
+4. the gradient ``(softmax − q)·w·s`` (``q``: the smoothed target distribution, ``w``: the
+   terms' sample weights) is formed in the exponentials' buffer and the row and target
+   derivatives are applied to it. The backward pass only scales it, so it holds no
    collective.
 
 The node supports one backward pass, which is what training does; a second one raises.
@@ -34,9 +36,12 @@ import torch
 from leap_core.distributed.shard import ClassShard
 from leap_core.heads.angles import apply_row_slope, shift_rows_into
 from leap_core.heads.cloud_rows import CloudRows
+from leap_core.heads.loss_terms import LossTerms
 from leap_core.heads.workspace import Workspace
 
-TargetFn = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+#: The head's hook ``(cos_y, alpha_y, classes) -> target cosine``: ``classes`` are the
+#: targets' columns of the head, which a per-class margin reads.
+TargetFn = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], torch.Tensor]
 
 
 class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
@@ -48,6 +53,7 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
         workspace: Workspace,
         cloud: CloudRows | None,
         shard: ClassShard,
+        terms: LossTerms,
         target_fn: TargetFn,
         scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,10 +73,16 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
                     )
 
             cos_y = cos[positions, columns].unsqueeze(1)
-            target, target_slope = target_with_slope(target_fn, cos_y, alpha_y)
+            target, target_slope = target_with_slope(target_fn, cos_y, alpha_y, columns)
             target_logit = target.squeeze(1) * scale
+            if terms.logit_bias is not None:
+                bias = terms.logit_bias.to(cos.dtype)
+                logits.add_(bias)
+                target_logit = target_logit + bias.index_select(0, columns)
             logits[positions, columns] = target_logit
 
+            smoothing = terms.label_smoothing
+            logit_sum = shard.sum(logits.sum(dim=1)) if smoothing else None
             top = shard.max(logits.amax(dim=1))
             grad = workspace.take("grad", (batch, classes), cos.dtype, cos.device)
             torch.sub(logits, top.unsqueeze(1), out=grad).exp_()
@@ -80,19 +92,25 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
             z_y[positions] = target_logit
             z_y = shard.sum(z_y)
             per_sample = total.log() + top - z_y
+            if logit_sum is not None:
+                per_sample = per_sample + smoothing * (z_y - logit_sum / shard.num_classes)
             correct = z_y >= top
-            weights = None if cloud is None else cloud.weights
+            weights = terms.weights
             if weights is None:
                 loss = per_sample.mean()
                 row_weight = torch.full_like(total, scale / batch)
             else:
+                weights = weights.to(cos.dtype)
                 loss = (per_sample * weights).sum()
-                row_weight = weights.to(cos.dtype) * scale
+                row_weight = weights * scale
 
-            # d loss / d logits = (softmax − onehot)·w; d logits / d cos = s, times the
-            # shifted rows' and the target's own derivatives.
+            # d loss / d logits = (softmax − q)·w with q = (1 − ε)·onehot + ε/C; d logits /
+            # d cos = s, times the shifted rows' and the target's own derivatives.
             grad.mul_((row_weight / total).unsqueeze(1))
-            grad_y = (grad[positions, columns] - row_weight[positions]) * target_slope.squeeze(1)
+            if smoothing:
+                grad.sub_((row_weight * (smoothing / shard.num_classes)).unsqueeze(1))
+            on_target = row_weight[positions] * (1.0 - smoothing)
+            grad_y = (grad[positions, columns] - on_target) * target_slope.squeeze(1)
             if slope is not None:
                 assert cloud is not None
                 apply_row_slope(grad, cloud.rows, slope, workspace)
@@ -116,17 +134,18 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
         ctx.grad = None
         grad.mul_(grad_loss)
         ctx.workspace.give_back(grad)
-        return (grad, *([None] * 6))
+        return (grad, *([None] * 7))
 
 
 def target_with_slope(
-    target_fn: TargetFn, cos_y: torch.Tensor, alpha_y: torch.Tensor | None
+    target_fn: TargetFn, cos_y: torch.Tensor, alpha_y: torch.Tensor | None, classes: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The head's target cosine for ``cos_y`` and its elementwise derivative, taken by
-    autograd on the small ``(n, 1)`` column (inside a forward pass, where grad is off)."""
+    """The head's target cosine for ``cos_y`` (of targets ``classes``) and its elementwise
+    derivative, taken by autograd on the small ``(n, 1)`` column (inside a forward pass, where
+    grad is off)."""
     with torch.enable_grad():
         leaf = cos_y.detach().requires_grad_()
-        target = target_fn(leaf, alpha_y)
+        target = target_fn(leaf, alpha_y, classes)
         (slope,) = torch.autograd.grad(target.sum(), leaf)
     return target.detach(), slope
 
@@ -137,13 +156,14 @@ def margin_softmax_cross_entropy(
     workspace: Workspace,
     cloud: CloudRows | None,
     shard: ClassShard,
+    terms: LossTerms,
     target_fn: TargetFn,
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The loss of scaled margin logits over all classes, and whether each sample's target
     logit is the largest (the training accuracy, at no extra pass); every rank gets both.
 
-    The first four arguments are :meth:`MarginHead.loss <leap_core.heads.MarginHead.loss>`'s,
+    The first six arguments are :meth:`MarginHead.loss <leap_core.heads.MarginHead.loss>`'s,
     in its order, with the cosines in place of the features; the head adds its own two.
 
     Args:
@@ -153,10 +173,13 @@ def margin_softmax_cross_entropy(
         workspace: where the large buffers are borrowed from.
         cloud: the step's offsets (their ``offsets`` tensor is used as scratch), or ``None``.
         shard: the classes ``cos`` covers.
-        target_fn: the head's hook, ``(cos_y, alpha_y) -> target cosine``, elementwise.
+        terms: the sample weights, the per-class logit bias (of ``cos``'s classes) and the
+            label smoothing.
+        target_fn: the head's hook, ``(cos_y, alpha_y, classes) -> target cosine``,
+            elementwise.
         scale: the logit scale ``s``.
     """
     loss, correct = _MarginSoftmaxCrossEntropy.apply(
-        cos, labels, workspace, cloud, shard, target_fn, scale
+        cos, labels, workspace, cloud, shard, terms, target_fn, scale
     )
     return loss, correct

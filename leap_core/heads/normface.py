@@ -15,6 +15,8 @@ class NormFaceHead(MarginHead):
         margin: must be 0; accepted so every head shares one constructor.
     """
 
+    max_margin = 0.0  # no margin, so no per-class margins either
+
     def __init__(
         self, embedding_dim: int, num_classes: int, scale: float = 16.0, margin: float = 0.0
     ) -> None:

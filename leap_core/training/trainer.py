@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from leap_core.class_priors import ClassBalance, ldam_margins
 from leap_core.config import JobSpec
 from leap_core.data.decoded import DecodedBatches
 from leap_core.distributed import ClassShard
@@ -106,9 +107,14 @@ class Trainer:
                 self.head.weight.copy_(
                     torch.randn(self.head.weight.shape, generator=generator) * 0.01
                 )
+        if spec.method.head.margin_profile == "ldam":
+            margins = ldam_margins(manifest.class_counts, margin)[
+                self.shard.start : self.shard.stop
+            ]
+            self.head.set_class_margins(margins)
         self.cloud = self._build_cloud()
         start = spec.method.leap.start_epoch(spec.train.epochs) if self.cloud else 0
-        self.criterion = LEAPLoss(self.head, self.cloud, start, self.shard)
+        self.criterion = LEAPLoss(self.head, self.cloud, start, self.shard, self._build_balance())
         self.optimizer = self._build_optimizer()
         self.amp = spec.train.amp and self.device.type == "cuda"
         # In a sharded run a step skipped for an overflow must be skipped on every rank (each
@@ -136,6 +142,19 @@ class Trainer:
         self.cloud_epochs: list[tuple[float, float]] = []
         self.last_evaluation: Evaluation | None = None
         self.diagnostics: Diagnostics | None = None
+
+    def _build_balance(self) -> ClassBalance | None:
+        loss = self.spec.method.loss
+        if not loss.changes_loss():
+            return None
+        return ClassBalance(
+            list(self.data.manifest.class_counts),
+            self.shard,
+            label_smoothing=loss.label_smoothing,
+            class_balanced_beta=loss.class_balanced_beta,
+            reweight_start_epoch=loss.start_epoch(self.spec.train.epochs),
+            logit_adjustment=loss.logit_adjustment,
+        )
 
     def _build_cloud(self) -> FeatureCloud | None:
         leap = self.spec.method.leap

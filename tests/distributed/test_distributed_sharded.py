@@ -13,8 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from leap_core.class_priors import ClassBalance, ldam_margins
 from leap_core.distributed import ClassShard
 from leap_core.heads import HEADS, CloudRows
+from leap_core.heads.loss_terms import PLAIN, LossTerms
 from leap_core.heads.workspace import Workspace
 from leap_core.leap import FeatureCloud
 from leap_core.losses import LEAPLoss
@@ -48,19 +50,39 @@ def problem(kind: str, seed: int = 0):
 
 
 OFFSETS = [None, "per_logit", "per_sample"]
+#: Every reading of the offsets plainly, and once more with every loss term on (sample
+#: weights, a logit bias, label smoothing) and a margin per class (but for NormFace).
+CASES = [(offsets, False) for offsets in OFFSETS] + [("per_logit", True)]
+
+
+def loss_terms(generator: torch.Generator) -> tuple[torch.Tensor, LossTerms]:
+    """Per-class margins (of every class) and terms whose bias covers every class."""
+    margins = torch.rand(CLASSES, generator=generator, dtype=torch.float64) * 0.4
+    weights = torch.rand(PER_RANK * WORLD, generator=generator, dtype=torch.float64) + 0.1
+    bias = torch.randn(CLASSES, generator=generator, dtype=torch.float64)
+    return margins, LossTerms(weights / weights.sum(), bias, label_smoothing=0.15)
 
 
 def head_rank(rank: int, world_size: int, kind: str):
-    """One process start serves every reading of the offsets."""
-    return {offsets: head_step(rank, world_size, kind, offsets) for offsets in OFFSETS}
+    """One process start serves every case."""
+    return {case: head_step(rank, world_size, kind, *case) for case in CASES}
 
 
-def head_step(rank: int, world_size: int, kind: str, offsets: str | None):
+def head_step(rank: int, world_size: int, kind: str, offsets: str | None, balanced: bool):
     head, features, labels, rows, drawn = problem(kind)
     shard = ClassShard(CLASSES, rank, world_size)
     local_head = HEADS[kind](DIM, shard.size, scale=10.0, margin=MARGINS[kind]).double()
     with torch.no_grad():
         local_head.weight.copy_(head.weight[shard.start : shard.stop])
+    terms = PLAIN
+    if balanced:
+        margins, whole = loss_terms(torch.Generator().manual_seed(9))
+        assert whole.logit_bias is not None
+        if kind != "normface":
+            local_head.set_class_margins(margins[shard.start : shard.stop])
+        terms = LossTerms(
+            whole.weights, whole.logit_bias[shard.start : shard.stop], whole.label_smoothing
+        )
     per_rank = features.shape[0] // world_size
     mine = slice(rank * per_rank, (rank + 1) * per_rank)
     x = features[mine].clone().requires_grad_()
@@ -71,7 +93,7 @@ def head_step(rank: int, world_size: int, kind: str, offsets: str | None):
             row_offsets = row_offsets[:, shard.start : shard.stop]
         cloud = CloudRows(rows, row_offsets.clone())
     loss, correct = local_head.loss(
-        shard.gather_batch(x), shard.gather_labels(labels[mine]), Workspace(), cloud, shard
+        shard.gather_batch(x), shard.gather_labels(labels[mine]), Workspace(), cloud, shard, terms
     )
     loss.backward()
     return {
@@ -86,16 +108,29 @@ def head_step(rank: int, world_size: int, kind: str, offsets: str | None):
 def test_the_head_loss_and_gradients_equal_autograd_at_world_sizes_1_and_2(kind):
     by_world = at_world_sizes(head_rank, kind)
     for results in by_world.values():
-        for offsets in OFFSETS:
-            check_against_autograd(kind, offsets, [r[offsets] for r in results])
+        for case in CASES:
+            check_against_autograd(kind, *case, [r[case] for r in results])
 
 
-def check_against_autograd(kind: str, offsets: str | None, results: list[dict]):
+def check_against_autograd(kind: str, offsets: str | None, balanced: bool, results: list[dict]):
+    """The reference: the head's logits, plus the bias, into torch's cross-entropy with
+    label smoothing, weighted per sample."""
     head, features, labels, rows, drawn = problem(kind)
     x = features.clone().requires_grad_()
     cloud = None if offsets is None else CloudRows(rows, drawn[offsets].clone())
-    logits = head(x, labels, cloud)
-    expected = F.cross_entropy(logits, labels)
+    if not balanced:
+        logits = head(x, labels, cloud)
+        expected = F.cross_entropy(logits, labels)
+    else:
+        margins, terms = loss_terms(torch.Generator().manual_seed(9))
+        assert terms.weights is not None and terms.logit_bias is not None
+        if kind != "normface":
+            head.set_class_margins(margins)
+        logits = head(x, labels, cloud) + terms.logit_bias
+        per_sample = F.cross_entropy(
+            logits, labels, reduction="none", label_smoothing=terms.label_smoothing
+        )
+        expected = (per_sample * terms.weights).sum()
     expected.backward()
     for result in results:
         torch.testing.assert_close(result["loss"], expected.detach(), rtol=0, atol=1e-12)
@@ -201,11 +236,18 @@ def test_the_sharded_cloud_holds_the_slices_of_the_one_process_cloud():
     assert by_world[1][0]["shuffled"]["permutation"].tolist() != list(range(CLASSES))
 
 
+#: The criterion's cases: two readings of the offsets, and one with every class-size term
+#: on (label smoothing, class-balanced weights from epoch 1, logit adjustment; the spec
+#: refuses the last two together, the criterion composes them) and LDAM's margins.
+CRITERION_CASES = ["per_sample", "target_only", "per_sample+balance"]
+
+
 def criterion_rank(rank: int, world_size: int):
-    return {o: criterion_run(rank, world_size, o) for o in ("per_sample", "target_only")}
+    return {case: criterion_run(rank, world_size, case) for case in CRITERION_CASES}
 
 
-def criterion_run(rank: int, world_size: int, offset: str):
+def criterion_run(rank: int, world_size: int, case: str):
+    offset, _, balanced = case.partition("+")
     shard = ClassShard(CLASSES, rank, world_size)
     weight = torch.randn(
         CLASSES, DIM, generator=torch.Generator().manual_seed(1), dtype=torch.float64
@@ -216,7 +258,12 @@ def criterion_run(rank: int, world_size: int, offset: str):
     cloud = FeatureCloud(
         COUNTS, DIM, shard=shard, seed=3, mode="vanilla", offset=offset, **CLOUD
     ).double()
-    criterion = LEAPLoss(head, cloud, cloud_start_epoch=1, shard=shard)
+    balance = None
+    if balanced:
+        margins = ldam_margins(COUNTS, 0.35)
+        head.set_class_margins(margins[shard.start : shard.stop])
+        balance = ClassBalance(COUNTS, shard, 0.1, 0.99, 1, 0.7)
+    criterion = LEAPLoss(head, cloud, cloud_start_epoch=1, shard=shard, balance=balance)
     losses, grads, fractions = [], [], []
     per_rank = PER_RANK * WORLD // world_size
     mine = slice(rank * per_rank, (rank + 1) * per_rank)
@@ -234,10 +281,10 @@ def test_the_criterion_gives_the_same_step_at_world_sizes_1_and_2():
     # One offset per sample is drawn with the same seed on every rank, so the sharded run
     # draws exactly the one-process criterion's numbers: the whole step must agree.
     by_world = at_world_sizes(criterion_rank)
-    for offset in ("per_sample", "target_only"):
-        whole = by_world[1][0][offset]
+    for case in CRITERION_CASES:
+        whole = by_world[1][0][case]
         assert all(f > 0 for f in whole["fraction"][3:])  # the cloud is on from step 3
-        results = [r[offset] for r in by_world[WORLD]]
+        results = [r[case] for r in by_world[WORLD]]
         for step, loss in enumerate(whole["losses"]):
             for rank, result in enumerate(results):
                 torch.testing.assert_close(result["losses"][step], loss, rtol=0, atol=1e-12)

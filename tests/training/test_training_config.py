@@ -134,6 +134,28 @@ def test_explicit_head_parameters_win():
             "dataset.synthetic: head_images [4, 30] must start above the largest tail identity "
             "(5 images)",
         ),
+        (
+            {"method": {"head": {"kind": "normface", "margin_profile": "ldam"}}},
+            "method: head.margin_profile 'ldam' sets a margin per class, but head.kind "
+            "'normface' has no margin",
+        ),
+        (
+            {"method": {"loss": {"logit_adjustment": 1.0, "class_balanced_beta": 0.999}}},
+            "method.loss: logit_adjustment and class_balanced_beta both correct for the class "
+            "prior (got 1.0 and 0.999)",
+        ),
+        (
+            {"method": {"loss": {"reweight_start_epoch": 0.8}}},
+            "method.loss: reweight_start_epoch is only used with class_balanced_beta (got 0.8",
+        ),
+        (
+            {"method": {"loss": {"label_smoothing": 1.0}}},
+            "method.loss.label_smoothing: Input should be less than 1 (got 1.0)",
+        ),
+        (
+            {"method": {"loss": {"class_balanced_beta": 0.99, "reweight_start_epoch": 60}}},
+            "spec: method.loss.reweight_start_epoch (60) must be below train.epochs (60)",
+        ),
     ],
 )
 def test_validation_errors_name_the_field_path(data, message):
@@ -229,6 +251,39 @@ def test_method_labels_use_the_paper_names(head, mode, label):
 )
 def test_method_labels_name_the_controls_and_the_papers_estimator(leap, label):
     assert method_label(parse_spec({"method": {"leap": leap}})) == label
+
+
+@pytest.mark.parametrize(
+    "method,label",
+    [
+        ({"loss": {"label_smoothing": 0.1}}, "CosFace+LS0.1"),
+        ({"loss": {"class_balanced_beta": 0.999}}, "CosFace+CB0.999"),
+        (
+            {"loss": {"class_balanced_beta": 0.999, "reweight_start_epoch": 0.8}},
+            "CosFace+CB0.999-DRW",
+        ),
+        ({"loss": {"logit_adjustment": 1}}, "CosFace+LA1.0"),
+        ({"head": {"margin_profile": "ldam"}}, "LDAM-CF"),
+        ({"head": {"kind": "arcface", "margin_profile": "ldam"}}, "LDAM-AF"),
+        (
+            {
+                "head": {"margin_profile": "ldam"},
+                "loss": {"class_balanced_beta": 0.999, "reweight_start_epoch": 0.8},
+            },
+            "LDAM-CF+CB0.999-DRW",
+        ),
+        (
+            {
+                "head": {"margin_profile": "ldam"},
+                "leap": {"mode": "full", "spread": "paper"},
+                "loss": {"label_smoothing": 0.1},
+            },
+            "LEAP-CF+LDAM+LS0.1/paper",
+        ),
+    ],
+)
+def test_method_labels_name_the_long_tail_methods(method, label):
+    assert method_label(parse_spec({"method": method})) == label
 
 
 def test_the_spread_defaults_to_leave_one_out_and_the_controls_measure_as_leap_does():

@@ -125,3 +125,27 @@ def test_the_step_counter_ends_at_n_of_n_when_pk_epochs_differ_in_length(tiny_sp
     assert seen[-1] == (sum(per_epoch), sum(per_epoch))
     last = [total for step, total in seen if step > sum(per_epoch[:6])]
     assert last == [sum(per_epoch)] * per_epoch[6]
+
+
+def test_the_long_tail_terms_come_from_the_runs_class_sizes(tiny_spec, tmp_path):
+    spec = tiny_spec(
+        method={
+            "head": {"kind": "cosface", "margin": 0.3, "margin_profile": "ldam"},
+            "leap": {"mode": "full", "cloud_start_epoch": 1},
+            "loss": {"label_smoothing": 0.1, "logit_adjustment": 0.5},
+        },
+        eval={"protocol": "none"},
+    )
+    trainer = Trainer(spec, tmp_path)
+    counts = torch.tensor(trainer.data.manifest.class_counts, dtype=torch.float64)
+    assert counts.min() < counts.max()  # a long tail: the margins differ
+    margins = trainer.head.class_margins
+    assert margins is not None
+    torch.testing.assert_close(margins.double(), 0.3 * (counts.min() / counts) ** 0.25)
+    balance = trainer.criterion.balance
+    assert balance is not None and balance.logit_bias is not None
+    torch.testing.assert_close(balance.logit_bias, 0.5 * (counts / counts.sum()).log())
+    assert balance.label_smoothing == 0.1
+    trainer.fit()
+    assert trainer.global_step == 3 * 4
+    assert torch.isfinite(torch.tensor(trainer.last_metrics["train_loss"]))
