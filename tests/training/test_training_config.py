@@ -286,6 +286,16 @@ def test_method_labels_name_the_long_tail_methods(method, label):
     assert method_label(parse_spec({"method": method})) == label
 
 
+def test_class_aware_sampling_is_named_after_the_loss_terms():
+    spec = parse_spec(
+        {
+            "method": {"loss": {"label_smoothing": 0.1}},
+            "train": {"sampler": {"kind": "class_aware"}},
+        }
+    )
+    assert method_label(spec) == "CosFace+LS0.1+CAS"
+
+
 def test_the_spread_defaults_to_leave_one_out_and_the_controls_measure_as_leap_does():
     leap = parse_spec({}).method.leap
     assert (leap.spread, leap.constant_classes) == ("leave_one_out", "tail")
