@@ -18,6 +18,13 @@ def positive_int(name: str, value: object) -> int:
     return value
 
 
+def non_negative_int(name: str, value: object) -> int:
+    """Return ``value`` as an int, refusing bools, non-integers and values below 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
 def finite_float(
     name: str,
     value: object,

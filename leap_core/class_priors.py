@@ -23,6 +23,7 @@ import math
 
 import torch
 
+from leap_core import checks
 from leap_core.distributed.shard import ClassShard
 from leap_core.heads.loss_terms import LossTerms
 from leap_core.leap.classes import class_counts_tensor
@@ -86,14 +87,7 @@ class ClassBalance:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
         if not math.isfinite(logit_adjustment) or logit_adjustment < 0:
             raise ValueError(f"logit_adjustment must be a number >= 0, got {logit_adjustment!r}")
-        if (
-            isinstance(reweight_start_epoch, bool)
-            or not isinstance(reweight_start_epoch, int)
-            or reweight_start_epoch < 0
-        ):
-            raise ValueError(
-                f"reweight_start_epoch must be a non-negative integer, got {reweight_start_epoch!r}"
-            )
+        checks.non_negative_int("reweight_start_epoch", reweight_start_epoch)
         self.label_smoothing = float(label_smoothing)
         self.class_weights = (
             None

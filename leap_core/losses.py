@@ -85,14 +85,7 @@ class LEAPLoss(nn.Module):
                     f"cloud embedding_dim {cloud.embedding_dim} differs from "
                     f"head embedding_dim {head.embedding_dim}"
                 )
-        if (
-            isinstance(cloud_start_epoch, bool)
-            or not isinstance(cloud_start_epoch, int)
-            or cloud_start_epoch < 0
-        ):
-            raise ValueError(
-                f"cloud_start_epoch must be a non-negative integer, got {cloud_start_epoch!r}"
-            )
+        checks.non_negative_int("cloud_start_epoch", cloud_start_epoch)
         if balance is not None and not isinstance(balance, ClassBalance):
             raise ValueError(
                 f"balance must be a ClassBalance or None, got {type(balance).__name__}"
@@ -115,8 +108,7 @@ class LEAPLoss(nn.Module):
         """The mean loss over the (gathered) batch, a scalar tensor with gradient.
         ``sample_ids`` (one per sample, e.g. its training-set index) reach the cloud's
         statistics, which count an image repeated in the batch once."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be a non-negative integer, got {epoch!r}")
+        checks.non_negative_int("epoch", epoch)
         checks.features_tensor("features", features, self.head.embedding_dim)
         labels = checks.labels_tensor("labels", labels, features.shape[0], self.shard.num_classes)
         if sample_ids is not None:
