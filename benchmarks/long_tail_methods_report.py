@@ -26,6 +26,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cloud_controls_report import COLUMNS as CLOUD_COLUMNS
 from cloud_controls_report import Arms, arm_table, comparison_table, mean_metric, validity
 
 from leap_core.sweeps.paired import interval_text, paired_difference
@@ -33,15 +34,9 @@ from leap_core.sweeps.results import per_seed, read_result
 
 BASELINE, LEAP = "CosFace", "LEAP-CF"
 RULES = __doc__.split("The rules, fixed before the grid ran:\n\n")[1].strip()
-#: (metric key, header, scale, decimals) of the per-method table.
-COLUMNS: tuple[tuple[str, str, float, int], ...] = (
-    ("mAP", "mAP", 100, 2),
-    ("rank1", "Rank-1", 100, 1),
-    ("final_train_accuracy_tail", "tail train acc", 100, 1),
-    ("final_unseen_accuracy_tail", "tail unseen acc", 100, 1),
-    ("final_unseen_map_tail", "tail unseen mAP", 100, 1),
-    ("train_loss", "train loss", 1, 2),
-)
+#: The feature-cloud grids' per-arm columns without the cloud's own: most methods here have
+#: no cloud.
+COLUMNS = tuple(column for column in CLOUD_COLUMNS if not column[0].startswith("cloud_"))
 
 
 def by_setting(folder: Path) -> dict[str, Arms]:
