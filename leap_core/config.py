@@ -10,10 +10,11 @@ silently ignored setting; errors name the dotted field path.
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -211,6 +212,10 @@ def epoch_or_fraction(value: object) -> int | float:
     return int(number) if number >= 1 or number == 0 else float(number)
 
 
+#: A start epoch field: validated by :func:`epoch_or_fraction` before its type is checked.
+StartEpoch = Annotated[int | float, BeforeValidator(epoch_or_fraction)]
+
+
 def epoch_of(start: int | float, epochs: int) -> int:
     """The epoch :func:`epoch_or_fraction`'s ``start`` names in a run of ``epochs``."""
     return start if isinstance(start, int) else round(start * epochs)
@@ -267,7 +272,7 @@ class LeapSpec(_Spec):
         "zero_variance counts their own variance as 0, so they get the whole target "
         "variance; no_cloud leaves them without a cloud",
     )
-    cloud_start_epoch: int | float = Field(
+    cloud_start_epoch: StartEpoch = Field(
         20,
         description="first epoch with the cloud (0-based), or a fraction of train.epochs "
         "below 1 (0.33: the paper's 20 of 60), so that shorter runs keep the proportion",
@@ -280,11 +285,6 @@ class LeapSpec(_Spec):
     def _yaml_off(cls, value: object) -> object:
         # YAML 1.1 reads a bare `off` as the boolean false.
         return "off" if value is False else value
-
-    @field_validator("cloud_start_epoch", mode="before")
-    @classmethod
-    def _epoch_or_fraction(cls, value: object) -> object:
-        return epoch_or_fraction(value)
 
     def start_epoch(self, epochs: int) -> int:
         """The first epoch with the cloud for a run of ``epochs`` epochs."""
@@ -332,7 +332,7 @@ class LossSpec(_Spec):
         description="beta of class-balanced re-weighting: sample weight "
         "(1-beta)/(1-beta^K_y), the batch's weighted mean (Cui et al. 2019; 0.999 is usual)",
     )
-    reweight_start_epoch: int | float = Field(
+    reweight_start_epoch: StartEpoch = Field(
         0,
         description="first epoch weighted by class_balanced_beta (0-based), or a fraction of "
         "train.epochs below 1; later than 0 is deferred re-weighting (DRW, Cao et al. 2019, "
@@ -344,11 +344,6 @@ class LossSpec(_Spec):
         description="tau: tau*log(pi_i) added to class i's training logit, pi_i its share "
         "of the training images (Menon et al. 2021; 1.0 is the balanced softmax)",
     )
-
-    @field_validator("reweight_start_epoch", mode="before")
-    @classmethod
-    def _epoch_or_fraction(cls, value: object) -> object:
-        return epoch_or_fraction(value)
 
     def start_epoch(self, epochs: int) -> int:
         """The first re-weighted epoch of a run of ``epochs`` epochs."""
