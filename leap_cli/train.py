@@ -105,7 +105,7 @@ def train(
     from leap_core.training.checkpoint import load_checkpoint
     from leap_core.training.hooks import Hook
     from leap_core.training.trainer import NonFiniteLoss, Trainer, resolve_device
-    from leap_core.training.world import init_from_environment
+    from leap_core.training.world import init_from_environment, leave_process_group
 
     console = Console(stderr=as_json)
     tracking_uri = None
@@ -151,6 +151,7 @@ def train(
         fail("interrupted; continue with --resume <run dir>/last.pt", code=130)
     except usage_errors() as error:
         fail(str(error))
+    leave_process_group()
     if not main:
         return
     if as_json:

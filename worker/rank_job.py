@@ -19,7 +19,7 @@ import torch.distributed
 from jobs.settings import get_settings
 from leap_core.config import parse_spec
 from leap_core.training.trainer import resolve_device
-from leap_core.training.world import init_from_environment
+from leap_core.training.world import init_from_environment, leave_process_group
 from worker.hooks import job_hooks
 from worker.lease import Lease
 from worker.outcome import Outcome, RankReport, record, train
@@ -56,6 +56,7 @@ def main(attempt_file: str) -> int:
         return 1
     if rank == 0:  # a success or a cancellation, the same on every rank: rank 0 records it
         RankReport(record(settings, held, ended)).write(run_dir, rank)
+    leave_process_group()
     return 0
 
 

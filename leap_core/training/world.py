@@ -67,6 +67,19 @@ def init_from_environment(device_type: str) -> Ranks | None:
     return current_ranks()
 
 
+def leave_process_group() -> None:
+    """Wait for every rank at the end of a finished run, then tear the process group down.
+
+    A rank that simply exits while its peers still hold the connection can be aborted at
+    interpreter exit by the communication library's own threads (and its exit code then
+    fails a run whose every step succeeded); leaving together, then destroying the group,
+    ends each process cleanly. A one-process run has nothing to leave."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def sum_gradients(group: Any, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
     """A ``DistributedDataParallel`` communication hook: all-reduce without averaging."""
     work = dist.all_reduce(bucket.buffer(), group=group, async_op=True)
