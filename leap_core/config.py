@@ -199,6 +199,14 @@ class HeadSpec(_Spec):
         "margin*(K_min/K_i)^(1/4) (LDAM, Cao et al. 2019), the full margin on the smallest "
         "class",
     )
+    sample_rate: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="Partial FC: the share r of each rank's head rows a step's softmax "
+        "covers, every class of the global batch among them (insightface's partial_fc_v2); "
+        "1 computes every class",
+    )
 
 
 def epoch_or_fraction(value: object) -> int | float:

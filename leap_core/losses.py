@@ -28,6 +28,7 @@ from leap_core.class_priors import ClassBalance
 from leap_core.distributed.shard import ClassShard
 from leap_core.heads.angles import compute_dtype
 from leap_core.heads.base import MarginHead
+from leap_core.heads.class_sample import ClassSampler
 from leap_core.heads.cloud_rows import CloudRows
 from leap_core.heads.loss_terms import PLAIN, LossTerms
 from leap_core.heads.workspace import Workspace
@@ -51,6 +52,8 @@ class LEAPLoss(nn.Module):
         shard: the classes this process holds (default: all of the head's).
         balance: label smoothing, class-balanced weights and logit adjustment, or ``None``
             for the plain cross-entropy.
+        sampler: Partial FC's choice of the head rows each step's softmax covers
+            (:mod:`~leap_core.heads.class_sample`), or ``None`` for every row.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class LEAPLoss(nn.Module):
         cloud_start_epoch: int = 0,
         shard: ClassShard | None = None,
         balance: ClassBalance | None = None,
+        sampler: ClassSampler | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(head, MarginHead):
@@ -90,11 +94,19 @@ class LEAPLoss(nn.Module):
             raise ValueError(
                 f"balance must be a ClassBalance or None, got {type(balance).__name__}"
             )
+        if sampler is not None and (
+            not isinstance(sampler, ClassSampler) or sampler.shard != shard
+        ):
+            raise ValueError(
+                f"sampler must be a ClassSampler of the head's shard {shard}, got {sampler!r:.80}"
+            )
         self.head = head
         self.cloud = cloud
         self.cloud_start_epoch = cloud_start_epoch
         self.shard = shard
         self.balance = balance
+        self.sampler = sampler
+        self._calls = 0
         self._last: dict[str, torch.Tensor | None] = {}
         self._workspace = Workspace()
 
@@ -104,11 +116,16 @@ class LEAPLoss(nn.Module):
         labels: torch.Tensor,
         epoch: int,
         sample_ids: torch.Tensor | None = None,
+        step: int | None = None,
     ) -> torch.Tensor:
         """The mean loss over the (gathered) batch, a scalar tensor with gradient.
         ``sample_ids`` (one per sample, e.g. its training-set index) reach the cloud's
-        statistics, which count an image repeated in the batch once."""
+        statistics, which count an image repeated in the batch once. ``step`` (the run's
+        global step; default: the number of earlier calls) seeds the step's class sample,
+        so a resumed run keeps the same rows as an uninterrupted one."""
         checks.non_negative_int("epoch", epoch)
+        step = self._calls if step is None else checks.non_negative_int("step", step)
+        self._calls += 1
         checks.features_tensor("features", features, self.head.embedding_dim)
         labels = checks.labels_tensor("labels", labels, features.shape[0], self.shard.num_classes)
         if sample_ids is not None:
@@ -120,10 +137,11 @@ class LEAPLoss(nn.Module):
         if self.cloud is not None:
             ids = None if sample_ids is None else self.shard.gather_labels(sample_ids)
             self.cloud.observe(features.detach(), labels, ids)
+        sample = None if self.sampler is None else self.sampler.draw(labels, step)
         if self.cloud is None or epoch < self.cloud_start_epoch:
             terms = self._terms(labels, epoch)
             loss, correct = self.head.loss(
-                features, labels, self._workspace, None, self.shard, terms
+                features, labels, self._workspace, None, self.shard, terms, sample
             )
             self._remember(loss, correct, cloud_std=None)
             return loss
@@ -139,11 +157,15 @@ class LEAPLoss(nn.Module):
             features, labels, variance = features[index], labels[index], variance[index]
         draws: list[torch.Tensor] = []
         rows, offsets = self.cloud.draw_rows(
-            variance, buffer=lambda shape: self._draws(shape, draws)
+            variance,
+            buffer=lambda shape: self._draws(shape, draws),
+            logits=None if sample is None else sample.size,
         )
         cloud = CloudRows(rows, offsets, self.cloud.shifts_other_logits)
         terms = self._terms(labels, epoch, weights)
-        loss, correct = self.head.loss(features, labels, self._workspace, cloud, self.shard, terms)
+        loss, correct = self.head.loss(
+            features, labels, self._workspace, cloud, self.shard, terms, sample
+        )
         self._workspace.give_back(*draws)  # the loss used them as scratch and is done
         self._remember(loss, correct, cloud_std=per_sample.sqrt())
         return loss

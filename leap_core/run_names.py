@@ -13,8 +13,9 @@ def method_label(spec: JobSpec) -> str:
     """The paper's name for the method (CosFace, LEAP-CV, LEAP-AF, …), the controls named
     after it (CosFace+noise, CosFace+matched-noise, LEAP-CF-shuffled), LDAM's margins
     (LDAM-CF, LEAP-CF+LDAM), the loss terms that follow (+LS0.1 label smoothing, +CB0.999
-    class-balanced weights, -DRW when they start late, +LA1.0 logit adjustment), +CAS for
-    class-aware sampling, and ``/paper`` when the paper's spread estimator is used."""
+    class-balanced weights, -DRW when they start late, +LA1.0 logit adjustment), +PFC0.1 for
+    Partial FC's class sampling, +CAS for class-aware sampling, and ``/paper`` when the
+    paper's spread estimator is used."""
     leap = spec.method.leap
     head = spec.method.head
     base = {"normface": "NormFace", "cosface": "CosFace", "arcface": "ArcFace"}[head.kind]
@@ -29,6 +30,8 @@ def method_label(spec: JobSpec) -> str:
     if ldam and leap.mode != "off":
         label += "+LDAM"
     label += loss_suffix(spec)
+    if head.sample_rate < 1:
+        label += f"+PFC{head.sample_rate:g}"
     if spec.train.sampler.kind == "class_aware":
         label += "+CAS"
     return label + ("/paper" if leap.spread == "paper" and leap.measures_classes() else "")

@@ -8,7 +8,8 @@ CosFace. A new margin is a subclass of :class:`MarginHead` that overrides
 
 The layers, bottom first: ``workspace`` (reused buffers), ``angles`` (the cosine clamp and
 the angular shift), ``cloud_rows`` (a step's offsets), ``loss_terms`` (a step's sample
-weights, logit bias and label smoothing), ``fused_loss`` (the loss's autograd node, for a
+weights, logit bias and label smoothing), ``class_sample`` (Partial FC's kept rows of a
+step), ``fused_loss`` (the loss's autograd node, for a
 shard of the classes), ``base`` (the head), the three heads.
 """
 
@@ -17,6 +18,7 @@ from leap_core.families import load
 from leap_core.heads.angles import COS_EPS
 from leap_core.heads.arcface import ArcFaceHead
 from leap_core.heads.base import MarginHead
+from leap_core.heads.class_sample import ClassSampler, SampledClasses
 from leap_core.heads.cloud_rows import CloudRows
 from leap_core.heads.cosface import CosFaceHead
 from leap_core.heads.normface import NormFaceHead
@@ -29,8 +31,10 @@ __all__ = [
     "COS_EPS",
     "HEADS",
     "ArcFaceHead",
+    "ClassSampler",
     "CloudRows",
     "CosFaceHead",
     "MarginHead",
     "NormFaceHead",
+    "SampledClasses",
 ]

@@ -24,6 +24,7 @@ from torch import nn
 from leap_core import checks
 from leap_core.distributed.shard import ClassShard
 from leap_core.heads.angles import NORM_EPS, angular_shift, compute_dtype, shifted_cosine
+from leap_core.heads.class_sample import SampledClasses
 from leap_core.heads.cloud_rows import CloudRows
 from leap_core.heads.fused_loss import margin_softmax_cross_entropy
 from leap_core.heads.loss_terms import PLAIN, LossTerms
@@ -126,13 +127,15 @@ class MarginHead(nn.Module):
             return self.margin
         return self.class_margins.index_select(0, classes).to(like.dtype).unsqueeze(1)
 
-    def cosine(self, features: torch.Tensor) -> torch.Tensor:
-        """``(B, C)`` cosines between L2-normalised features and class weights, in float32
-        (float64 for float64 inputs), outside any autocast region."""
+    def cosine(self, features: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, C)`` cosines between L2-normalised features and class weights (``(B, n)``
+        with the weight rows ``rows`` only), in float32 (float64 for float64 inputs),
+        outside any autocast region."""
         dtype = compute_dtype(features, self.weight)
+        weight = self.weight if rows is None else self.weight.index_select(0, rows)
         with torch.autocast(features.device.type, enabled=False):
             unit = F.normalize(features.to(dtype), dim=1)
-            return _CosineToWeights.apply(unit, self.weight.to(dtype))
+            return _CosineToWeights.apply(unit, weight.to(dtype))
 
     def target_cosine(
         self, cos_y: torch.Tensor, alpha_y: torch.Tensor | None, classes: torch.Tensor
@@ -189,11 +192,12 @@ class MarginHead(nn.Module):
         cloud: CloudRows | None = None,
         shard: ClassShard | None = None,
         terms: LossTerms = PLAIN,
+        sample: SampledClasses | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training step's cross-entropy over all classes of the logits :meth:`forward`
-        gives (plus ``terms``' bias), formed with its gradient in one autograd node, and each
-        sample's "target logit is the largest". Unchecked arguments, for a criterion that
-        checked them.
+        """The training step's cross-entropy over all classes (or ``sample``'s) of the logits
+        :meth:`forward` gives (plus ``terms``' bias), formed with its gradient in one
+        autograd node, and each sample's "target logit is the largest" (among the kept
+        classes). Unchecked arguments, for a criterion that checked them.
 
         Args:
             features: ``(B, D)`` the batch (in a sharded run, every rank's).
@@ -204,14 +208,17 @@ class MarginHead(nn.Module):
             shard: the classes this head holds (``None``: all of them, one process).
             terms: the sample weights, a per-class logit bias (of this head's classes) and
                 label smoothing; the default is the batch-mean cross-entropy.
+            sample: the rows a Partial FC step keeps (every target's among them), ``None``
+                for all; the cloud's per-logit offsets are then one per kept row.
         """
         return margin_softmax_cross_entropy(
-            self.cosine(features),
+            self.cosine(features, None if sample is None else sample.rows),
             labels,
             workspace,
             cloud,
             shard or ClassShard(self.num_classes),
             terms,
+            sample,
             self.target_cosine,
             self.scale,
         )

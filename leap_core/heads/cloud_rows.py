@@ -22,8 +22,9 @@ class CloudRows:
     Attributes:
         rows: ``(n,)`` indices of the samples with offsets.
         offsets: their offsets in radians, ``(n, C)`` one per logit (``C``: the head's
-            classes, a shard's in a sharded run) or ``(n, 1)`` one per sample, shared by
-            all its logits. The loss uses this tensor as scratch.
+            classes, a shard's in a sharded run, the kept ones in a Partial FC step) or
+            ``(n, 1)`` one per sample, shared by all its logits. The loss uses this tensor
+            as scratch.
         shift_others: ``False`` moves only the target logit (``target_only``, spec §6).
     """
 

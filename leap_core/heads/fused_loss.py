@@ -23,6 +23,11 @@ the forward pass, in two reusable buffers (:class:`~leap_core.heads.workspace.Wo
    derivatives are applied to it. The backward pass only scales it, so it holds no
    collective.
 
+With a class sample (Partial FC, :mod:`~leap_core.heads.class_sample`) the cosines are those
+of the kept rows only, and every step above runs over them: the targets are found among the
+kept rows (every positive is kept), the bias is the kept rows', and label smoothing spreads
+over the classes the softmax covers.
+
 The node supports one backward pass, which is what training does; a second one raises.
 """
 
@@ -35,6 +40,7 @@ import torch
 
 from leap_core.distributed.shard import ClassShard
 from leap_core.heads.angles import apply_row_slope, shift_rows_into
+from leap_core.heads.class_sample import SampledClasses
 from leap_core.heads.cloud_rows import CloudRows
 from leap_core.heads.loss_terms import LossTerms
 from leap_core.heads.workspace import Workspace
@@ -54,35 +60,44 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
         cloud: CloudRows | None,
         shard: ClassShard,
         terms: LossTerms,
+        sample: SampledClasses | None,
         target_fn: TargetFn,
         scale: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast(cos.device.type, enabled=False):
             batch, classes = cos.shape
+            # ``columns``: the targets' rows of the head (a per-class margin reads them);
+            # ``kept``: their columns of ``cos``, the same without a class sample.
             positions, columns = shard.owned(labels)
+            kept = columns if sample is None else sample.columns(columns)
             logits = workspace.take("logits", (batch, classes), cos.dtype, cos.device)
             torch.mul(cos, scale, out=logits)
 
             alpha_y = None
             slope = None
             if cloud is not None and cloud.any:
-                alpha_y = cloud.at_targets(batch, positions, columns, cos.dtype)
+                alpha_y = cloud.at_targets(batch, positions, kept, cos.dtype)
                 if cloud.shift_others:
                     slope = shift_rows_into(
                         logits, cos, cloud.rows, cloud.offsets.to(cos.dtype), scale, workspace
                     )
 
-            cos_y = cos[positions, columns].unsqueeze(1)
+            cos_y = cos[positions, kept].unsqueeze(1)
             target, target_slope = target_with_slope(target_fn, cos_y, alpha_y, columns)
             target_logit = target.squeeze(1) * scale
             if terms.logit_bias is not None:
                 bias = terms.logit_bias.to(cos.dtype)
+                if sample is not None:
+                    bias = bias.index_select(0, sample.rows)
                 logits.add_(bias)
-                target_logit = target_logit + bias.index_select(0, columns)
-            logits[positions, columns] = target_logit
+                target_logit = target_logit + bias.index_select(0, kept)
+            logits[positions, kept] = target_logit
 
             smoothing = terms.label_smoothing
             logit_sum = shard.sum(logits.sum(dim=1)) if smoothing else None
+            in_softmax = shard.num_classes
+            if smoothing and sample is not None:
+                in_softmax = sample.total(shard)
             top = shard.max(logits.amax(dim=1))
             grad = workspace.take("grad", (batch, classes), cos.dtype, cos.device)
             torch.sub(logits, top.unsqueeze(1), out=grad).exp_()
@@ -93,7 +108,7 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
             z_y = shard.sum(z_y)
             per_sample = total.log() + top - z_y
             if logit_sum is not None:
-                per_sample = per_sample + smoothing * (z_y - logit_sum / shard.num_classes)
+                per_sample = per_sample + smoothing * (z_y - logit_sum / in_softmax)
             correct = z_y >= top
             weights = terms.weights
             if weights is None:
@@ -108,13 +123,13 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
             # d cos = s, times the shifted rows' and the target's own derivatives.
             grad.mul_((row_weight / total).unsqueeze(1))
             if smoothing:
-                grad.sub_((row_weight * (smoothing / shard.num_classes)).unsqueeze(1))
+                grad.sub_((row_weight * (smoothing / in_softmax)).unsqueeze(1))
             on_target = row_weight[positions] * (1.0 - smoothing)
-            grad_y = (grad[positions, columns] - on_target) * target_slope.squeeze(1)
+            grad_y = (grad[positions, kept] - on_target) * target_slope.squeeze(1)
             if slope is not None:
                 assert cloud is not None
                 apply_row_slope(grad, cloud.rows, slope, workspace)
-            grad[positions, columns] = grad_y
+            grad[positions, kept] = grad_y
 
         ctx.grad = grad
         ctx.workspace = workspace
@@ -134,7 +149,7 @@ class _MarginSoftmaxCrossEntropy(torch.autograd.Function):
         ctx.grad = None
         grad.mul_(grad_loss)
         ctx.workspace.give_back(grad)
-        return (grad, *([None] * 7))
+        return (grad, *([None] * 8))
 
 
 def target_with_slope(
@@ -157,29 +172,34 @@ def margin_softmax_cross_entropy(
     cloud: CloudRows | None,
     shard: ClassShard,
     terms: LossTerms,
+    sample: SampledClasses | None,
     target_fn: TargetFn,
     scale: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The loss of scaled margin logits over all classes, and whether each sample's target
-    logit is the largest (the training accuracy, at no extra pass); every rank gets both.
+    """The loss of scaled margin logits over all classes (or a class sample's), and whether
+    each sample's target logit is the largest (the training accuracy, at no extra pass);
+    every rank gets both.
 
-    The first six arguments are :meth:`MarginHead.loss <leap_core.heads.MarginHead.loss>`'s,
+    The first seven arguments are :meth:`MarginHead.loss <leap_core.heads.MarginHead.loss>`'s,
     in its order, with the cosines in place of the features; the head adds its own two.
 
     Args:
         cos: ``(B, C_shard)`` cosines of the batch (every rank's, in a sharded run) with
-            this shard's classes, with gradient.
+            this shard's classes (``(B, n)`` with the ``n`` kept rows of ``sample``), with
+            gradient.
         labels: ``(B,)`` class indices over all classes.
         workspace: where the large buffers are borrowed from.
-        cloud: the step's offsets (their ``offsets`` tensor is used as scratch), or ``None``.
+        cloud: the step's offsets (their ``offsets`` tensor is used as scratch; one per
+            column of ``cos`` when they are drawn per logit), or ``None``.
         shard: the classes ``cos`` covers.
-        terms: the sample weights, the per-class logit bias (of ``cos``'s classes) and the
+        terms: the sample weights, the per-class logit bias (of the shard's classes) and the
             label smoothing.
+        sample: the kept rows of a Partial FC step, or ``None`` for every row.
         target_fn: the head's hook, ``(cos_y, alpha_y, classes) -> target cosine``,
             elementwise.
         scale: the logit scale ``s``.
     """
     loss, correct = _MarginSoftmaxCrossEntropy.apply(
-        cos, labels, workspace, cloud, shard, terms, target_fn, scale
+        cos, labels, workspace, cloud, shard, terms, sample, target_fn, scale
     )
     return loss, correct

@@ -489,15 +489,19 @@ class FeatureCloud(nn.Module):
         per_sample_variance: torch.Tensor,
         generator: torch.Generator | None = None,
         buffer: Callable[[tuple[int, ...]], torch.Tensor] | None = None,
+        logits: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(rows, offsets)``: the samples with a cloud (variance > 0) and their draws,
-        ``(n, C_shard)`` one per logit of this shard's classes or ``(n, 1)`` one per sample.
+        ``(n, C_shard)`` one per logit of this shard's classes (``(n, logits)`` when a class
+        sample keeps ``logits`` of them) or ``(n, 1)`` one per sample.
 
         ``buffer(shape)``, when given, supplies the float32 tensor the draws are written into
         (a reused one saves allocating ``(n, C)`` floats every step)."""
         std = per_sample_variance.sqrt().to(torch.float32)
         rows = (std > 0).nonzero().squeeze(1)
-        width = self.shard.size if self.offset == "per_logit" else 1
+        width = 1
+        if self.offset == "per_logit":
+            width = self.shard.size if logits is None else logits
         shape = (rows.numel(), width)
         noise = torch.empty(shape, device=std.device) if buffer is None else buffer(shape)
         noise.normal_(generator=generator or self._rng("draws"))

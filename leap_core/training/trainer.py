@@ -20,7 +20,7 @@ from leap_core.class_priors import ClassBalance, ldam_margins
 from leap_core.config import JobSpec
 from leap_core.data.decoded import DecodedBatches
 from leap_core.distributed import ClassShard
-from leap_core.heads import HEADS
+from leap_core.heads import HEADS, ClassSampler
 from leap_core.leap import FeatureCloud
 from leap_core.leap.cloud_state import gather_cloud_state, load_cloud_state
 from leap_core.losses import LEAPLoss
@@ -114,7 +114,12 @@ class Trainer:
             self.head.set_class_margins(margins)
         self.cloud = self._build_cloud()
         start = spec.method.leap.start_epoch(spec.train.epochs) if self.cloud else 0
-        self.criterion = LEAPLoss(self.head, self.cloud, start, self.shard, self._build_balance())
+        sampler = None
+        if spec.method.head.sample_rate < 1:
+            sampler = ClassSampler(spec.method.head.sample_rate, self.shard, spec.train.seed)
+        self.criterion = LEAPLoss(
+            self.head, self.cloud, start, self.shard, self._build_balance(), sampler
+        )
         self.optimizer = self._build_optimizer()
         self.amp = spec.train.amp and self.device.type == "cuda"
         # In a sharded run a step skipped for an overflow must be skipped on every rank (each
@@ -345,7 +350,7 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=self.amp):
             features = self.forward_model(images)
             ids = None if sample_ids is None else sample_ids.to(self.device, non_blocking=True)
-            loss = self.criterion(features, labels, epoch, ids)
+            loss = self.criterion(features, labels, epoch, ids, step=self.global_step)
         if not torch.isfinite(loss):
             raise NonFiniteLoss(
                 f"loss is {loss.item()} at epoch {epoch}, global step "

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from leap_core.class_priors import ClassBalance, ldam_margins
 from leap_core.distributed import ClassShard
-from leap_core.heads import HEADS, CloudRows
+from leap_core.heads import HEADS, CloudRows, SampledClasses
 from leap_core.heads.loss_terms import PLAIN, LossTerms
 from leap_core.heads.workspace import Workspace
 from leap_core.leap import FeatureCloud
@@ -50,9 +50,20 @@ def problem(kind: str, seed: int = 0):
 
 
 OFFSETS = [None, "per_logit", "per_sample"]
-#: Every reading of the offsets plainly, and once more with every loss term on (sample
-#: weights, a logit bias, label smoothing) and a margin per class (but for NormFace).
-CASES = [(offsets, False) for offsets in OFFSETS] + [("per_logit", True)]
+#: ``(offsets, balanced, sampled)``: every reading of the offsets plainly, and once more with
+#: every loss term on (sample weights, a logit bias, label smoothing) and a margin per class
+#: (but for NormFace); then Partial FC's softmax over the rows of :data:`KEPT`, plainly and
+#: with the terms.
+CASES = (
+    [(offsets, False, False) for offsets in OFFSETS]
+    + [("per_logit", True, False)]
+    + [(offsets, False, True) for offsets in OFFSETS]
+    + [("per_logit", True, True), ("per_sample", True, True)]
+)
+
+#: A class sample of :func:`problem`'s batch: its classes 0, 1, 2, 4, 7 and 9, and the
+#: negatives 5 and 10 (3, 6 and 8 left out; rank 0 of 2 keeps 5 of its 6 rows, rank 1 3 of 5).
+KEPT = torch.tensor([0, 1, 2, 4, 5, 7, 9, 10])
 
 
 def loss_terms(generator: torch.Generator) -> tuple[torch.Tensor, LossTerms]:
@@ -68,9 +79,15 @@ def head_rank(rank: int, world_size: int, kind: str):
     return {case: head_step(rank, world_size, kind, *case) for case in CASES}
 
 
-def head_step(rank: int, world_size: int, kind: str, offsets: str | None, balanced: bool):
+def head_step(
+    rank: int, world_size: int, kind: str, offsets: str | None, balanced: bool, sampled: bool
+):
     head, features, labels, rows, drawn = problem(kind)
+    assert set(labels.tolist()) <= set(KEPT.tolist())
     shard = ClassShard(CLASSES, rank, world_size)
+    local = KEPT - shard.start
+    mine_kept = KEPT[(local >= 0) & (local < shard.size)]
+    sample = SampledClasses(mine_kept - shard.start) if sampled else None
     local_head = HEADS[kind](DIM, shard.size, scale=10.0, margin=MARGINS[kind]).double()
     with torch.no_grad():
         local_head.weight.copy_(head.weight[shard.start : shard.stop])
@@ -90,10 +107,17 @@ def head_step(rank: int, world_size: int, kind: str, offsets: str | None, balanc
     if offsets is not None:
         row_offsets = drawn[offsets]
         if offsets == "per_logit":
-            row_offsets = row_offsets[:, shard.start : shard.stop]
+            columns = mine_kept if sampled else torch.arange(shard.start, shard.stop)
+            row_offsets = row_offsets[:, columns]
         cloud = CloudRows(rows, row_offsets.clone())
     loss, correct = local_head.loss(
-        shard.gather_batch(x), shard.gather_labels(labels[mine]), Workspace(), cloud, shard, terms
+        shard.gather_batch(x),
+        shard.gather_labels(labels[mine]),
+        Workspace(),
+        cloud,
+        shard,
+        terms,
+        sample,
     )
     loss.backward()
     return {
@@ -112,35 +136,44 @@ def test_the_head_loss_and_gradients_equal_autograd_at_world_sizes_1_and_2(kind)
             check_against_autograd(kind, *case, [r[case] for r in results])
 
 
-def check_against_autograd(kind: str, offsets: str | None, balanced: bool, results: list[dict]):
+def check_against_autograd(
+    kind: str, offsets: str | None, balanced: bool, sampled: bool, results: list[dict]
+):
     """The reference: the head's logits, plus the bias, into torch's cross-entropy with
-    label smoothing, weighted per sample."""
+    label smoothing, weighted per sample; with a class sample, the columns of :data:`KEPT`
+    only, the labels renumbered among them."""
     head, features, labels, rows, drawn = problem(kind)
     x = features.clone().requires_grad_()
     cloud = None if offsets is None else CloudRows(rows, drawn[offsets].clone())
+    columns = KEPT if sampled else torch.arange(CLASSES)
+    targets = torch.searchsorted(columns, labels)
     if not balanced:
-        logits = head(x, labels, cloud)
-        expected = F.cross_entropy(logits, labels)
+        logits = head(x, labels, cloud)[:, columns]
+        expected = F.cross_entropy(logits, targets)
     else:
         margins, terms = loss_terms(torch.Generator().manual_seed(9))
         assert terms.weights is not None and terms.logit_bias is not None
         if kind != "normface":
             head.set_class_margins(margins)
-        logits = head(x, labels, cloud) + terms.logit_bias
+        logits = (head(x, labels, cloud) + terms.logit_bias)[:, columns]
         per_sample = F.cross_entropy(
-            logits, labels, reduction="none", label_smoothing=terms.label_smoothing
+            logits, targets, reduction="none", label_smoothing=terms.label_smoothing
         )
         expected = (per_sample * terms.weights).sum()
     expected.backward()
     for result in results:
         torch.testing.assert_close(result["loss"], expected.detach(), rtol=0, atol=1e-12)
-        assert torch.equal(result["correct"], logits.argmax(dim=1) == labels)
+        assert torch.equal(result["correct"], logits.argmax(dim=1) == targets)
     torch.testing.assert_close(
         torch.cat([r["x_grad"] for r in results]), x.grad, rtol=0, atol=1e-12
     )
     torch.testing.assert_close(
         torch.cat([r["w_grad"] for r in results]), head.weight.grad, rtol=0, atol=1e-12
     )
+    if sampled:  # the rows a step leaves out get no gradient at all (partial_fc_v2)
+        left_out = torch.tensor([c for c in range(CLASSES) if c not in KEPT.tolist()])
+        w_grad = torch.cat([r["w_grad"] for r in results])
+        assert torch.equal(w_grad[left_out], torch.zeros(left_out.numel(), DIM).double())
 
 
 def batches(steps: int = 6):

@@ -156,6 +156,14 @@ def test_explicit_head_parameters_win():
             {"method": {"loss": {"class_balanced_beta": 0.99, "reweight_start_epoch": 60}}},
             "spec: method.loss.reweight_start_epoch (60) must be below train.epochs (60)",
         ),
+        (
+            {"method": {"head": {"sample_rate": 0}}},
+            "method.head.sample_rate: Input should be greater than 0 (got 0)",
+        ),
+        (
+            {"method": {"head": {"sample_rate": 1.5}}},
+            "method.head.sample_rate: Input should be less than or equal to 1 (got 1.5)",
+        ),
     ],
 )
 def test_validation_errors_name_the_field_path(data, message):
@@ -279,6 +287,15 @@ def test_method_labels_name_the_controls_and_the_papers_estimator(leap, label):
                 "loss": {"label_smoothing": 0.1},
             },
             "LEAP-CF+LDAM+LS0.1/paper",
+        ),
+        ({"head": {"sample_rate": 0.1}}, "CosFace+PFC0.1"),
+        (
+            {
+                "head": {"sample_rate": 0.25},
+                "leap": {"mode": "full"},
+                "loss": {"label_smoothing": 0.1},
+            },
+            "LEAP-CF+LS0.1+PFC0.25",
         ),
     ],
 )

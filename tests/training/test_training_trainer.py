@@ -149,3 +149,43 @@ def test_the_long_tail_terms_come_from_the_runs_class_sizes(tiny_spec, tmp_path)
     trainer.fit()
     assert trainer.global_step == 3 * 4
     assert torch.isfinite(torch.tensor(trainer.last_metrics["train_loss"]))
+
+
+def test_partial_fc_samples_each_steps_rows_and_a_resumed_run_draws_the_same(tiny_spec, tmp_path):
+    # The rows a step keeps are seeded by its global step: a run resumed after its first
+    # epoch (a new process, another RNG state) keeps the same rows and ends with the same
+    # weights; a criterion counting its own calls would start again at 0 and not.
+    def spec(rate: float):
+        return tiny_spec(
+            method={
+                "head": {"sample_rate": rate},
+                "leap": {"mode": "full", "cloud_start_epoch": 1},
+            },
+            train={"epochs": 2, "checkpoint_every": 1},
+            eval={"protocol": "none"},
+        )
+
+    straight = Trainer(spec(0.5), tmp_path / "straight")
+    sampler = straight.criterion.sampler
+    assert sampler is not None and sampler.kept == straight.data.manifest.num_classes // 2
+    straight.fit()
+
+    class StopAfterFirstEpoch(Hook):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            if epoch == 0:
+                trainer.save(trainer.run_dir / "last.pt")
+                raise KeyboardInterrupt
+
+    first = Trainer(spec(0.5), tmp_path / "interrupted", [StopAfterFirstEpoch()])
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    torch.manual_seed(99)
+    resumed = Trainer(spec(0.5), tmp_path / "interrupted")
+    resumed.fit(resume=tmp_path / "interrupted" / "last.pt")
+    for name, value in weights(straight).items():
+        assert torch.equal(value, weights(resumed)[name]), name
+
+    dense = Trainer(spec(1.0), tmp_path / "dense")
+    assert dense.criterion.sampler is None
+    dense.fit()
+    assert not torch.equal(dense.head.weight, straight.head.weight)  # the sample mattered
