@@ -6,8 +6,11 @@ import io
 import math
 import os
 import re
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,9 +22,14 @@ from rich.table import Table
 from leap_cli.common import JsonOption, SetOption, fail, strict_json, usage_errors
 from leap_core.home import leap_home
 
+#: The exit status of a run that checkpointed and stopped for a SIGTERM (128 + 15, what a
+#: process killed by the signal reports, so schedulers read it alike).
+PREEMPTED_EXIT = 128 + signal.SIGTERM
+
 if TYPE_CHECKING:
     from leap_core.config import JobSpec
     from leap_core.training.data_setup import TrainingData
+    from leap_core.training.trainer import Trainer
     from leap_core.training.world import Ranks
 
 
@@ -104,7 +112,12 @@ def train(
     from leap_core.spec_paths import load_spec
     from leap_core.training.checkpoint import load_checkpoint
     from leap_core.training.hooks import Hook
-    from leap_core.training.trainer import NonFiniteLoss, Trainer, resolve_device
+    from leap_core.training.trainer import (
+        NonFiniteLoss,
+        Trainer,
+        TrainingPreempted,
+        resolve_device,
+    )
     from leap_core.training.world import init_from_environment, leave_process_group
 
     console = Console(stderr=as_json)
@@ -144,7 +157,10 @@ def train(
             f"checkpoints in {trainer.run_dir}",
             highlight=False,
         )
-        metrics = trainer.fit(resume)
+        with preempted_by_sigterm(trainer):
+            metrics = trainer.fit(resume)
+    except TrainingPreempted as error:
+        fail(f"{error}; continue with --resume {error.checkpoint}", code=PREEMPTED_EXIT)
     except NonFiniteLoss as error:
         fail(str(error), code=1)
     except KeyboardInterrupt:
@@ -164,6 +180,21 @@ def train(
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+@contextmanager
+def preempted_by_sigterm(trainer: Trainer) -> Iterator[None]:
+    """While the run trains, a SIGTERM (a spot instance's or a drained node's notice) makes
+    it checkpoint at the next step boundary and stop; the handler before it comes back
+    after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: trainer.request_preemption())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def launch_ranks(
@@ -200,6 +231,14 @@ def launch_ranks(
     try:
         run_ranks(nproc, "leap_cli", arguments)
     except RankFailed as error:
+        if error.exitcode in (PREEMPTED_EXIT, -signal.SIGTERM):
+            # A rank's SIGTERM checkpoints every rank; one to the launcher reaches every rank.
+            fail(
+                f"training across {nproc} processes was preempted ({error}): the ranks "
+                f"checkpoint at the step boundary and stop; continue with --resume "
+                f"{folder / 'last.pt'}",
+                code=PREEMPTED_EXIT,
+            )
         fail(
             f"training across {nproc} processes failed: {error}; "
             f"continue with --resume {folder / 'last.pt'}",

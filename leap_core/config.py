@@ -435,6 +435,18 @@ class TrainSpec(_Spec):
     grad_clip: float | None = Field(None, gt=0, description="max gradient norm")
     seed: int = Field(0, ge=0, le=MAX_INT32)
     checkpoint_every: int = Field(1, ge=1, description="epochs between checkpoints")
+    checkpoint_every_steps: int | None = Field(
+        None,
+        ge=1,
+        description="also checkpoint every this many optimizer steps, within epochs (a "
+        "resumed run continues at the step it stopped at)",
+    )
+    checkpoint_minutes: float | None = Field(
+        None,
+        gt=0,
+        description="also checkpoint at the first step boundary after this many minutes "
+        "since the last checkpoint",
+    )
     num_workers: int = Field(
         4,
         ge=0,

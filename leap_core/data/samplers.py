@@ -41,10 +41,18 @@ class ShardedSampler(Sampler[int], ABC):
         self.drop_last = drop_last
         self.epoch = 0
         self._cached: tuple[int, np.ndarray] | None = None
+        self._skip = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose order ``__iter__`` yields next."""
         self.epoch = _check("epoch", epoch, 0)
+
+    def resume_at(self, position: int) -> None:
+        """Make the next iteration start at ``position`` of the current epoch's order (a run
+        resumed within an epoch continues where it stopped, without reading what it had
+        already trained on); the iterations after it start at the beginning again.
+        ``len()`` and :meth:`indices` stay the whole epoch's."""
+        self._skip = _check("position", position, 0)
 
     @abstractmethod
     def _units(self, rng: np.random.Generator) -> np.ndarray:
@@ -71,7 +79,8 @@ class ShardedSampler(Sampler[int], ABC):
         return self._cached[1]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.indices().tolist())
+        skip, self._skip = self._skip, 0
+        return iter(self.indices()[skip:].tolist())
 
     def __len__(self) -> int:
         return int(self.indices().size)

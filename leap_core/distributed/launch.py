@@ -16,7 +16,13 @@ import uuid
 
 
 class RankFailed(RuntimeError):
-    """A rank of the run ended badly; the message names the first one to fail."""
+    """A rank of the run ended badly; the message names the first one to fail.
+    ``exitcode`` is that rank's exit status (negative: the signal that ended it), or the
+    negated signal that stopped the launcher itself."""
+
+    def __init__(self, message: str, exitcode: int) -> None:
+        super().__init__(message)
+        self.exitcode = exitcode
 
 
 def describe_exit(exitcode: int) -> str:
@@ -53,9 +59,13 @@ def run_ranks(nproc: int, module: str, arguments: list[str]) -> None:
         elastic_launch(config, sys.executable)("-m", module, *arguments)
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
-        raise RankFailed(f"rank {rank} exited with {describe_exit(failure.exitcode)}") from None
+        raise RankFailed(
+            f"rank {rank} exited with {describe_exit(failure.exitcode)}", failure.exitcode
+        ) from None
     except SignalException as error:  # this process was told to stop; the ranks are down
-        raise RankFailed(f"the launcher was stopped by {error.sigval.name}") from None
+        raise RankFailed(
+            f"the launcher was stopped by {error.sigval.name}", -int(error.sigval)
+        ) from None
     finally:
         if threading.current_thread() is threading.main_thread():
             for number, handler in before.items():

@@ -42,6 +42,16 @@ class TrainingCancelled(RuntimeError):
     """A hook asked the run to stop; the last checkpoint is kept."""
 
 
+class TrainingPreempted(RuntimeError):
+    """The run was asked to make way (:meth:`Trainer.request_preemption`, a SIGTERM): it
+    wrote a checkpoint at the step boundary and stopped; resuming from it continues at the
+    next step."""
+
+    def __init__(self, message: str, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -147,6 +157,11 @@ class Trainer:
         self.cloud_epochs: list[tuple[float, float]] = []
         self.last_evaluation: Evaluation | None = None
         self.diagnostics: Diagnostics | None = None
+        # Where a checkpoint written within an epoch left it: the steps done and the
+        # epoch's running sums of the step figures (restored by :meth:`restore`).
+        self._within_epoch: dict[str, Any] | None = None
+        self._preempt = False
+        self._last_checkpoint = time.monotonic()
 
     def _build_balance(self) -> ClassBalance | None:
         loss = self.spec.method.loss
@@ -296,19 +311,44 @@ class Trainer:
             self._call("on_failure", error)
             raise
 
+    def request_preemption(self) -> None:
+        """Ask the run to checkpoint at the next step boundary and stop with
+        :class:`TrainingPreempted` (a spot instance's or a drained node's SIGTERM; only sets
+        a flag, so a signal handler may call it). In a sharded run one rank asking is
+        enough: every rank checkpoints and stops."""
+        self._preempt = True
+
+    def _checkpoint_due(self, epoch: int, last_step: bool) -> bool:
+        """Whether ``train.checkpoint_every_steps`` or ``train.checkpoint_minutes`` asks for
+        a checkpoint after this step (not at an epoch's end that writes one anyway)."""
+        train = self.spec.train
+        if last_step and (epoch + 1 == train.epochs or (epoch + 1) % train.checkpoint_every == 0):
+            return False
+        every, minutes = train.checkpoint_every_steps, train.checkpoint_minutes
+        if every is not None and self.global_step % every == 0:
+            return True
+        return minutes is not None and time.monotonic() - self._last_checkpoint >= minutes * 60
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass of ``steps_per_epoch`` steps; returns the epoch's mean figures."""
+        """One pass of ``steps_per_epoch`` steps (the rest of it, after a checkpoint written
+        within it); returns the epoch's mean figures."""
         self.model.train()
         steps = self.steps_in_epoch(epoch)  # sets the sampler's epoch too
-        self._epoch_steps = (self.global_step, steps)
-        totals: dict[str, float] = {}
+        within, self._within_epoch = self._within_epoch or {}, None
+        done = int(within.get("step", 0))
+        self._epoch_steps = (self.global_step - done, steps)
+        totals: dict[str, float] = dict(within.get("totals", {}))
         started = time.perf_counter()
         images_seen = 0
         # Both loaders serve the sampler's order in consecutive batches, so a batch's
         # positions in it are the training-set indices of its images.
         order = torch.from_numpy(self.data.sampler.indices().copy())
         batch = self.data.loader.batch_size or 1
-        for step, (images, labels, _camids) in enumerate(self.data.loader, start=1):
+        self.data.sampler.resume_at(done * batch)
+        lr = learning_rate(self.spec.train, epoch + done / steps)
+        for step, (images, labels, _camids) in enumerate(self.data.loader, start=done + 1):
+            if step > steps:  # a checkpoint written at the epoch's last step: nothing left
+                break
             lr = learning_rate(self.spec.train, epoch + (step - 1) / steps)
             sample_ids = order[(step - 1) * batch : step * batch]
             figures = self.train_step(images, labels, epoch, lr, sample_ids)
@@ -320,9 +360,27 @@ class Trainer:
                 "on_step",
                 StepInfo(epoch, step, self.global_step, steps, self.total_steps, lr, rate, figures),
             )
-            stop = any(hook.should_stop(self) for hook in self.hooks)
-            if world.any_rank(stop, self.shard, self.device):
+            stop, preempt, due = world.any_rank(
+                [
+                    any(hook.should_stop(self) for hook in self.hooks),
+                    self._preempt,
+                    self._checkpoint_due(epoch, step == steps),
+                ],
+                self.shard,
+                self.device,
+            )
+            if stop:
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")
+            if preempt or due:
+                self._within_epoch = {"step": step, "totals": totals}
+                path = self.save(self.run_dir / "last.pt")
+                self._within_epoch = None
+                self._call("on_checkpoint", path)
+                if preempt:
+                    raise TrainingPreempted(
+                        f"preempted at epoch {epoch}, step {step} of {steps}; checkpoint {path}",
+                        path,
+                    )
             if step == steps:
                 break
         metrics = {f"train_{name}": value / steps for name, value in totals.items()}
@@ -406,6 +464,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,
             "global_step": self.global_step,
+            "within_epoch": self._within_epoch,
             "mlflow_run_id": self.mlflow_run_id,
             "metrics": dict(self.last_metrics),
             "cloud_epochs": list(self.cloud_epochs),
@@ -428,6 +487,7 @@ class Trainer:
     def save(self, path: Path) -> Path:
         """Write the checkpoint (rank 0 only in a sharded run; every rank calls it)."""
         payload = self.state()
+        self._last_checkpoint = time.monotonic()
         if payload is None:
             return path
         return ckpt.save_checkpoint(path, payload)
@@ -459,6 +519,7 @@ class Trainer:
             seed_everything(self.spec.train.seed + rank + 7919 * int(payload["epoch"]))
         self.epoch = int(payload["epoch"])
         self.global_step = int(payload["global_step"])
+        self._within_epoch = payload.get("within_epoch")
         self.mlflow_run_id = payload.get("mlflow_run_id")
         self.last_metrics = dict(payload.get("metrics") or {})
         self.cloud_epochs = [(float(f), float(s)) for f, s in payload.get("cloud_epochs", [])]

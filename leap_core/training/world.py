@@ -87,11 +87,13 @@ def sum_gradients(group: Any, bucket: dist.GradBucket) -> torch.futures.Future[t
     return work.get_future().then(lambda future: future.value()[0])
 
 
-def any_rank(flag: bool, shard: ClassShard, device: torch.device) -> bool:
-    """Whether ``flag`` is true on some rank (a stop asked on rank 0 stops every rank)."""
+def any_rank(flags: list[bool], shard: ClassShard, device: torch.device) -> list[bool]:
+    """Whether each flag is true on some rank (a stop asked on rank 0 stops every rank, a
+    SIGTERM to one rank checkpoints all of them), in one collective."""
     if shard.world_size == 1:
-        return flag
-    return bool(shard.max(torch.tensor([1.0 if flag else 0.0], device=device)).item())
+        return list(flags)
+    raised = shard.max(torch.tensor([1.0 if flag else 0.0 for flag in flags], device=device))
+    return [bool(value) for value in raised.tolist()]
 
 
 def gather_optimizer(state: dict[str, Any], index: int, shard: ClassShard) -> dict[str, Any] | None:

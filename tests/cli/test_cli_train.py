@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from leap_cli import app
+from leap_core.training.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
 
 runner = CliRunner()
 
@@ -92,3 +102,39 @@ def test_json_output_is_strict_nan_and_infinities_become_null():
     shown = strict_json({"mAP": float("nan"), "curve": [float("inf"), 0.5], "n": 3})
     assert shown == '{"mAP": null, "curve": [null, 0.5], "n": 3}'
     assert json.loads(shown) == {"mAP": None, "curve": [None, 0.5], "n": 3}
+
+
+@pytest.mark.process
+def test_a_sigterm_checkpoints_at_the_step_boundary_exits_143_and_the_resume_finishes(
+    tiny_spec, tmp_path
+):
+    spec_file = write_spec(
+        tmp_path, tiny_spec(train={"epochs": 40, "checkpoint_every": 1}, eval={"protocol": "none"})
+    )
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "leap_cli", "train", spec_file, "--no-mlflow"]
+    command += ["--run-dir", str(run_dir)]
+    env = {**os.environ, "LEAP_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (run_dir / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)  # training is under way: its first epoch is saved
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr[-2000:]
+    line = " ".join(stderr.split())
+    assert "preempted at epoch" in line and f"--resume {run_dir / 'last.pt'}" in line
+    saved = load_checkpoint(run_dir / "last.pt")
+    assert saved["within_epoch"] is not None and 1 <= saved["epoch"] < 40
+
+    resumed = subprocess.run(
+        [*command, "--resume", str(run_dir / "last.pt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = load_checkpoint(run_dir / "last.pt")
+    assert (final["epoch"], final["global_step"]) == (40, 40 * 4)

@@ -49,14 +49,14 @@ def test_pk_every_image_appears_when_chunks_divide() -> None:
     assert sorted(indices.tolist()) == list(range(24))
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda **kw: PKSampler(LABELS, identities=2, instances=4, **kw),
-        lambda **kw: ClassAwareSampler(LABELS, **kw),
-        lambda **kw: RandomSampler(len(LABELS), **kw),
-    ],
-)
+SAMPLERS = [
+    lambda **kw: PKSampler(LABELS, identities=2, instances=4, **kw),
+    lambda **kw: ClassAwareSampler(LABELS, **kw),
+    lambda **kw: RandomSampler(len(LABELS), **kw),
+]
+
+
+@pytest.mark.parametrize("make", SAMPLERS)
 def test_deterministic_per_seed_and_epoch(make) -> None:
     a, b = make(seed=5), make(seed=5)
     for epoch in (0, 3):
@@ -144,3 +144,22 @@ def test_bad_arguments() -> None:
         ClassAwareSampler([0, -1])
     with pytest.raises(DatasetError, match="epoch must be an integer >= 0"):
         RandomSampler(5).set_epoch(-1)
+
+
+@pytest.mark.parametrize("make", SAMPLERS)
+def test_resume_at_starts_one_iteration_where_an_interrupted_epoch_stopped(make) -> None:
+    sampler = make()
+    sampler.set_epoch(3)
+    whole = list(sampler)
+    sampler.resume_at(8)
+    assert list(sampler) == whole[8:]  # through a loader the batches from the third on
+    assert len(sampler) == len(whole)  # the epoch's length stays the whole epoch's
+    assert list(sampler) == whole  # only the next iteration skips
+    sampler.resume_at(8)
+    loader = DataLoader(
+        TensorDataset(torch.arange(1000)), batch_size=4, sampler=sampler, drop_last=True
+    )
+    batches = [batch.tolist() for (batch,) in loader]
+    assert batches[0] == whole[8:12]
+    with pytest.raises(DatasetError, match="position"):
+        sampler.resume_at(-1)

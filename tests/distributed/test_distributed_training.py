@@ -20,7 +20,7 @@ import yaml
 from leap_core.config import parse_spec
 from leap_core.training.checkpoint import load_checkpoint
 from leap_core.training.hooks import Hook
-from leap_core.training.trainer import Trainer
+from leap_core.training.trainer import Trainer, TrainingPreempted
 from tests.ports import free_port
 from tests.ranks import run_ranks
 
@@ -101,6 +101,50 @@ def test_resume_at_the_same_world_size_equals_the_uninterrupted_run_and_at_one_p
     single = Trainer(parse_spec(job), tmp_path / "single")
     metrics = single.fit(resume=checkpoint)
     assert single.epoch == 3 and 0.0 <= metrics["mAP"] <= 1.0 and metrics["num_valid_queries"] > 0
+
+
+class PreemptRankOne(Hook):
+    """A SIGTERM reaches rank 1 alone, during global step 5 (epoch 1, step 1)."""
+
+    def on_step(self, trainer, info):
+        if info.global_step == 5 and trainer.shard.rank == 1:
+            trainer.request_preemption()
+
+
+def straight_and_preempted(rank: int, world_size: int, job: dict, folder: str):
+    spec = parse_spec(job)
+    straight = Trainer(spec, Path(folder) / "straight")
+    straight.fit()
+    first = Trainer(spec, Path(folder) / "preempted", [PreemptRankOne()])
+    with pytest.raises(TrainingPreempted) as raised:
+        first.fit()
+    torch.manual_seed(1234 + rank)  # a new process starts from another RNG state
+    resumed = Trainer(spec, Path(folder) / "preempted")
+    resumed.fit(resume=raised.value.checkpoint)
+    return {
+        "straight": state_of(straight),
+        "resumed": state_of(resumed),
+        "stopped_at": first.global_step,
+        "message": str(raised.value),
+    }
+
+
+def test_a_sigterm_on_one_rank_checkpoints_every_rank_mid_epoch_and_the_resume_is_exact(
+    tiny_dict, tmp_path
+):
+    job = tiny_dict(
+        train={"epochs": 3, "checkpoint_every": 1},
+        method={"head": {"sample_rate": 0.5}, "leap": {"mode": "full", "cloud_start_epoch": 1}},
+        eval={"protocol": "none"},
+    )
+    results = run_ranks(2, straight_and_preempted, job, str(tmp_path))
+    for result in results:  # rank 0 stopped too, at the same step boundary
+        assert result["stopped_at"] == 5
+        assert "preempted at epoch 1, step 1 of 4" in result["message"]
+        for name, value in result["straight"].items():
+            assert torch.equal(value, result["resumed"][name]), name
+    saved = load_checkpoint(tmp_path / "preempted" / "last.pt")
+    assert saved["epoch"] == 3 and saved["within_epoch"] is None
 
 
 def leap_env(home: Path) -> dict[str, str]:
@@ -203,6 +247,35 @@ def test_a_killed_rank_fails_the_run_naming_it_and_a_retry_resumes(tiny_dict, tm
 
     run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir / "last.pt"), "--json")
     assert load_checkpoint(run_dir / "last.pt")["epoch"] == 24
+
+
+def test_a_sigterm_to_one_rank_of_leap_train_nproc_2_checkpoints_and_exits_143(tiny_dict, tmp_path):
+    job = tiny_dict(train={"epochs": 24, "checkpoint_every": 1, "steps_per_epoch": 4})
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(yaml.safe_dump(job))
+    run_dir = tmp_path / "run"
+    command = [*LEAP, "train", str(spec_file), "--nproc", "2", "--no-mlflow"]
+    command += ["--run-dir", str(run_dir)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=leap_env(tmp_path)
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "last.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    victim = rank_pid(process.pid, 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 143, stderr[-3000:]
+    line = " ".join(stderr.split())
+    assert "training across 2 processes was preempted" in line
+    assert f"--resume {run_dir / 'last.pt'}" in line
+    saved = load_checkpoint(run_dir / "last.pt")
+    assert saved["within_epoch"] is not None and saved["distributed"]["world_size"] == 2
+
+    run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir / "last.pt"), "--json")
+    final = load_checkpoint(run_dir / "last.pt")
+    assert (final["epoch"], final["global_step"]) == (24, 24 * 4)
 
 
 def test_two_machines_on_loopback_train_one_job(tiny_dict, tmp_path):

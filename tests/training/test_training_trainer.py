@@ -7,7 +7,12 @@ import torch
 
 from leap_core.training.checkpoint import load_checkpoint
 from leap_core.training.hooks import Hook
-from leap_core.training.trainer import NonFiniteLoss, Trainer, TrainingCancelled
+from leap_core.training.trainer import (
+    NonFiniteLoss,
+    Trainer,
+    TrainingCancelled,
+    TrainingPreempted,
+)
 
 
 def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -189,3 +194,97 @@ def test_partial_fc_samples_each_steps_rows_and_a_resumed_run_draws_the_same(tin
     assert dense.criterion.sampler is None
     dense.fit()
     assert not torch.equal(dense.head.weight, straight.head.weight)  # the sample mattered
+
+
+class DieAfterCheckpoint(Hook):
+    """The process dies right after the checkpoint written at ``global_step``."""
+
+    def __init__(self, global_step: int) -> None:
+        self.global_step = global_step
+
+    def on_checkpoint(self, trainer, path):
+        if trainer.global_step == self.global_step:
+            raise KeyboardInterrupt
+
+
+def test_a_checkpoint_within_an_epoch_resumes_at_its_step_with_identical_weights(
+    tiny_spec, tmp_path
+):
+    # 4 steps an epoch; every 3 steps a checkpoint: after global steps 3, 6 and 9, within
+    # epochs 0, 1 and 2. The run dies after the one at step 6 (epoch 1, its step 2).
+    spec = tiny_spec(
+        train={"epochs": 3, "checkpoint_every_steps": 3},
+        method={"leap": {"mode": "full", "cloud_start_epoch": 1}},
+        eval={"protocol": "none"},
+    )
+    means: dict[str, dict[int, float]] = {"straight": {}, "resumed": {}}
+
+    class EpochLoss(Hook):
+        def __init__(self, run: str) -> None:
+            self.run = run
+
+        def on_epoch_end(self, trainer, epoch, metrics):
+            means[self.run][epoch] = metrics["train_loss"]
+
+    straight = Trainer(spec, tmp_path / "straight", [EpochLoss("straight")])
+    straight.fit()
+    first = Trainer(spec, tmp_path / "interrupted", [DieAfterCheckpoint(6)])
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    checkpoint = load_checkpoint(tmp_path / "interrupted" / "last.pt")
+    assert (checkpoint["epoch"], checkpoint["global_step"]) == (1, 6)
+    assert checkpoint["within_epoch"]["step"] == 2
+
+    torch.manual_seed(1234)  # a fresh process
+    resumed = Trainer(spec, tmp_path / "interrupted", [EpochLoss("resumed")])
+    resumed.fit(resume=tmp_path / "interrupted" / "last.pt")
+    assert resumed.global_step == straight.global_step == 12
+    for name, value in weights(straight).items():
+        assert torch.equal(value, weights(resumed)[name]), name
+    assert torch.equal(straight.cloud.memory.angles, resumed.cloud.memory.angles)
+    # The interrupted epoch's means count its steps from before the checkpoint too.
+    assert means["resumed"] == {1: means["straight"][1], 2: means["straight"][2]}
+    # An epoch's end writes a checkpoint anyway; it carries no position within an epoch.
+    assert load_checkpoint(tmp_path / "interrupted" / "last.pt")["within_epoch"] is None
+
+
+def test_a_preempted_run_checkpoints_at_the_step_boundary_and_resumes_to_the_same_end(
+    tiny_spec, tmp_path
+):
+    spec = tiny_spec(train={"epochs": 3}, eval={"protocol": "none"})
+    straight = Trainer(spec, tmp_path / "straight")
+    straight.fit()
+
+    class Preempt(Hook):  # a SIGTERM arrives during global step 5 (epoch 1, step 1)
+        def on_step(self, trainer, info):
+            if info.global_step == 5:
+                trainer.request_preemption()
+
+    first = Trainer(spec, tmp_path / "preempted", [Preempt()])
+    with pytest.raises(TrainingPreempted, match="preempted at epoch 1, step 1 of 4") as raised:
+        first.fit()
+    assert raised.value.checkpoint == tmp_path / "preempted" / "last.pt"
+    saved = load_checkpoint(raised.value.checkpoint)
+    assert (saved["epoch"], saved["global_step"], saved["within_epoch"]["step"]) == (1, 5, 1)
+
+    resumed = Trainer(spec, tmp_path / "preempted")
+    resumed.fit(resume=raised.value.checkpoint)
+    for name, value in weights(straight).items():
+        assert torch.equal(value, weights(resumed)[name]), name
+
+
+def test_checkpoint_minutes_checkpoints_at_the_first_step_boundary_after_the_interval(
+    tiny_spec, tmp_path
+):
+    # An interval shorter than any step: a checkpoint after every step, the epochs' last
+    # steps written once, by the epoch's own checkpoint.
+    spec = tiny_spec(train={"epochs": 2, "checkpoint_minutes": 1e-9}, eval={"protocol": "none"})
+    written: list[tuple[int, int | None]] = []
+
+    class Record(Hook):
+        def on_checkpoint(self, trainer, path):
+            within = load_checkpoint(path)["within_epoch"]
+            written.append((trainer.global_step, within and within["step"]))
+
+    Trainer(spec, tmp_path, [Record()]).fit()
+    assert written == [(1, 1), (2, 2), (3, 3), (4, None), (5, 1), (6, 2), (7, 3), (8, None)]
