@@ -90,6 +90,8 @@ class Job(Base):
     spec: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
+    # Attempts that ended in a preemption; LEAP_MAX_ATTEMPTS counts the others.
+    preemptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     idempotency_key: Mapped[str | None] = mapped_column(String(200), default=None)
     request_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -84,9 +84,10 @@ def recover(session: Session, job: Job, settings: Settings, lost: str) -> str:
     if job.status == JobStatus.cancelling:
         transition(session, job, JobStatus.cancelled, f"{lost}; cancellation completed")
         return "cancelled"
-    if job.attempt >= settings.max_attempts:
+    counted = job.attempt - (job.preemptions or 0)
+    if counted >= settings.max_attempts:
         message = (
-            f"{lost} on attempt {job.attempt} of {settings.max_attempts}; "
+            f"{lost} on attempt {counted} of {settings.max_attempts}; "
             f"not retried (LEAP_MAX_ATTEMPTS)"
         )
         transition(session, job, JobStatus.failed, message, error=message)
@@ -97,6 +98,30 @@ def recover(session: Session, job: Job, settings: Settings, lost: str) -> str:
         job,
         JobStatus.queued,
         f"{lost}; requeued as attempt {job.attempt}",
+        dispatched_at=None,
+        worker=None,
+        heartbeat_at=None,
+    )
+    return "requeued"
+
+
+def preempt(session: Session, job: Job, reason: str) -> str:
+    """Requeue a running job whose run checkpointed and stopped for a SIGTERM (a spot
+    instance reclaimed, a node drained): a new attempt that resumes from the checkpoint and
+    does not count against ``LEAP_MAX_ATTEMPTS``, since nothing was wrong with the job or its
+    worker. A job being cancelled is cancelled instead. Returns ``cancelled`` or
+    ``requeued``; the caller holds the row's lock and commits."""
+    if job.status == JobStatus.cancelling:
+        transition(session, job, JobStatus.cancelled, f"{reason}; cancellation completed")
+        return "cancelled"
+    job.attempt += 1
+    job.preemptions = (job.preemptions or 0) + 1
+    transition(
+        session,
+        job,
+        JobStatus.queued,
+        f"{reason}; requeued as attempt {job.attempt} (a preemption: not counted against "
+        f"LEAP_MAX_ATTEMPTS)",
         dispatched_at=None,
         worker=None,
         heartbeat_at=None,

@@ -7,10 +7,8 @@ import math
 import os
 import re
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,15 +19,11 @@ from rich.table import Table
 
 from leap_cli.common import JsonOption, SetOption, fail, strict_json, usage_errors
 from leap_core.home import leap_home
-
-#: The exit status of a run that checkpointed and stopped for a SIGTERM (128 + 15, what a
-#: process killed by the signal reports, so schedulers read it alike).
-PREEMPTED_EXIT = 128 + signal.SIGTERM
+from leap_core.training.preemption import PREEMPTED_EXIT, preempt_on_sigterm
 
 if TYPE_CHECKING:
     from leap_core.config import JobSpec
     from leap_core.training.data_setup import TrainingData
-    from leap_core.training.trainer import Trainer
     from leap_core.training.world import Ranks
 
 
@@ -122,51 +116,53 @@ def train(
 
     console = Console(stderr=as_json)
     tracking_uri = None
-    try:
-        spec = load_spec(spec_file, overrides or [])
-        ranks = init_from_environment(resolve_device(spec.train.device).type)
-        main = ranks is None or ranks.main
-        if not main:  # only rank 0 reports: one progress display, one MLflow run
-            console = Console(file=io.StringIO())
-            mlflow = False
-        if mlflow:
-            track_to_running_stack()
-        if resume is not None:
-            saved = JobSpec.model_validate(load_checkpoint(resume)["spec"])
-            if saved.model_dump() != spec.model_dump():
-                raise SpecError(
-                    f"--resume {resume}: the checkpoint was trained with a "
-                    f"different spec; resume with the same spec and --set values"
-                )
-            run_dir = run_dir or Path(resume).parent
-        data = _prepare(spec, console, ranks)
-        hooks: list[Hook] = [ProgressHook(console)] if main else []
-        if mlflow:
-            # Imported here: mlflow takes seconds to import and --no-mlflow runs skip it.
-            from leap_core.tracking.mlflow_hook import MLflowHook
+    # From the start: a SIGTERM while the data are read stops the run after its first step.
+    with preempt_on_sigterm() as notice:
+        try:
+            spec = load_spec(spec_file, overrides or [])
+            ranks = init_from_environment(resolve_device(spec.train.device).type)
+            main = ranks is None or ranks.main
+            if not main:  # only rank 0 reports: one progress display, one MLflow run
+                console = Console(file=io.StringIO())
+                mlflow = False
+            if mlflow:
+                track_to_running_stack()
+            if resume is not None:
+                saved = JobSpec.model_validate(load_checkpoint(resume)["spec"])
+                if saved.model_dump() != spec.model_dump():
+                    raise SpecError(
+                        f"--resume {resume}: the checkpoint was trained with a "
+                        f"different spec; resume with the same spec and --set values"
+                    )
+                run_dir = run_dir or Path(resume).parent
+            data = _prepare(spec, console, ranks)
+            hooks: list[Hook] = [ProgressHook(console)] if main else []
+            if mlflow:
+                # Imported here: mlflow takes seconds to import and --no-mlflow runs skip it.
+                from leap_core.tracking.mlflow_hook import MLflowHook
 
-            tracker = MLflowHook()
-            tracking_uri = tracker.tracking_uri
-            hooks.append(tracker)
-        trainer = Trainer(spec, run_dir or _default_run_dir(spec), hooks, data=data)
-        spread = f" x {ranks.world_size} processes" if ranks else ""
-        console.print(
-            f"[bold]{run_name(spec)}[/]: {data.manifest.num_classes} classes, "
-            f"{len(data.manifest.records)} training images, "
-            f"{data.steps_per_epoch} steps/epoch on {trainer.device}{spread}; "
-            f"checkpoints in {trainer.run_dir}",
-            highlight=False,
-        )
-        with preempted_by_sigterm(trainer):
+                tracker = MLflowHook()
+                tracking_uri = tracker.tracking_uri
+                hooks.append(tracker)
+            trainer = Trainer(spec, run_dir or _default_run_dir(spec), hooks, data=data)
+            spread = f" x {ranks.world_size} processes" if ranks else ""
+            console.print(
+                f"[bold]{run_name(spec)}[/]: {data.manifest.num_classes} classes, "
+                f"{len(data.manifest.records)} training images, "
+                f"{data.steps_per_epoch} steps/epoch on {trainer.device}{spread}; "
+                f"checkpoints in {trainer.run_dir}",
+                highlight=False,
+            )
+            notice.attach(trainer)
             metrics = trainer.fit(resume)
-    except TrainingPreempted as error:
-        fail(f"{error}; continue with --resume {error.checkpoint}", code=PREEMPTED_EXIT)
-    except NonFiniteLoss as error:
-        fail(str(error), code=1)
-    except KeyboardInterrupt:
-        fail("interrupted; continue with --resume <run dir>/last.pt", code=130)
-    except usage_errors() as error:
-        fail(str(error))
+        except TrainingPreempted as error:
+            fail(f"{error}; continue with --resume {error.checkpoint}", code=PREEMPTED_EXIT)
+        except NonFiniteLoss as error:
+            fail(str(error), code=1)
+        except KeyboardInterrupt:
+            fail("interrupted; continue with --resume <run dir>/last.pt", code=130)
+        except usage_errors() as error:
+            fail(str(error))
     leave_process_group()
     if not main:
         return
@@ -180,21 +176,6 @@ def train(
                 highlight=False,
                 soft_wrap=True,
             )
-
-
-@contextmanager
-def preempted_by_sigterm(trainer: Trainer) -> Iterator[None]:
-    """While the run trains, a SIGTERM (a spot instance's or a drained node's notice) makes
-    it checkpoint at the next step boundary and stop; the handler before it comes back
-    after."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, lambda *_: trainer.request_preemption())
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def launch_ranks(

@@ -117,6 +117,7 @@ class JobRowHook(Hook):
             f"training on {trainer.device}: {trainer.data.manifest.num_classes} classes, "
             f"{len(trainer.data.manifest.records)} images, {trainer.total_steps} steps"
             + (f", resumed at epoch {trainer.epoch}" if trainer.global_step else "")
+            + (f", step {trainer.step_in_epoch}" if trainer.step_in_epoch else "")
         )
 
     def record_run(self, run_id: str) -> None:
@@ -159,7 +160,8 @@ class JobRowHook(Hook):
         self._log(f"epoch {epoch + 1}/{trainer.spec.train.epochs}: {shown}")
 
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
-        self._log(f"checkpoint {path} (epoch {trainer.epoch})")
+        within = f", step {trainer.step_in_epoch}" if trainer.step_in_epoch else ""
+        self._log(f"checkpoint {path} (epoch {trainer.epoch}{within})")
 
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
         # Where the run stopped, exactly (the throttled step writes may lag a second). Best

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from jobs.db import session_scope
 from jobs.dispatch import dispatch_committed
 from jobs.models import Job, JobStatus, utcnow
-from jobs.recovery import recover
+from jobs.recovery import preempt, recover
 from jobs.retry import with_db_retry
 from jobs.settings import Settings
 from jobs.states import log, transition
@@ -160,24 +160,29 @@ def finish(
     return done
 
 
-def _requeue_once(settings: Settings, held: Lease, reason: str) -> Job | None:
+def _requeue_once(settings: Settings, held: Lease, reason: str, preempted: bool) -> Job | None:
     with session_scope(settings.database_url) as session:
         job = session.scalar(select(Job).where(*owned(held)).with_for_update())
         if job is None:
             return None
-        outcome = recover(session, job, settings, reason)
+        if preempted:
+            outcome = preempt(session, job, reason)
+        else:
+            outcome = recover(session, job, settings, reason)
         session.flush()
         session.expunge(job)
         return job if outcome == "requeued" else None
 
 
-def requeue(settings: Settings, held: Lease, reason: str) -> str:
+def requeue(settings: Settings, held: Lease, reason: str, preempted: bool = False) -> str:
     """Give the job back after a failure that was not its own (a service it needs was
     away): the same decision as for a lost worker (:func:`jobs.recovery.recover`): a new
-    attempt, sent to the queue again, or a failure after ``LEAP_MAX_ATTEMPTS``. Returns the
-    job's status afterwards, or ``lease lost``."""
+    attempt, sent to the queue again, or a failure after ``LEAP_MAX_ATTEMPTS``. A
+    ``preempted`` run (checkpointed for a SIGTERM) is requeued uncounted
+    (:func:`jobs.recovery.preempt`). Returns the job's status afterwards, or ``lease
+    lost``."""
     job = with_db_retry(
-        lambda: _requeue_once(settings, held, reason),
+        lambda: _requeue_once(settings, held, reason, preempted),
         f"job {held.job_id}: requeueing",
         settings.db_retry_seconds,
     )

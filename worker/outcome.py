@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING
 from jobs.models import JobStatus
 from jobs.settings import Settings
 from leap_core.training.hooks import Hook, finite_metrics
-from leap_core.training.trainer import Trainer, TrainingCancelled, resolve_device
+from leap_core.training.preemption import preempt_on_sigterm
+from leap_core.training.trainer import (
+    Trainer,
+    TrainingCancelled,
+    TrainingPreempted,
+    resolve_device,
+)
 from worker.faults import describe, is_infrastructure
 from worker.hooks import LeaseLost
 from worker.lease import Lease, finish, requeue
@@ -39,6 +45,7 @@ class Outcome(enum.StrEnum):
     failed = JobStatus.failed.value
     cancelled = JobStatus.cancelled.value
     queued = JobStatus.queued.value  # requeued: another attempt will run it
+    preempted = "preempted"  # checkpointed for a SIGTERM and requeued, uncounted
     skipped = "skipped"  # not this worker's to run (finished, or leased by another)
     lease_lost = "lease lost"  # the reaper gave the job to a new attempt meanwhile
     left_to_reaper = "left to the reaper"  # the row could not be written; the reaper will
@@ -46,9 +53,9 @@ class Outcome(enum.StrEnum):
 
 @dataclass
 class Ended:
-    """How a run ended: ``kind`` is ``succeeded``, ``cancelled``, ``lease lost`` or
-    ``error`` (then ``message`` is the one-line reason and ``infrastructure`` whether a
-    service, not the job, failed it)."""
+    """How a run ended: ``kind`` is ``succeeded``, ``cancelled``, ``preempted``, ``lease
+    lost`` or ``error`` (then ``message`` is the one-line reason and ``infrastructure``
+    whether a service, not the job, failed it)."""
 
     kind: str
     trainer: Trainer | None = None
@@ -67,15 +74,20 @@ def train(
     """Train ``spec`` in ``run_dir`` (resuming from its checkpoint when there is one) and
     say how it ended. Any exception of the run is the run's ending, never the worker's;
     ``peer_lost`` says whether an error is only the echo of another rank going away (an
-    infrastructure failure)."""
+    infrastructure failure). A SIGTERM while it trains (the worker told to stop, a node
+    drained) checkpoints the run at the step boundary: it ends ``preempted``."""
     resume = run_dir / "last.pt"
     trainer: Trainer | None = None
     try:
-        trainer = Trainer(spec, run_dir, hooks)
-        metrics = trainer.fit(resume if resume.is_file() else None)
+        with preempt_on_sigterm() as notice:
+            trainer = Trainer(spec, run_dir, hooks)
+            notice.attach(trainer)
+            metrics = trainer.fit(resume if resume.is_file() else None)
     except LeaseLost as error:
         logger.warning("%s", error)
         return Ended(Outcome.lease_lost.value, trainer)
+    except TrainingPreempted as error:
+        return Ended(Outcome.preempted.value, trainer, message=str(error))
     except TrainingCancelled as error:
         return Ended(Outcome.cancelled.value, trainer, message=f"{error}; last checkpoint kept")
     except Exception as error:  # any other failure of the run is the job's failure
@@ -106,7 +118,17 @@ def record(settings: Settings, held: Lease, ended: Ended) -> Outcome:
         return Outcome.cancelled
     if ended.kind == Outcome.lease_lost:
         return Outcome.lease_lost
+    if ended.kind == Outcome.preempted:
+        return record_preemption(settings, held, ended.message)
     return record_failure(settings, held, ended.message, ended.infrastructure)
+
+
+def record_preemption(settings: Settings, held: Lease, message: str) -> Outcome:
+    """A run that checkpointed for a SIGTERM: requeued as a new attempt that resumes there,
+    not counted against ``LEAP_MAX_ATTEMPTS``."""
+    logger.warning("job %s attempt %d: %s", held.job_id, held.attempt, message)
+    outcome = _requeue_or_leave(settings, held, message, preempted=True)
+    return Outcome.preempted if outcome == Outcome.queued else outcome
 
 
 def record_failure(settings: Settings, held: Lease, message: str, infrastructure: bool) -> Outcome:
@@ -139,12 +161,14 @@ def record_success(
     return Outcome.succeeded
 
 
-def _requeue_or_leave(settings: Settings, held: Lease, message: str) -> Outcome:
+def _requeue_or_leave(
+    settings: Settings, held: Lease, message: str, preempted: bool = False
+) -> Outcome:
     """A new attempt for a job whose run a service failed; if the job database is the
     service that is away, the row cannot be written now: the job stays running, its
     heartbeat stops, and the reaper requeues it once the database is back."""
     try:
-        status = requeue(settings, held, message)
+        status = requeue(settings, held, message, preempted)
     except Exception:
         logger.exception("job %s: not requeued; the reaper will", held.job_id)
         return Outcome.left_to_reaper

@@ -87,6 +87,10 @@ def _record_rank_failure(
     if 0 in reported and reported[0].outcome == Outcome.lease_lost:
         logger.warning("job %s attempt %d: lease lost", held.job_id, held.attempt)
         return Outcome.lease_lost
+    if 0 in reported and reported[0].outcome is not None:
+        # Rank 0 recorded how the run ended (a preemption: the launcher, told to stop,
+        # stopped the ranks with SIGTERM and they checkpointed): that is the attempt's end.
+        return reported[0].outcome
     failures = [(rank, r) for rank, r in sorted(reported.items()) if r.message is not None]
     for _rank, report in failures:
         if not report.infrastructure and report.message is not None:

@@ -4,13 +4,17 @@ read from the job row, so a redelivered message is harmless."""
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
+
+from billiard.process import current_process
 
 # Imported in the parent process so that every forked child starts with torch and MLflow
 # loaded: the time from dispatch to the first step is then setup, not imports.
 import leap_core.tracking.mlflow_hook
 from jobs.broker import TRAIN_TASK
 from worker.app import app
+from worker.outcome import Outcome
 from worker.runner import run_job
 
 import leap_core.training.trainer  # noqa: F401  isort: skip
@@ -21,4 +25,9 @@ def train(self: Any, job_id: str) -> str:
     """Run job ``job_id`` if it still needs running; returns what happened."""
     # Host name and process id: prefork children of one worker share the host name, and
     # the lease must tell them apart.
-    return run_job(job_id, worker=f"{self.request.hostname or 'worker'}:{os.getpid()}")
+    outcome = run_job(job_id, worker=f"{self.request.hostname or 'worker'}:{os.getpid()}")
+    if outcome == Outcome.preempted and current_process().name == "MainProcess":
+        # A solo pool's job ran in the worker's own process and took the SIGTERM from
+        # Celery's handler; hand it back, so the worker shuts down as it was told to.
+        os.kill(os.getpid(), signal.SIGTERM)
+    return outcome

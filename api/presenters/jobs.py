@@ -39,6 +39,7 @@ def _fields(job: Job, settings: Settings) -> dict[str, Any]:
         tags=job.tags or [],
         priority=job.priority,
         attempt=job.attempt,
+        preemptions=job.preemptions or 0,
         worker=job.worker,
         created_at=job.created_at,
         updated_at=job.updated_at,

@@ -60,6 +60,11 @@ class JobPublic(BaseModel):
     tags: list[str]
     priority: int
     attempt: int
+    preemptions: int = Field(
+        0,
+        description="attempts that ended in a preemption (checkpointed and requeued after a "
+        "SIGTERM); LEAP_MAX_ATTEMPTS counts only the others",
+    )
     worker: str | None = Field(
         None, description="the worker (host:pid) holding or last holding the job"
     )

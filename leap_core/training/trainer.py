@@ -160,6 +160,9 @@ class Trainer:
         # Where a checkpoint written within an epoch left it: the steps done and the
         # epoch's running sums of the step figures (restored by :meth:`restore`).
         self._within_epoch: dict[str, Any] | None = None
+        #: Steps done in the epoch under way (0 between epochs); a run restored from a
+        #: checkpoint written within an epoch starts there.
+        self.step_in_epoch = 0
         self._preempt = False
         self._last_checkpoint = time.monotonic()
 
@@ -276,6 +279,7 @@ class Trainer:
             for epoch in range(self.epoch, self.spec.train.epochs):
                 self.epoch = epoch
                 metrics = self.train_epoch(epoch)
+                self.step_in_epoch = 0
                 if self.cloud is not None and epoch >= self.criterion.cloud_start_epoch:
                     self.cloud_epochs.append(
                         (metrics["train_cloud_fraction"], metrics["train_cloud_std_mean"])
@@ -352,6 +356,7 @@ class Trainer:
             lr = learning_rate(self.spec.train, epoch + (step - 1) / steps)
             sample_ids = order[(step - 1) * batch : step * batch]
             figures = self.train_step(images, labels, epoch, lr, sample_ids)
+            self.step_in_epoch = step
             images_seen += labels.numel() * self.shard.world_size
             for name, value in figures.items():
                 totals[name] = totals.get(name, 0.0) + value
@@ -520,6 +525,7 @@ class Trainer:
         self.epoch = int(payload["epoch"])
         self.global_step = int(payload["global_step"])
         self._within_epoch = payload.get("within_epoch")
+        self.step_in_epoch = int((self._within_epoch or {}).get("step", 0))
         self.mlflow_run_id = payload.get("mlflow_run_id")
         self.last_metrics = dict(payload.get("metrics") or {})
         self.cloud_epochs = [(float(f), float(s)) for f, s in payload.get("cloud_epochs", [])]

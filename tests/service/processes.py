@@ -32,11 +32,12 @@ def drain_queue(service_env: dict[str, str]) -> None:
 
 @contextmanager
 def celery_worker(
-    service_env: dict[str, str], name: str, **settings: str
+    service_env: dict[str, str], name: str, pool: str = "solo", **settings: str
 ) -> Iterator[tuple[subprocess.Popen, Path]]:
-    """A solo-pool worker (one job at a time, like one GPU) on the session's queue, with
+    """A worker of one job at a time (like one GPU) on the session's queue, with
     ``LEAP_<NAME>=value`` overrides; yields the process and its log file. Stopped (or
-    found already killed) on exit."""
+    found already killed) on exit. ``pool``: ``solo`` (the job in the worker's own
+    process) or ``prefork`` (in a child, as ``python -m worker`` runs it)."""
     env = {**service_env, **{f"LEAP_{key.upper()}": value for key, value in settings.items()}}
     log_path = Path(service_env["LEAP_HOME"]) / f"{name}.log"
     with open(log_path, "w") as log:
@@ -48,7 +49,7 @@ def celery_worker(
                 "-A",
                 "worker.app",
                 "worker",
-                "--pool=solo",
+                f"--pool={pool}",
                 "--concurrency=1",
                 f"--queues={env['LEAP_QUEUE']}",
                 "--loglevel=INFO",

@@ -57,13 +57,16 @@ def stored_job(
     status: JobStatus,
     attempt: int = 1,
     heartbeat_age: float = 2 * HOUR,
+    preemptions: int = 0,
 ) -> str:
-    """A job as a worker on ``lost-host`` left it: leased (attempt ``attempt``), then moved
-    to ``status``, its last heartbeat ``heartbeat_age`` seconds ago. No message is sent."""
+    """A job as a worker on ``lost-host`` left it: leased (attempt ``attempt``, of which
+    ``preemptions`` followed a preemption), then moved to ``status``, its last heartbeat
+    ``heartbeat_age`` seconds ago. No message is sent."""
     spec = parse_spec(body).model_dump(mode="json")
     with session_scope(database_url) as session:
         job = new_job(session, owner, "recovery-test", spec, ["recovery"], 0)
         job.attempt = attempt
+        job.preemptions = preemptions
         transition(session, job, JobStatus.running, "started on lost-host", worker="lost-host")
         if status != JobStatus.running:
             transition(session, job, status, "set by the test")
@@ -240,3 +243,25 @@ def test_passes_pick_the_same_jobs_on_the_embedded_stacks_sqlite(tmp_path, job_b
     with session_scope(url) as session:
         assert due_for_redispatch(session, settings) == []
         assert session.get(Job, fresh).status == "running"
+
+
+def test_preempted_attempts_do_not_count_against_the_attempt_limit(
+    make_client, job_body, service_env, database_url
+):
+    # Both jobs are on their third attempt with a limit of 3; the first got two of them
+    # from preemptions, so it has used one counted attempt and is requeued; the other is
+    # failed, naming its counted attempts.
+    owner = "recovery-preempted"
+    client = make_client(owner)
+    preempted = stored_job(
+        database_url, owner, job_body(), JobStatus.running, attempt=3, preemptions=2
+    )
+    counted = stored_job(database_url, owner, job_body(), JobStatus.running, attempt=3)
+
+    report = run_pass(recovery_settings(service_env, max_attempts=3))
+
+    assert preempted in report.requeued and counted in report.failed
+    requeued = client.get(f"/v1/jobs/{preempted}").json()
+    assert (requeued["status"], requeued["attempt"], requeued["preemptions"]) == ("queued", 4, 2)
+    failed = client.get(f"/v1/jobs/{counted}").json()
+    assert failed["preemptions"] == 0 and "on attempt 3 of 3" in failed["error"]
