@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -350,9 +351,12 @@ class Trainer:
         batch = self.data.loader.batch_size or 1
         self.data.sampler.resume_at(done * batch)
         lr = learning_rate(self.spec.train, epoch + done / steps)
-        for step, (images, labels, _camids) in enumerate(self.data.loader, start=done + 1):
-            if step > steps:  # a checkpoint written at the epoch's last step: nothing left
-                break
+        # After a checkpoint written at the epoch's last step nothing is left: the loader is
+        # not even started (its first batch would draw augmentations the run never made).
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (
+            self.data.loader if done < steps else []
+        )
+        for step, (images, labels, _camids) in enumerate(batches, start=done + 1):
             lr = learning_rate(self.spec.train, epoch + (step - 1) / steps)
             sample_ids = order[(step - 1) * batch : step * batch]
             figures = self.train_step(images, labels, epoch, lr, sample_ids)

@@ -248,24 +248,31 @@ def test_a_checkpoint_within_an_epoch_resumes_at_its_step_with_identical_weights
     assert load_checkpoint(tmp_path / "interrupted" / "last.pt")["within_epoch"] is None
 
 
+@pytest.mark.parametrize("at,epoch,step", [(5, 1, 1), (8, 1, 4)])
 def test_a_preempted_run_checkpoints_at_the_step_boundary_and_resumes_to_the_same_end(
-    tiny_spec, tmp_path
+    tiny_spec, tmp_path, at, epoch, step
 ):
+    # A SIGTERM during global step 5 (epoch 1, its first step) or 8 (its last: the epoch's
+    # end, evaluation and checkpoint, is left to the resumed run).
     spec = tiny_spec(train={"epochs": 3}, eval={"protocol": "none"})
     straight = Trainer(spec, tmp_path / "straight")
     straight.fit()
 
-    class Preempt(Hook):  # a SIGTERM arrives during global step 5 (epoch 1, step 1)
+    class Preempt(Hook):
         def on_step(self, trainer, info):
-            if info.global_step == 5:
+            if info.global_step == at:
                 trainer.request_preemption()
 
     first = Trainer(spec, tmp_path / "preempted", [Preempt()])
-    with pytest.raises(TrainingPreempted, match="preempted at epoch 1, step 1 of 4") as raised:
+    with pytest.raises(TrainingPreempted, match=f"at epoch {epoch}, step {step} of 4") as raised:
         first.fit()
     assert raised.value.checkpoint == tmp_path / "preempted" / "last.pt"
     saved = load_checkpoint(raised.value.checkpoint)
-    assert (saved["epoch"], saved["global_step"], saved["within_epoch"]["step"]) == (1, 5, 1)
+    assert (saved["epoch"], saved["global_step"], saved["within_epoch"]["step"]) == (
+        epoch,
+        at,
+        step,
+    )
 
     resumed = Trainer(spec, tmp_path / "preempted")
     resumed.fit(resume=raised.value.checkpoint)
