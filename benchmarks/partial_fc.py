@@ -1,0 +1,131 @@
+"""What Partial FC's class sampling buys on CPU ranks: the step time and the resident peak of
+the class-sharded LEAP-CF head at sample rate r = 0.1 against r = 1, on two gloo ranks.
+
+Each configuration runs in fresh processes (two ranks on loopback, one thread each): the
+head (CosFace, D = 512) and its Adam moments, the feature cloud (full mode, one offset per
+logit; a tenth of the classes with 50 images, the rest with 5) and one optimizer step per
+iteration on a global batch of 256. Printed per configuration: the median step time (the
+slower rank's, after a warm-up step), the resident set of each rank after setup and its
+peak over the steps (``ru_maxrss``), and, side by side, r = 0.1 / r = 1. The two rates
+alternate over ``--rounds`` so drifting load hits both alike.
+
+The sampled step still computes the dense gradient of the head's weight (rows left out get
+zeros, as insightface's ``partial_fc_v2``), so the saving is in the ``(batch, classes)``
+buffers: logits, their gradient and the cloud's offsets, a tenth of their size at r = 0.1.
+
+    python benchmarks/partial_fc.py [--classes 1000000] [--steps 4] [--rounds 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from leap_core.distributed import ClassShard
+from leap_core.heads import ClassSampler, CosFaceHead
+from leap_core.leap import FeatureCloud
+from leap_core.losses import LEAPLoss
+
+DIM, BATCH, WORLD = 512, 256, 2
+
+
+def resident_mib() -> float:
+    """This process's resident set now, from /proc (MiB)."""
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def rank_main(rank: int, port: int, out: str, classes: int, rate: float, steps: int) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
+    )
+    try:
+        shard = ClassShard(classes, rank, WORLD)
+        counts = torch.full((classes,), 5, dtype=torch.long)
+        counts[: classes // 10] = 50
+        head = CosFaceHead(DIM, shard.size)
+        cloud = FeatureCloud(counts, DIM, shard=shard, mode="full")
+        sampler = ClassSampler(rate, shard, seed=0) if rate < 1 else None
+        criterion = LEAPLoss(head, cloud, shard=shard, sampler=sampler)
+        optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+        generator = torch.Generator().manual_seed(rank)
+        per_rank = BATCH // WORLD
+        after_setup = resident_mib()
+        times = []
+        for step in range(steps + 1):  # the first step warms the caches and the buffers
+            labels = torch.randint(0, classes, (per_rank,), generator=generator)
+            features = torch.randn(per_rank, DIM, generator=generator).requires_grad_()
+            dist.barrier()
+            started = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            criterion(features, labels, epoch=0, step=step).backward()
+            optimizer.step()
+            times.append(time.perf_counter() - started)
+        torch.save(
+            {"times": times[1:], "setup": after_setup, "peak": peak_mib()},
+            Path(out) / f"{rank}.pt",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+def run(classes: int, rate: float, steps: int) -> dict[str, float]:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with tempfile.TemporaryDirectory() as out:
+        mp.spawn(rank_main, args=(port, out, classes, rate, steps), nprocs=WORLD)
+        ranks = [torch.load(Path(out) / f"{r}.pt") for r in range(WORLD)]
+    per_step = [max(pair) for pair in zip(*(r["times"] for r in ranks), strict=True)]
+    return {
+        "step": statistics.median(per_step),
+        "setup": max(r["setup"] for r in ranks),
+        "peak": max(r["peak"] for r in ranks),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--classes", type=int, default=1_000_000)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    print(
+        f"torch {torch.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
+        f"C = {args.classes:,}, D = {DIM}, global batch {BATCH}, {WORLD} gloo ranks x 1 thread"
+    )
+    results: dict[float, list[dict[str, float]]] = {1.0: [], 0.1: []}
+    for _ in range(args.rounds):
+        for rate in results:
+            results[rate].append(run(args.classes, rate, args.steps))
+    print(f"{'r':>5} {'step s':>9} {'RSS after setup MiB':>20} {'RSS peak MiB':>13}")
+    summary = {}
+    for rate, runs in results.items():
+        summary[rate] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        row = summary[rate]
+        print(f"{rate:>5} {row['step']:>9.3f} {row['setup']:>20.0f} {row['peak']:>13.0f}")
+    dense, sampled = summary[1.0], summary[0.1]
+    print(
+        f"r = 0.1 / r = 1: step time {sampled['step'] / dense['step']:.3f}, peak above setup "
+        f"{(sampled['peak'] - sampled['setup']) / max(dense['peak'] - dense['setup'], 1e-9):.3f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
