@@ -156,6 +156,7 @@ def train(
             notice.attach(trainer)
             metrics = trainer.fit(resume)
         except TrainingPreempted as error:
+            leave_process_group()  # every rank stopped at the same step; rank 0 has written
             fail(f"{error}; continue with --resume {error.checkpoint}", code=PREEMPTED_EXIT)
         except NonFiniteLoss as error:
             fail(str(error), code=1)
@@ -215,8 +216,8 @@ def launch_ranks(
         if error.exitcode in (PREEMPTED_EXIT, -signal.SIGTERM):
             # A rank's SIGTERM checkpoints every rank; one to the launcher reaches every rank.
             fail(
-                f"training across {nproc} processes was preempted ({error}): the ranks "
-                f"checkpoint at the step boundary and stop; continue with --resume "
+                f"training across {nproc} processes was preempted ({error}): ranks that "
+                f"were training checkpointed at the step boundary; continue with --resume "
                 f"{folder / 'last.pt'}",
                 code=PREEMPTED_EXIT,
             )

@@ -13,8 +13,8 @@ from billiard.process import current_process
 # loaded: the time from dispatch to the first step is then setup, not imports.
 import leap_core.tracking.mlflow_hook
 from jobs.broker import TRAIN_TASK
+from leap_core.training.preemption import preempt_on_sigterm, sigterm_received
 from worker.app import app
-from worker.outcome import Outcome
 from worker.runner import run_job
 
 import leap_core.training.trainer  # noqa: F401  isort: skip
@@ -25,9 +25,12 @@ def train(self: Any, job_id: str) -> str:
     """Run job ``job_id`` if it still needs running; returns what happened."""
     # Host name and process id: prefork children of one worker share the host name, and
     # the lease must tell them apart.
-    outcome = run_job(job_id, worker=f"{self.request.hostname or 'worker'}:{os.getpid()}")
-    if outcome == Outcome.preempted and current_process().name == "MainProcess":
-        # A solo pool's job ran in the worker's own process and took the SIGTERM from
-        # Celery's handler; hand it back, so the worker shuts down as it was told to.
+    # For the whole task, not only while it trains: a SIGTERM while the job is leased or
+    # its end recorded is kept (and stops the run at its first step), never fatal.
+    with preempt_on_sigterm():
+        outcome = run_job(job_id, worker=f"{self.request.hostname or 'worker'}:{os.getpid()}")
+    if sigterm_received() and current_process().name == "MainProcess":
+        # A solo pool's job runs in the worker's own process, whose SIGTERM it took from
+        # Celery's handler: hand it back, so the worker shuts down as it was told to.
         os.kill(os.getpid(), signal.SIGTERM)
     return outcome

@@ -6,7 +6,8 @@ and almost every class is a negative of every sample. Partial FC keeps, on each 
 rows of every class that has a sample in the global batch and a random share of the others,
 and computes an exact softmax cross-entropy over the kept rows only. The sample is the
 shard's own (``max(1, ⌊r·C_shard⌋)`` rows, or every positive when there are more), drawn from
-a generator seeded by the run's seed, the rank and the step, so a rerun or a resumed run
+a generator on the run's device seeded by the run's seed, the rank and the step (through
+NumPy's ``SeedSequence``, so no two of them share a stream), so a rerun or a resumed run
 draws the same rows at the same step without keeping any generator state.
 
 Rows left out of a step get a zero gradient for it, as ``partial_fc_v2``'s index into its
@@ -19,14 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from leap_core import checks
 from leap_core.distributed.shard import ClassShard
-
-#: Spreads the run's seed, the rank and the step over a generator's seed, so that nearby
-#: seeds, ranks and steps never draw the same stream.
-_SEED_STRIDE = 1_000_003
 
 
 @dataclass(frozen=True)
@@ -60,7 +58,9 @@ class ClassSampler:
 
     Args:
         sample_rate: ``r`` in ``(0, 1]``, the share of the shard's rows a step keeps; 1
-            keeps them all (no sampling: :meth:`draw` returns ``None``).
+            keeps them all (no sampling: :meth:`draw` returns ``None``). Below 1 every
+            shard draws, so all ranks of a run take the same path, even one whose share
+            rounds to all its rows.
         shard: the classes of this rank's head.
         seed: the run's seed.
     """
@@ -75,25 +75,23 @@ class ClassSampler:
         self.seed = checks.non_negative_int("seed", seed)
         self.kept = max(1, int(self.sample_rate * shard.size))
 
-    @property
-    def samples(self) -> bool:
-        """Whether a step keeps fewer rows than the shard has."""
-        return self.kept < self.shard.size
-
     def draw(self, labels: torch.Tensor, step: int) -> SampledClasses | None:
         """The rows step ``step`` keeps for the (gathered) batch's ``labels`` (classes over
         all shards): every owned positive, and random other rows up to the shard's share.
-        ``None`` when every row is kept."""
-        if not self.samples:
+        ``None`` at sample rate 1."""
+        if self.sample_rate >= 1:
             return None
+        if self.kept >= self.shard.size:
+            return SampledClasses(torch.arange(self.shard.size, device=labels.device))
         _, columns = self.shard.owned(labels)
         positive = torch.unique(columns)
         if positive.numel() >= self.kept:
             return SampledClasses(positive)
         generator = torch.Generator(device=labels.device)
-        generator.manual_seed(
-            ((self.seed * _SEED_STRIDE + self.shard.rank) * _SEED_STRIDE + step) % (2**63)
+        words = np.random.SeedSequence([self.seed, self.shard.rank, step]).generate_state(
+            1, dtype=np.uint64
         )
+        generator.manual_seed(int(words[0]))
         score = torch.rand(self.shard.size, generator=generator, device=labels.device)
         score[positive] = 2.0  # above every draw: the positives are always kept
         rows = score.topk(self.kept, sorted=False).indices.sort().values

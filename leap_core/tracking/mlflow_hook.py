@@ -47,7 +47,7 @@ from leap_core.tracking.retry import (
 )
 from leap_core.tracking.summary import summary_html
 from leap_core.training.hooks import Hook, StepInfo, finite_metrics
-from leap_core.training.trainer import Trainer, TrainingCancelled
+from leap_core.training.trainer import Trainer, TrainingCancelled, TrainingPreempted
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -202,10 +202,13 @@ class MLflowHook(Hook):
         failed, or fails now, the run stays as it was; the job's own record says why."""
         if self.run_id is None or isinstance(error, TrackingUnavailable):
             return
-        status = "KILLED" if isinstance(error, TrainingCancelled | KeyboardInterrupt) else "FAILED"
+        stopped = TrainingCancelled | TrainingPreempted | KeyboardInterrupt
+        status = "KILLED" if isinstance(error, stopped) else "FAILED"
         try:
             self._flush(wait=False)
-            self.client.set_tag(self.run_id, "error", f"{type(error).__name__}: {error}"[:5000])
+            # A preemption is no error: the run goes on when it is resumed.
+            tag = "preempted" if isinstance(error, TrainingPreempted) else "error"
+            self.client.set_tag(self.run_id, tag, f"{type(error).__name__}: {error}"[:5000])
             self.client.set_terminated(self.run_id, status)
         except Exception:
             logger.warning("run %s: could not be marked %s", self.run_id, status, exc_info=True)

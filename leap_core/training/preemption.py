@@ -6,7 +6,8 @@ the trainer write its checkpoint after the step it is in and raise
 :class:`~leap_core.training.trainer.TrainingPreempted`, so the run loses at most one step.
 A signal that comes while the run is still being set up (reading data, building the model)
 is kept, and the trainer stops after its first step. Both ``leap train`` and the service's
-workers run their trainer inside it.
+workers run their trainer inside it; :func:`sigterm_received` tells a process afterwards
+that it was asked to stop (a worker then stops too).
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
 #: a process killed by the signal reports, so schedulers read both alike).
 PREEMPTED_EXIT = 128 + signal.SIGTERM
 
+#: Whether a SIGTERM reached a notice of this process (the process was told to stop).
+_received = False
+
+
+def sigterm_received() -> bool:
+    """Whether this process took a SIGTERM under :func:`preempt_on_sigterm`."""
+    return _received
+
 
 class PreemptionNotice:
     """Whether a SIGTERM came, passed on to the run's trainer once it has one."""
@@ -34,13 +43,15 @@ class PreemptionNotice:
         self._trainer: Trainer | None = None
 
     def attach(self, trainer: Trainer) -> None:
-        """The trainer to stop; one asked before it existed is asked now."""
+        """The trainer to stop; one asked before it existed (here, or under an enclosing
+        notice of the same process) is asked now."""
         self._trainer = trainer
-        if self.received:
+        if self.received or _received:
             trainer.request_preemption()
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.received = True
+        global _received
+        self.received = _received = True
         if self._trainer is not None:
             self._trainer.request_preemption()
 

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from leap_core.class_priors import ClassBalance, ldam_margins
-from leap_core.config import JobSpec
+from leap_core.config import JobSpec, SpecError
 from leap_core.data.decoded import DecodedBatches
 from leap_core.distributed import ClassShard
 from leap_core.heads import HEADS, ClassSampler
@@ -275,6 +275,7 @@ class Trainer:
         """Train to the last epoch (from a checkpoint when ``resume`` is given)."""
         if resume is not None:
             self.restore(ckpt.load_checkpoint(resume))
+        self._last_checkpoint = time.monotonic()  # checkpoint_minutes counts from here
         try:
             self._call("on_start")
             for epoch in range(self.epoch, self.spec.train.epochs):
@@ -350,7 +351,7 @@ class Trainer:
         order = torch.from_numpy(self.data.sampler.indices().copy())
         batch = self.data.loader.batch_size or 1
         self.data.sampler.resume_at(done * batch)
-        lr = learning_rate(self.spec.train, epoch + done / steps)
+        lr = learning_rate(self.spec.train, epoch + max(done - 1, 0) / steps)
         # After a checkpoint written at the epoch's last step nothing is left: the loader is
         # not even started (its first batch would draw augmentations the run never made).
         batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = (
@@ -381,7 +382,12 @@ class Trainer:
             if stop:
                 raise TrainingCancelled(f"cancelled at epoch {epoch}, step {step}")
             if preempt or due:
-                self._within_epoch = {"step": step, "totals": totals}
+                # Steps count this world size's batches: only the same world size resumes.
+                self._within_epoch = {
+                    "step": step,
+                    "totals": totals,
+                    "world_size": self.shard.world_size,
+                }
                 path = self.save(self.run_dir / "last.pt")
                 self._within_epoch = None
                 self._call("on_checkpoint", path)
@@ -528,7 +534,15 @@ class Trainer:
             seed_everything(self.spec.train.seed + rank + 7919 * int(payload["epoch"]))
         self.epoch = int(payload["epoch"])
         self.global_step = int(payload["global_step"])
-        self._within_epoch = payload.get("within_epoch")
+        within = payload.get("within_epoch")
+        if within is not None and within.get("world_size", 1) != self.shard.world_size:
+            raise SpecError(
+                f"the checkpoint was written within epoch {payload['epoch']} (step "
+                f"{within['step']}) by {within.get('world_size', 1)} processes; its steps "
+                f"are theirs: resume it with as many ({self.shard.world_size} now), or from "
+                f"a checkpoint written at an epoch's end"
+            )
+        self._within_epoch = within
         self.step_in_epoch = int((self._within_epoch or {}).get("step", 0))
         self.mlflow_run_id = payload.get("mlflow_run_id")
         self.last_metrics = dict(payload.get("metrics") or {})

@@ -23,8 +23,10 @@ from leap_core.losses import LEAPLoss
 
 def test_a_rate_of_one_keeps_every_row_and_draws_nothing():
     assert ClassSampler(1.0, ClassShard(50)).draw(torch.tensor([3, 7]), step=0) is None
-    # A shard of one row keeps it at any rate (a step keeps at least one row).
-    assert ClassSampler(0.1, ClassShard(9, 8, 9)).draw(torch.tensor([8]), step=0) is None
+    # Below 1, every shard draws (all ranks take one path), even one whose share is all its
+    # rows: a shard of one row keeps it (a step keeps at least one row).
+    sample = ClassSampler(0.1, ClassShard(9, 8, 9)).draw(torch.tensor([2]), step=0)
+    assert sample is not None and sample.rows.tolist() == [0]
 
 
 def test_the_sample_keeps_every_positive_and_the_shards_share_of_rows():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from leap_core.config import SpecError
 from leap_core.training.checkpoint import load_checkpoint
 from leap_core.training.hooks import Hook
 from leap_core.training.trainer import (
@@ -295,3 +296,17 @@ def test_checkpoint_minutes_checkpoints_at_the_first_step_boundary_after_the_int
 
     Trainer(spec, tmp_path, [Record()]).fit()
     assert written == [(1, 1), (2, 2), (3, 3), (4, None), (5, 1), (6, 2), (7, 3), (8, None)]
+
+
+def test_a_checkpoint_written_within_an_epoch_resumes_only_at_its_world_size(tiny_spec, tmp_path):
+    # Its step counts batches of that many ranks: another world size would skip others.
+    spec = tiny_spec(train={"epochs": 2, "checkpoint_every_steps": 2}, eval={"protocol": "none"})
+    first = Trainer(spec, tmp_path / "run", [DieAfterCheckpoint(2)])
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    payload = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert payload["within_epoch"]["world_size"] == 1
+    payload["within_epoch"]["world_size"] = 2  # as two ranks would have written it
+    torch.save(payload, tmp_path / "two.pt")
+    with pytest.raises(SpecError, match=r"within epoch 0 \(step 2\) by 2 processes"):
+        Trainer(spec, tmp_path / "again").fit(resume=tmp_path / "two.pt")
