@@ -214,42 +214,9 @@ def rank_pid(parent: int, local_rank: int) -> int | None:
     return None
 
 
-def test_a_killed_rank_fails_the_run_naming_it_and_a_retry_resumes(tiny_dict, tmp_path):
-    job = tiny_dict(train={"epochs": 24, "checkpoint_every": 1, "steps_per_epoch": 4})
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(yaml.safe_dump(job))
-    run_dir = tmp_path / "run"
-    command = [
-        *LEAP,
-        "train",
-        str(spec_file),
-        "--nproc",
-        "2",
-        "--no-mlflow",
-        "--run-dir",
-        str(run_dir),
-    ]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=leap_env(tmp_path)
-    )
-    deadline = time.monotonic() + 300
-    while not (run_dir / "last.pt").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    victim = rank_pid(process.pid, 1)
-    assert victim is not None
-    os.kill(victim, signal.SIGKILL)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 1
-    assert "rank 1 exited with signal 9 (SIGKILL)" in stderr
-    assert f"--resume {run_dir / 'last.pt'}" in stderr.replace("\n", "")
-    saved = load_checkpoint(run_dir / "last.pt")["epoch"]
-    assert 1 <= saved < 24
-
-    run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir / "last.pt"), "--json")
-    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 24
-
-
-def test_a_sigterm_to_one_rank_of_leap_train_nproc_2_checkpoints_and_exits_143(tiny_dict, tmp_path):
+def signal_rank_one(tiny_dict, tmp_path: Path, number: signal.Signals):
+    """``leap train --nproc 2`` of 24 short epochs, rank 1 sent ``number`` once the first
+    checkpoint exists; returns the command, its exit status and stderr, and the run folder."""
     job = tiny_dict(train={"epochs": 24, "checkpoint_every": 1, "steps_per_epoch": 4})
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(yaml.safe_dump(job))
@@ -264,9 +231,26 @@ def test_a_sigterm_to_one_rank_of_leap_train_nproc_2_checkpoints_and_exits_143(t
         time.sleep(0.2)
     victim = rank_pid(process.pid, 1)
     assert victim is not None
-    os.kill(victim, signal.SIGTERM)
+    os.kill(victim, number)
     _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 143, stderr[-3000:]
+    return command, process.returncode, stderr, run_dir
+
+
+def test_a_killed_rank_fails_the_run_naming_it_and_a_retry_resumes(tiny_dict, tmp_path):
+    command, returncode, stderr, run_dir = signal_rank_one(tiny_dict, tmp_path, signal.SIGKILL)
+    assert returncode == 1
+    assert "rank 1 exited with signal 9 (SIGKILL)" in stderr
+    assert f"--resume {run_dir / 'last.pt'}" in stderr.replace("\n", "")
+    saved = load_checkpoint(run_dir / "last.pt")["epoch"]
+    assert 1 <= saved < 24
+
+    run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir / "last.pt"), "--json")
+    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 24
+
+
+def test_a_sigterm_to_one_rank_of_leap_train_nproc_2_checkpoints_and_exits_143(tiny_dict, tmp_path):
+    command, returncode, stderr, run_dir = signal_rank_one(tiny_dict, tmp_path, signal.SIGTERM)
+    assert returncode == 143, stderr[-3000:]
     line = " ".join(stderr.split())
     assert "training across 2 processes was preempted" in line
     assert f"--resume {run_dir / 'last.pt'}" in line
