@@ -5,7 +5,8 @@ as Markdown and per setting, the rules fixed before the grid ran, one row per me
 ± std over seeds), every paired comparison with its 95 % Student-t interval (each method
 against CosFace and against LEAP-CF) and the recommendation the rules give:
 
-    python benchmarks/long_tail_methods_report.py .leap/sweeps/omniglot-lt-long-tail-methods
+    python benchmarks/long_tail_methods_report.py .leap/sweeps/omniglot-lt-long-tail-methods \
+        [--setting "<H20,S3>"]   # only these settings (repeatable)
 
 The rules, fixed before the grid ran:
 
@@ -116,10 +117,19 @@ def report(settings: dict[str, Arms]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="the sweep's output folder")
+    parser.add_argument("--setting", action="append", help="report only this setting (repeatable)")
     args = parser.parse_args(argv)
     settings = by_setting(args.folder)
     if not settings:
         raise SystemExit(f"{args.folder}: no finished cells under cells/")
+    if args.setting:
+        unknown = sorted(set(args.setting) - set(settings))
+        if unknown:
+            raise SystemExit(
+                f"--setting {', '.join(unknown)}: no finished cells; the folder has "
+                f"{', '.join(settings)}"
+            )
+        settings = {name: arms for name, arms in settings.items() if name in args.setting}
     sys.stdout.write(report(settings))
     return 0
 

@@ -62,3 +62,18 @@ def test_one_clear_winner_is_named_alone(module, tmp_path):
         cell(tmp_path, "<H20,S3>", "CosFace+LS0.1", seed, base + 0.020 + wobble / 20)
         cell(tmp_path, "<H20,S3>", "CosFace+LA1.0", seed, base + 0.010 - wobble / 20)
     assert "Rule 3 on <H20,S3>: **CosFace+LS0.1**;" in module.report(module.by_setting(tmp_path))
+
+
+def test_setting_limits_the_report_and_an_unknown_one_is_named(module, tmp_path, capsys):
+    for seed, wobble in enumerate(WOBBLE):
+        cell(tmp_path, "<H20,S3>", "CosFace", seed, 0.30 + wobble)
+        cell(tmp_path, "exp-IF10", "CosFace", seed, 0.40 + wobble)
+    assert module.main([str(tmp_path), "--setting", "<H20,S3>"]) == 0
+    printed = capsys.readouterr().out
+    assert "## <H20,S3>" in printed and "exp-IF10" not in printed
+    with pytest.raises(
+        SystemExit,
+        match=r"--setting exp-IF5: no finished cells; the folder "
+        r"has <H20,S3>, exp-IF10",
+    ):
+        module.main([str(tmp_path), "--setting", "exp-IF5"])
