@@ -36,7 +36,7 @@ test: install
 
 # Everything that needs no PostgreSQL or Redis: the library, training, sweeps, data.
 test-fast: install
-	$(VENV)/bin/python -m pytest -q -m "not server and not process" $(TEST_ORDER)
+	$(VENV)/bin/python -m pytest -q -m "not server and not process and not cuda" $(TEST_ORDER)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -14,6 +14,11 @@ zeros, as insightface's ``partial_fc_v2``), so the saving is in the ``(batch, cl
 buffers: logits, their gradient and the cloud's offsets, a tenth of their size at r = 0.1.
 
     python benchmarks/partial_fc.py [--classes 1000000] [--steps 4] [--rounds 1]
+    python benchmarks/partial_fc.py --device cuda    # one process on one GPU
+
+With ``--device cuda`` the whole head runs in one process on the GPU, and the memory
+columns are the device's: allocated after setup and the step's peak
+(``torch.cuda.max_memory_allocated``).
 """
 
 from __future__ import annotations
@@ -48,42 +53,58 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def steps_of(shard: ClassShard, rate: float, steps: int, device: torch.device) -> dict[str, object]:
+    """Build the shard's head, cloud and optimizer on ``device`` and time ``steps`` steps
+    (after a warm-up one); memory in MiB, resident on a CPU, allocated on a GPU."""
+    cuda = device.type == "cuda"
+    classes = shard.num_classes
+    counts = torch.full((classes,), 5, dtype=torch.long)
+    counts[: classes // 10] = 50
+    head = CosFaceHead(DIM, shard.size).to(device)
+    cloud = FeatureCloud(counts, DIM, shard=shard, mode="full").to(device)
+    sampler = ClassSampler(rate, shard, seed=0) if rate < 1 else None
+    criterion = LEAPLoss(head, cloud, shard=shard, sampler=sampler)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(shard.rank)
+    per_rank = BATCH // shard.world_size
+    after_setup = torch.cuda.memory_allocated(device) / 2**20 if cuda else resident_mib()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    times = []
+    for step in range(steps + 1):  # the first step warms the caches and the buffers
+        labels = torch.randint(0, classes, (per_rank,), generator=generator).to(device)
+        features = torch.randn(per_rank, DIM, generator=generator).to(device).requires_grad_()
+        if shard.world_size > 1:
+            dist.barrier()
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        criterion(features, labels, epoch=0, step=step).backward()
+        optimizer.step()
+        if cuda:
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - started)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else peak_mib()
+    return {"times": times[1:], "setup": after_setup, "peak": peak}
+
+
 def rank_main(rank: int, port: int, out: str, classes: int, rate: float, steps: int) -> None:
     torch.set_num_threads(1)
     dist.init_process_group(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
     )
     try:
-        shard = ClassShard(classes, rank, WORLD)
-        counts = torch.full((classes,), 5, dtype=torch.long)
-        counts[: classes // 10] = 50
-        head = CosFaceHead(DIM, shard.size)
-        cloud = FeatureCloud(counts, DIM, shard=shard, mode="full")
-        sampler = ClassSampler(rate, shard, seed=0) if rate < 1 else None
-        criterion = LEAPLoss(head, cloud, shard=shard, sampler=sampler)
-        optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
-        generator = torch.Generator().manual_seed(rank)
-        per_rank = BATCH // WORLD
-        after_setup = resident_mib()
-        times = []
-        for step in range(steps + 1):  # the first step warms the caches and the buffers
-            labels = torch.randint(0, classes, (per_rank,), generator=generator)
-            features = torch.randn(per_rank, DIM, generator=generator).requires_grad_()
-            dist.barrier()
-            started = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            criterion(features, labels, epoch=0, step=step).backward()
-            optimizer.step()
-            times.append(time.perf_counter() - started)
-        torch.save(
-            {"times": times[1:], "setup": after_setup, "peak": peak_mib()},
-            Path(out) / f"{rank}.pt",
-        )
+        measured = steps_of(ClassShard(classes, rank, WORLD), rate, steps, torch.device("cpu"))
+        torch.save(measured, Path(out) / f"{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def run(classes: int, rate: float, steps: int) -> dict[str, float]:
+def run(classes: int, rate: float, steps: int, device: torch.device) -> dict[str, float]:
+    if device.type == "cuda":
+        one = steps_of(ClassShard(classes), rate, steps, device)
+        times = one["times"]
+        assert isinstance(times, list)
+        return {"step": statistics.median(times), "setup": one["setup"], "peak": one["peak"]}
     import socket
 
     with socket.socket() as sock:
@@ -105,21 +126,29 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu (two gloo ranks) or cuda")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    where = (
+        f"one process on {torch.cuda.get_device_name(device)}"
+        if device.type == "cuda"
+        else f"{WORLD} gloo ranks x 1 thread"
+    )
     print(
         f"torch {torch.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
-        f"C = {args.classes:,}, D = {DIM}, global batch {BATCH}, {WORLD} gloo ranks x 1 thread"
+        f"C = {args.classes:,}, D = {DIM}, global batch {BATCH}, {where}"
     )
     results: dict[float, list[dict[str, float]]] = {1.0: [], 0.1: []}
     for _ in range(args.rounds):
         for rate in results:
-            results[rate].append(run(args.classes, rate, args.steps))
-    print(f"{'r':>5} {'step s':>9} {'RSS after setup MiB':>20} {'RSS peak MiB':>13}")
+            results[rate].append(run(args.classes, rate, args.steps, device))
+    memory = "allocated" if device.type == "cuda" else "RSS"
+    print(f"{'r':>5} {'step s':>9} {memory + ' after setup MiB':>26} {memory + ' peak MiB':>19}")
     summary = {}
     for rate, runs in results.items():
         summary[rate] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         row = summary[rate]
-        print(f"{rate:>5} {row['step']:>9.3f} {row['setup']:>20.0f} {row['peak']:>13.0f}")
+        print(f"{rate:>5} {row['step']:>9.3f} {row['setup']:>26.0f} {row['peak']:>19.0f}")
     dense, sampled = summary[1.0], summary[0.1]
     print(
         f"r = 0.1 / r = 1: step time {sampled['step'] / dense['step']:.3f}, peak above setup "

@@ -7,7 +7,10 @@ alternate, and the printed figure is the ratio of their median step times.
 
     python benchmarks/train_step.py [--repeats 10] [--device cpu] [--cpu-time]
     python benchmarks/train_step.py --device cuda --backbone resnet50 --height 256 \
-        --width 128 --amp --channels-last
+        --width 128 --amp --channels-last [--amp-dtype fp16]
+
+``--amp`` runs the step under autocast in bfloat16 (``--amp-dtype fp16``: float16 with a
+gradient scaler, as the trainer's ``train.amp`` does on CUDA).
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ def main() -> None:
     parser.add_argument("--backbone", default="resnet18", choices=["resnet18", "resnet50"])
     parser.add_argument("--height", type=int, default=128)
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast")
+    parser.add_argument("--amp", action="store_true", help="autocast (bf16 unless --amp-dtype)")
+    parser.add_argument("--amp-dtype", choices=["bf16", "fp16"], default="bf16")
     parser.add_argument("--channels-last", action="store_true")
     add_timing_arguments(parser)
     args = parser.parse_args()
@@ -71,16 +75,21 @@ def main() -> None:
         name: build(device, cloud, args.backbone, args.channels_last)
         for name, cloud in (("CosFace", False), ("LEAP-CF", True))
     }
+    dtype = torch.float16 if args.amp_dtype == "fp16" else torch.bfloat16
+    fp16 = args.amp and dtype == torch.float16
+    scalers = {name: torch.amp.GradScaler(device.type, enabled=fp16) for name in runs}
 
     def step(name: str) -> float:
         model, criterion, optimizer = runs[name]
+        scaler = scalers[name]
 
         def run() -> None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+            with torch.autocast(device.type, dtype=dtype, enabled=args.amp):
                 loss = criterion(model(images), labels, epoch=0)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
 
         return timed(run)
 
@@ -96,7 +105,8 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {device}, {describe(args.cpu_time)}; "
         f"{args.backbone} {args.height}x{args.width}, batch {BATCH}, {CLASSES} classes, "
-        f"amp={args.amp}, channels_last={args.channels_last}; {args.repeats} alternating "
+        f"amp={args.amp and args.amp_dtype}, channels_last={args.channels_last}; "
+        f"{args.repeats} alternating "
         f"repeats, medians"
     )
     print(
