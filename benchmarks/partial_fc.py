@@ -19,6 +19,14 @@ buffers: logits, their gradient and the cloud's offsets, a tenth of their size a
 With ``--device cuda`` the whole head runs in one process on the GPU, and the memory
 columns are the device's: allocated after setup and the step's peak
 (``torch.cuda.max_memory_allocated``).
+
+First it prints the memory a rank allocates, per world size (1, 2, 8), class count (1 M and
+10 M) and sample rate: the head's weight, its gradient and Adam moments and the cloud's
+tensors, which
+sampling does not change, and the step's ``(batch, classes)`` buffers (the loss's reused
+workspace and the cosines), which it does. Both are measured on a shard of
+``--probe-classes`` (tensor bytes) and scaled linearly in the classes a rank holds or keeps,
+which is how every one of them grows.
 """
 
 from __future__ import annotations
@@ -121,12 +129,54 @@ def run(classes: int, rate: float, steps: int, device: torch.device) -> dict[str
     }
 
 
+def allocated_per_class(classes: int) -> tuple[float, float]:
+    """``(state, step)``: bytes a rank allocates per class it holds (head weight, its
+    gradient, two Adam moments, the cloud's tensors) and, in a step, per (global-batch sample, kept class)
+    (the workspace's buffers and the cosines), measured on one shard of ``classes``."""
+    shard = ClassShard(classes)
+    counts = torch.full((classes,), 5, dtype=torch.long)
+    counts[: classes // 10] = 50
+    head = CosFaceHead(DIM, classes)
+    cloud = FeatureCloud(counts, DIM, shard=shard, mode="full")
+    tensors = [*head.parameters(), *cloud.buffers()]
+    # The weight's gradient is dense at every rate (rows left out get zeros), as are its
+    # two Adam moments.
+    state = sum(t.numel() * t.element_size() for t in tensors) + 3 * head.weight.nbytes
+    criterion = LEAPLoss(head, cloud, shard=shard)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(2):  # the second step finds every buffer in the pool
+        labels = torch.randint(0, classes, (BATCH,), generator=generator)
+        features = torch.randn(BATCH, DIM, generator=generator).requires_grad_()
+        criterion(features, labels, epoch=0, step=step).backward()
+    step_bytes = criterion._workspace.nbytes() + BATCH * classes * 4  # + the cosines
+    return state / classes, step_bytes / (BATCH * classes)
+
+
+def allocated_table(probe: int) -> None:
+    per_class, per_logit = allocated_per_class(probe)
+    print(
+        f"\nallocated per rank, GiB (measured on {probe:,} classes, scaled): head, gradient, "
+        f"Adam and cloud, and the step's buffers at a global batch of {BATCH}"
+    )
+    print(f"{'classes':>11} {'world':>6} {'state':>8} {'step r=1':>9} {'step r=0.1':>11}")
+    for classes in (1_000_000, 10_000_000):
+        for world in (1, 2, 8):
+            held = ClassShard(classes, 0, world).size
+            sampled = max(1, int(0.1 * held))
+            print(
+                f"{classes:>11,} {world:>6} {per_class * held / 2**30:>8.2f} "
+                f"{per_logit * BATCH * held / 2**30:>9.2f} "
+                f"{per_logit * BATCH * sampled / 2**30:>11.2f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=1_000_000)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu (two gloo ranks) or cuda")
+    parser.add_argument("--probe-classes", type=int, default=20_000)
     args = parser.parse_args()
     device = torch.device(args.device)
     where = (
@@ -138,6 +188,8 @@ def main() -> None:
         f"torch {torch.__version__}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
         f"C = {args.classes:,}, D = {DIM}, global batch {BATCH}, {where}"
     )
+    allocated_table(args.probe_classes)
+    print(f"\nmeasured: {args.steps} steps after a warm-up one, C = {args.classes:,}")
     results: dict[float, list[dict[str, float]]] = {1.0: [], 0.1: []}
     for _ in range(args.rounds):
         for rate in results:
