@@ -131,8 +131,9 @@ def run(classes: int, rate: float, steps: int, device: torch.device) -> dict[str
 
 def allocated_per_class(classes: int) -> tuple[float, float]:
     """``(state, step)``: bytes a rank allocates per class it holds (head weight, its
-    gradient, two Adam moments, the cloud's tensors) and, in a step, per (global-batch sample, kept class)
-    (the workspace's buffers and the cosines), measured on one shard of ``classes``."""
+    gradient, two Adam moments, the cloud's tensors) and, in a step, per (global-batch
+    sample, kept class) (the workspace's buffers and the cosines), measured on one shard of
+    ``classes``."""
     shard = ClassShard(classes)
     counts = torch.full((classes,), 5, dtype=torch.long)
     counts[: classes // 10] = 50
