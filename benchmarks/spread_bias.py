@@ -115,11 +115,11 @@ def shrinkage(features: np.ndarray, labels: np.ndarray, draws: int, seed: int) -
 def embed_checkpoint(path: str) -> tuple[np.ndarray, np.ndarray]:
     from leap_core.config import JobSpec
     from leap_core.models.embedding import model_for
-    from leap_core.training.checkpoint import load_checkpoint
+    from leap_core.training.checkpoint_store import open_checkpoint
     from leap_core.training.data_setup import prepare_data
     from leap_core.training.evaluate import extract_features
 
-    payload = load_checkpoint(path)
+    payload = open_checkpoint(path).common
     spec = JobSpec.model_validate(payload["spec"])
     model = model_for(spec, pretrained=False)
     model.load_state_dict(payload["model"])

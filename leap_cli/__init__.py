@@ -8,6 +8,7 @@ embedded stack (``python -m leap_cli.stack``).
 import typer
 
 from leap_cli import client
+from leap_cli.checkpoint import app as checkpoint_app
 from leap_cli.data import app as data_app
 from leap_cli.model import embed, export, search
 from leap_cli.sweep import sweep
@@ -20,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(checkpoint_app, name="checkpoint")
 app.command("train")(train)
 app.command("eval")(evaluate)
 app.command("sweep")(sweep)

@@ -20,7 +20,13 @@ if TYPE_CHECKING:
 
     from leap_core.inference.embedder import Embedder
 
-Checkpoint = Annotated[Path, typer.Argument(help="checkpoint written by leap train (last.pt)")]
+Checkpoint = Annotated[
+    Path,
+    typer.Argument(
+        help="checkpoint written by leap train: last.pt, a sharded run's last.shards, or the "
+        "run folder"
+    ),
+]
 
 
 def _embed_with_progress(embedder: Embedder, files: list[Path], console: Console) -> np.ndarray:
@@ -105,6 +111,16 @@ def search(
             )
 
 
+def _beside(checkpoint: Path, suffix: str) -> Path:
+    """``last.pt`` → ``last.onnx`` beside it; a folder's checkpoint → ``last.onnx`` in its
+    run folder (never inside the checkpoint folder)."""
+    if checkpoint.is_file():
+        return checkpoint.with_name(f"{checkpoint.stem}{suffix}")
+    from leap_core.training.checkpoint_store import run_dir_of
+
+    return run_dir_of(checkpoint) / f"last{suffix}"
+
+
 def export(
     checkpoint: Checkpoint,
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
@@ -119,7 +135,7 @@ def export(
 
     if format not in EXPORTERS:
         fail(f"--format must be one of {', '.join(EXPORTERS)}, got {format!r}")
-    target = out or checkpoint.with_name(f"{checkpoint.stem}{SUFFIXES[format]}")
+    target = out or _beside(checkpoint, SUFFIXES[format])
     refused: tuple[type[BaseException], ...] = (RuntimeError, *usage_errors())
     try:
         with Console(stderr=True).status(f"exporting to {format}"):

@@ -104,7 +104,7 @@ def train(
     from leap_core.config import JobSpec, SpecError
     from leap_core.run_names import run_name
     from leap_core.spec_paths import load_spec
-    from leap_core.training.checkpoint import load_checkpoint
+    from leap_core.training.checkpoint_store import open_checkpoint, run_dir_of
     from leap_core.training.hooks import Hook
     from leap_core.training.trainer import (
         NonFiniteLoss,
@@ -128,13 +128,13 @@ def train(
             if mlflow:
                 track_to_running_stack()
             if resume is not None:
-                saved = JobSpec.model_validate(load_checkpoint(resume)["spec"])
+                saved = JobSpec.model_validate(open_checkpoint(resume).common["spec"])
                 if saved.model_dump() != spec.model_dump():
                     raise SpecError(
                         f"--resume {resume}: the checkpoint was trained with a "
                         f"different spec; resume with the same spec and --set values"
                     )
-                run_dir = run_dir or Path(resume).parent
+                run_dir = run_dir or run_dir_of(resume)
             data = _prepare(spec, console, ranks)
             hooks: list[Hook] = [ProgressHook(console)] if main else []
             if mlflow:
@@ -161,7 +161,7 @@ def train(
         except NonFiniteLoss as error:
             fail(str(error), code=1)
         except KeyboardInterrupt:
-            fail("interrupted; continue with --resume <run dir>/last.pt", code=130)
+            fail("interrupted; continue with --resume <run dir>", code=130)
         except usage_errors() as error:
             fail(str(error))
     leave_process_group()
@@ -192,6 +192,7 @@ def launch_ranks(
     The run folder is chosen here, once, so every rank agrees on it."""
     from leap_core.distributed.launch import RankFailed, run_ranks
     from leap_core.spec_paths import load_spec
+    from leap_core.training.checkpoint_store import run_dir_of
 
     try:
         spec = load_spec(spec_file, overrides or [])
@@ -201,7 +202,7 @@ def launch_ranks(
     if nproc == 1:
         train(spec_file, overrides, resume, run_dir, mlflow, as_json, nproc=1)
         return
-    folder = run_dir or (Path(resume).parent if resume else _default_run_dir(spec))
+    folder = run_dir or (run_dir_of(resume) if resume else _default_run_dir(spec))
     arguments = ["train", str(spec_file), "--run-dir", str(folder)]
     arguments.append("--mlflow" if mlflow else "--no-mlflow")
     for override in overrides or []:
@@ -218,12 +219,11 @@ def launch_ranks(
             fail(
                 f"training across {nproc} processes was preempted ({error}): ranks that "
                 f"were training checkpointed at the step boundary; continue with --resume "
-                f"{folder / 'last.pt'}",
+                f"{folder}",
                 code=PREEMPTED_EXIT,
             )
         fail(
-            f"training across {nproc} processes failed: {error}; "
-            f"continue with --resume {folder / 'last.pt'}",
+            f"training across {nproc} processes failed: {error}; continue with --resume {folder}",
             code=1,
         )
 
@@ -243,14 +243,14 @@ def evaluate(
     """Re-evaluate a saved model on its dataset's query and gallery splits."""
     from leap_core.config import parse_spec
     from leap_core.spec_paths import apply_overrides
-    from leap_core.training.checkpoint import load_checkpoint
+    from leap_core.training.checkpoint_store import open_checkpoint, run_dir_of
     from leap_core.training.trainer import Trainer
 
     console = Console(stderr=as_json)
     try:
-        payload = load_checkpoint(checkpoint)
+        payload = open_checkpoint(checkpoint).common  # the backbone: no class's rows are read
         spec = parse_spec(apply_overrides(payload["spec"], overrides or []))
-        trainer = Trainer(spec, Path(checkpoint).parent, data=_prepare(spec, console))
+        trainer = Trainer(spec, run_dir_of(checkpoint), data=_prepare(spec, console))
         trainer.model.load_state_dict(payload["model"])
         metrics = trainer.evaluate()
     except usage_errors() as error:

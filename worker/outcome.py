@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from jobs.models import JobStatus
 from jobs.settings import Settings
+from leap_core.training.checkpoint_store import latest_checkpoint
 from leap_core.training.hooks import Hook, finite_metrics
 from leap_core.training.preemption import preempt_on_sigterm
 from leap_core.training.trainer import (
@@ -76,13 +77,13 @@ def train(
     ``peer_lost`` says whether an error is only the echo of another rank going away (an
     infrastructure failure). A SIGTERM while it trains (the worker told to stop, a node
     drained) checkpoints the run at the step boundary: it ends ``preempted``."""
-    resume = run_dir / "last.pt"
+    resume = latest_checkpoint(run_dir)
     trainer: Trainer | None = None
     try:
         with preempt_on_sigterm() as notice:
             trainer = Trainer(spec, run_dir, hooks)
             notice.attach(trainer)
-            metrics = trainer.fit(resume if resume.is_file() else None)
+            metrics = trainer.fit(resume)
     except LeaseLost as error:
         logger.warning("%s", error)
         return Ended(Outcome.lease_lost.value, trainer)

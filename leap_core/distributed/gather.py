@@ -1,9 +1,9 @@
-"""Collecting a class-sharded run's state on rank 0, in the single-process layout.
+"""Collecting a class-sharded tensor on rank 0, and small values on every rank.
 
-A sharded checkpoint is written by rank 0 in exactly the format a one-process run writes:
-every per-class tensor is the concatenation of the ranks' slices in rank order. Such a file
-resumes at any world size (each rank slices its classes back out) and is read by ``leap
-eval`` and the single-process trainer unchanged.
+Rank 0 gathers the head of all classes for the end-of-run diagnostics (which embed and
+rank against every class); checkpoints never gather (each rank writes its own classes).
+Small per-rank values (RNG states, error messages, a checkpoint's generation name) travel
+to every rank as objects.
 """
 
 from __future__ import annotations

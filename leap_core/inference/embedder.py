@@ -20,7 +20,7 @@ from leap_core.config import JobSpec
 from leap_core.data.datasets import load_image
 from leap_core.data.transforms import test_transform
 from leap_core.models.embedding import EmbeddingModel, model_for
-from leap_core.training.checkpoint import load_checkpoint
+from leap_core.training.checkpoint_store import open_checkpoint
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 
@@ -48,7 +48,7 @@ class Embedder:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str]) -> Embedder:
-        payload = load_checkpoint(path)
+        payload = open_checkpoint(path).common  # the backbone: no class's rows are read
         spec = JobSpec.model_validate(payload["spec"])
         model = model_for(spec, pretrained=False)
         model.load_state_dict(payload["model"])

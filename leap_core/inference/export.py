@@ -49,7 +49,8 @@ EXPORTERS: dict[str, Callable[[Embedder, torch.Tensor, Path], None]] = {
     "onnx": _onnx,
     "torchscript": _torchscript,
 }
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
+#: Default file endings; a TorchScript file never takes a checkpoint's own name (last.pt).
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 
 
 def export(checkpoint: str | os.PathLike[str], format: str, out: str | os.PathLike[str]) -> Path:

@@ -22,7 +22,7 @@ from leap_core.sweeps.results import CellResult, finished_result, result_path, w
 from leap_core.sweeps.sweepfile import SweepFile
 from leap_core.sweeps.table import Row, build_rows, to_csv, to_markdown
 from leap_core.sweeps.validation import holdout_listing
-from leap_core.training.checkpoint import load_checkpoint
+from leap_core.training.checkpoint_store import latest_checkpoint, open_checkpoint
 from leap_core.training.data_setup import prepare_data
 from leap_core.training.hooks import Hook
 from leap_core.training.trainer import NonFiniteLoss, Trainer
@@ -59,12 +59,12 @@ class CellEvents:
 
 
 def _resume_point(run_dir: Path, cell: Cell) -> Path | None:
-    """``last.pt`` of an interrupted attempt at this very spec, if any."""
-    checkpoint = run_dir / "last.pt"
-    if not checkpoint.is_file():
+    """The checkpoint of an interrupted attempt at this very spec, if any."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
         return None
     try:
-        saved = load_checkpoint(checkpoint)["spec"]
+        saved = open_checkpoint(checkpoint).common["spec"]
     except Exception:  # unreadable (e.g. cut short): start the cell over
         return None
     return checkpoint if saved == cell.spec.model_dump(mode="json") else None

@@ -46,6 +46,8 @@ from leap_core.tracking.retry import (
     with_tracking_retry,
 )
 from leap_core.tracking.summary import summary_html
+from leap_core.training.checkpoint_shards import SHARDED_NAME
+from leap_core.training.checkpoint_store import latest_checkpoint
 from leap_core.training.hooks import Hook, StepInfo, finite_metrics
 from leap_core.training.trainer import Trainer, TrainingCancelled, TrainingPreempted
 
@@ -189,9 +191,11 @@ class MLflowHook(Hook):
                 )
             )
             self._artifact(page)
-        checkpoint = trainer.run_dir / "last.pt"
-        if checkpoint.is_file():
+        checkpoint = latest_checkpoint(trainer.run_dir)
+        if checkpoint is not None and checkpoint.is_file():
             self._artifact(checkpoint, "checkpoints")
+        elif checkpoint is not None:  # a sharded run's generation: its folder, as it is
+            self._artifacts(checkpoint, f"checkpoints/{SHARDED_NAME}")
         if self.log_model and trainer.spec.tracking.log_model:
             self._call("logging the model", lambda: self._log_model(trainer))
         run_id = self._run()
@@ -222,6 +226,13 @@ class MLflowHook(Hook):
         run_id = self._run()
         self._call(
             f"logging {path.name}", lambda: self.client.log_artifact(run_id, str(path), folder)
+        )
+
+    def _artifacts(self, path: Path, folder: str) -> None:
+        """Every file of the folder ``path``, under ``folder``."""
+        run_id = self._run()
+        self._call(
+            f"logging {path.name}", lambda: self.client.log_artifacts(run_id, str(path), folder)
         )
 
     def _log(self, metrics: dict[str, float], step: int) -> None:

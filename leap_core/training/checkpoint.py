@@ -2,14 +2,15 @@
 
 A checkpoint holds the model, head, feature cloud, optimizer and AMP scaler states, the RNG
 states of torch, numpy and Python, the epoch and step counters, the spec and the MLflow run
-id. It is written to a temporary file and renamed into place, so a crash or a full disk
+id. A one-process run writes it as one file, in the layout this module reads; a sharded run
+writes one file per rank (:mod:`leap_core.training.checkpoint_shards`). Each file is written
+to a temporary file and renamed into place, so a crash or a full disk
 never leaves a truncated file where the last good checkpoint was. It loads with
 ``torch.load(weights_only=True)``: nothing in it can execute code.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import random
 import tempfile
@@ -57,29 +58,30 @@ class CheckpointWriteError(OSError):
     full, read-only file system, …) and the last good checkpoint is left as it was."""
 
 
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` atomically to ``path``; raises :class:`CheckpointWriteError`.
+def write_atomically(path: Path, value: Any) -> Path:
+    """``torch.save`` ``value`` to ``path`` through a temporary file renamed into place;
+    raises :class:`CheckpointWriteError`.
 
-    The payload is serialised in memory first and written with plain file writes, so a
-    full or read-only disk surfaces as the operating system's own error (``ENOSPC``,
-    ``EROFS``) rather than as torch's opaque "file write failed"."""
-    buffer = io.BytesIO()
-    torch.save({"version": CHECKPOINT_VERSION, **payload}, buffer)
+    The value streams to the file (no second copy of it in memory), and a full or read-only
+    disk surfaces as the operating system's own error (``ENOSPC``, ``EROFS``) rather than
+    as torch's opaque "file write failed"."""
     temporary: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
         with os.fdopen(handle, "wb") as file:
-            file.write(buffer.getbuffer())
+            torch.save(value, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except OSError as error:
+        written = 0
         if temporary is not None:
+            written = _size(Path(temporary))
             Path(temporary).unlink(missing_ok=True)
         raise CheckpointWriteError(
             error.errno,
-            f"cannot write checkpoint {path} ({buffer.tell()} bytes): {error.strerror or error}",
+            f"cannot write checkpoint {path} ({written} bytes written): {error.strerror or error}",
         ) from error
     except BaseException:
         if temporary is not None:
@@ -88,12 +90,25 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     return path
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically to ``path`` as a single-file checkpoint."""
+    return write_atomically(path, {"version": CHECKPOINT_VERSION, **payload})
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (tensors mapped to the CPU)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    # Mapped, not read: a resumed rank touches only its classes' rows of a large head.
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     if not isinstance(payload, dict) or payload.get("version") != CHECKPOINT_VERSION:
         raise ValueError(
             f"checkpoint {path} is not a LEAP checkpoint of version {CHECKPOINT_VERSION}"

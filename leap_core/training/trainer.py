@@ -23,12 +23,20 @@ from leap_core.data.decoded import DecodedBatches
 from leap_core.distributed import ClassShard
 from leap_core.heads import HEADS, ClassSampler
 from leap_core.leap import FeatureCloud
-from leap_core.leap.cloud_state import gather_cloud_state, load_cloud_state
+from leap_core.leap.cloud_state import load_cloud_rows
 from leap_core.losses import LEAPLoss
 from leap_core.models.embedding import model_for
 from leap_core.schedules import learning_rate
 from leap_core.training import checkpoint as ckpt
 from leap_core.training import world
+from leap_core.training.checkpoint_rows import Rows, join_payload, split_payload
+from leap_core.training.checkpoint_shards import SHARDED_NAME, write_shards
+from leap_core.training.checkpoint_store import (
+    SINGLE_NAME,
+    Checkpoint,
+    open_checkpoint,
+    remove_other_form,
+)
 from leap_core.training.data_setup import TrainingData, prepare_data
 from leap_core.training.evaluate import Diagnostics, Evaluation, diagnose, evaluate
 from leap_core.training.hooks import Hook, StepInfo
@@ -62,6 +70,17 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _owned(value: Any) -> Any:
+    """``value`` with every tensor in it copied into memory of its own."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, dict):
+        return {key: _owned(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_owned(item) for item in value]
+    return value
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -77,7 +96,7 @@ class Trainer:
 
     Args:
         spec: the run.
-        run_dir: where checkpoints go (``last.pt``).
+        run_dir: where checkpoints go (``last.pt``; ``last.shards`` in a sharded run).
         hooks: followers of the run (progress display, MLflow, the service's job row).
         data: prepared data, to share one dataset between runs (e.g. in tests).
     """
@@ -274,7 +293,7 @@ class Trainer:
     def fit(self, resume: str | Path | None = None) -> dict[str, float]:
         """Train to the last epoch (from a checkpoint when ``resume`` is given)."""
         if resume is not None:
-            self.restore(ckpt.load_checkpoint(resume))
+            self.restore(open_checkpoint(resume))
         self._last_checkpoint = time.monotonic()  # checkpoint_minutes counts from here
         try:
             self._call("on_start")
@@ -298,7 +317,7 @@ class Trainer:
                 self.last_metrics = metrics
                 self._call("on_epoch_end", epoch, metrics)
                 if last or self.epoch % self.spec.train.checkpoint_every == 0:
-                    path = self.save(self.run_dir / "last.pt")
+                    path = self.save()
                     self._call("on_checkpoint", path)
             # Collectives first: in a sharded run the ranks other than 0 must not wait in one
             # while rank 0 alone embeds the diagnostic images.
@@ -388,7 +407,7 @@ class Trainer:
                     "totals": totals,
                     "world_size": self.shard.world_size,
                 }
-                path = self.save(self.run_dir / "last.pt")
+                path = self.save()
                 self._within_epoch = None
                 self._call("on_checkpoint", path)
                 if preempt:
@@ -459,20 +478,9 @@ class Trainer:
         return dict(self.last_evaluation.metrics)
 
     # -------------------------------------------------------------------- checkpoints
-    def state(self) -> dict[str, Any] | None:
-        """The checkpoint's payload in the single-process layout: in a sharded run gathered
-        on rank 0 (``None`` on the other ranks, which must call it too)."""
-        weight = self.shard.gather_to_main(self.head.weight.detach())
-        cloud: dict[str, Any] | None = None
-        generators: list[Any] | None = None
-        if self.cloud is not None:
-            cloud, generators = gather_cloud_state(self.cloud)
-        optimizer = world.gather_optimizer(
-            self.optimizer.state_dict(), self._head_parameter_index(), self.shard
-        )
-        rngs = self.shard.gather_objects(ckpt.rng_states())
-        if not self.shard.main:
-            return None
+    def _local_payload(self) -> dict[str, Any]:
+        """This rank's checkpoint in the single-file layout: its own classes' rows (every
+        class in a one-process run), and the rest as every rank has it."""
         return {
             "spec": self.spec.model_dump(mode="json"),
             "model": self.model.state_dict(),
@@ -483,15 +491,11 @@ class Trainer:
             "mlflow_run_id": self.mlflow_run_id,
             "metrics": dict(self.last_metrics),
             "cloud_epochs": list(self.cloud_epochs),
-            "head": {"weight": weight},
-            "cloud": cloud,
-            "optimizer": optimizer,
-            "rng": rngs[0],
-            "distributed": {
-                "world_size": self.shard.world_size,
-                "rng": rngs,
-                "cloud_generators": generators,
-            },
+            "head": {"weight": self.head.weight.detach()},
+            "cloud": None if self.cloud is None else self.cloud.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "head_parameter": self._head_parameter_index(),
+            "rng": ckpt.rng_states(),
         }
 
     def _head_parameter_index(self) -> int:
@@ -499,54 +503,85 @@ class Trainer:
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         return next(i for i, p in enumerate(params) if p is self.head.weight)
 
-    def save(self, path: Path) -> Path:
-        """Write the checkpoint (rank 0 only in a sharded run; every rank calls it)."""
-        payload = self.state()
-        self._last_checkpoint = time.monotonic()
-        if payload is None:
-            return path
-        return ckpt.save_checkpoint(path, payload)
-
-    def restore(self, payload: dict[str, Any]) -> None:
-        """Continue from a checkpoint of this spec (its structure must match). A checkpoint
-        resumes at any world size, one process included: each rank takes its classes' rows."""
-        self.model.load_state_dict(payload["model"])
-        saved = payload.get("distributed") or {}
-        same_world = saved.get("world_size", 1) == self.shard.world_size
-        start, stop = self.shard.start, self.shard.stop
-        self.head.load_state_dict({"weight": payload["head"]["weight"][start:stop]})
-        self.optimizer.load_state_dict(
-            world.slice_optimizer(payload["optimizer"], self._head_parameter_index(), self.shard)
+    def save(self) -> Path:
+        """Write the run's checkpoint; returns where. One process writes ``last.pt``; in a
+        sharded run every rank writes its own classes into ``last.shards`` (every rank calls
+        it, and no rank gathers another's rows)."""
+        payload = self._local_payload()
+        generator = (
+            None if payload["cloud"] is None else payload["cloud"]["_extra_state"]["generator"]
         )
+        if self.shard.world_size == 1:
+            payload["distributed"] = {
+                "world_size": 1,
+                "rng": [payload["rng"]],
+                "cloud_generators": [generator],
+            }
+            path = ckpt.save_checkpoint(self.run_dir / SINGLE_NAME, payload)
+        else:
+            payload["distributed"] = {"world_size": self.shard.world_size}
+            common, rows = split_payload(payload, start=self.shard.start)
+            rank_state = {"rng": payload["rng"], "cloud_generator": generator}
+            path = write_shards(
+                self.run_dir / SHARDED_NAME,
+                common if self.shard.main else None,
+                rows,
+                rank_state,
+                self.shard,
+            )
+        if self.shard.main:
+            remove_other_form(self.run_dir, path)
+        self._last_checkpoint = time.monotonic()
+        return path
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from a checkpoint of this spec (its structure must match), of either
+        form and any world size, one process included: each rank reads its classes' rows."""
+        common = checkpoint.common
+        if checkpoint.num_classes != self.shard.num_classes:
+            raise ValueError(
+                f"the checkpoint {checkpoint.path} holds {checkpoint.num_classes} classes, "
+                f"the run {self.shard.num_classes}"
+            )
+        self.model.load_state_dict(common["model"])
+        same_world = checkpoint.world_size == self.shard.world_size
+        rank = self.shard.rank
+        P = None if self.cloud is None else self.cloud.P
+        rows = checkpoint.rows(self.shard.start, self.shard.stop, P)
+        self.head.load_state_dict({"weight": rows.head})
+        # Copies: the optimizer keeps the tensors it is given, and a slice of a mapped file
+        # would hold (and at the next save write) the whole of the file's tensor.
+        optimizer_rows = {name: value.clone() for name, value in rows.optimizer.items()}
+        local = join_payload(common, Rows(rows.start, rows.stop, rows.head, optimizer_rows, None))
+        self.optimizer.load_state_dict(_owned(local["optimizer"]))
+        streams = checkpoint.rank_state(rank) if same_world else checkpoint.rank_state(0)
         if self.cloud is not None:
-            if payload["cloud"] is None:
+            if common.get("cloud") is None or rows.cloud is None:
                 raise ValueError(
                     "checkpoint was trained without a feature cloud but the spec "
                     "has method.leap.mode on"
                 )
-            load_cloud_state(
-                self.cloud, payload["cloud"], saved.get("cloud_generators") if same_world else None
-            )
-        self.scaler.load_state_dict(payload["scaler"])
-        rank = self.shard.rank
-        ckpt.restore_rng_states(saved["rng"][rank] if same_world and saved else payload["rng"])
+            generator = streams["cloud_generator"] if same_world else None
+            load_cloud_rows(self.cloud, common["cloud"], rows.cloud, generator)
+        self.scaler.load_state_dict(common["scaler"])
+        ckpt.restore_rng_states(streams["rng"])
         if not same_world and rank > 0:  # rank 0's streams, made this rank's own
-            seed_everything(self.spec.train.seed + rank + 7919 * int(payload["epoch"]))
-        self.epoch = int(payload["epoch"])
-        self.global_step = int(payload["global_step"])
-        within = payload.get("within_epoch")
+            seed_everything(self.spec.train.seed + rank + 7919 * int(common["epoch"]))
+        self.epoch = int(common["epoch"])
+        self.global_step = int(common["global_step"])
+        within = common.get("within_epoch")
         if within is not None and within.get("world_size", 1) != self.shard.world_size:
             raise SpecError(
-                f"the checkpoint was written within epoch {payload['epoch']} (step "
+                f"the checkpoint was written within epoch {common['epoch']} (step "
                 f"{within['step']}) by {within.get('world_size', 1)} processes; its steps "
                 f"are theirs: resume it with as many ({self.shard.world_size} now), or from "
                 f"a checkpoint written at an epoch's end"
             )
         self._within_epoch = within
         self.step_in_epoch = int((self._within_epoch or {}).get("step", 0))
-        self.mlflow_run_id = payload.get("mlflow_run_id")
-        self.last_metrics = dict(payload.get("metrics") or {})
-        self.cloud_epochs = [(float(f), float(s)) for f, s in payload.get("cloud_epochs", [])]
+        self.mlflow_run_id = common.get("mlflow_run_id")
+        self.last_metrics = dict(common.get("metrics") or {})
+        self.cloud_epochs = [(float(f), float(s)) for f, s in common.get("cloud_epochs", [])]
 
     def _call(self, method: str, *args: Any) -> None:
         for hook in self.hooks:

@@ -3,8 +3,9 @@
 ``torchrun`` (or any launcher that initialises the default process group) starts one process
 per device; each builds the same :class:`~leap_core.training.trainer.Trainer`, which then
 shards what grows with the number of classes (head rows, the feature cloud) by rank and
-wraps the backbone in ``DistributedDataParallel``. Rank 0 alone reports (progress, MLflow)
-and writes checkpoints, in the single-process format (:mod:`leap_core.distributed.gather`).
+wraps the backbone in ``DistributedDataParallel``. Rank 0 alone reports (progress, MLflow);
+every rank writes its own classes' share of a checkpoint
+(:mod:`leap_core.training.checkpoint_shards`).
 A one-process run is a world of one: the helpers below then return what they are given.
 
 Gradients of the backbone are **summed** over ranks, not averaged: each rank's loss is the
@@ -94,41 +95,3 @@ def any_rank(flags: list[bool], shard: ClassShard, device: torch.device) -> list
         return list(flags)
     raised = shard.max(torch.tensor([1.0 if flag else 0.0 for flag in flags], device=device))
     return [bool(value) for value in raised.tolist()]
-
-
-def gather_optimizer(state: dict[str, Any], index: int, shard: ClassShard) -> dict[str, Any] | None:
-    """The optimizer state with parameter ``index`` (the head's rows) gathered over ranks;
-    ``None`` except on rank 0."""
-    if shard.world_size == 1:
-        return state
-    per_param = dict(state["state"])
-    gathered: dict[str, Any] = {}
-    for name, value in per_param.get(index, {}).items():
-        if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.shape[0] == shard.size:
-            gathered[name] = shard.gather_to_main(value)
-        else:
-            gathered[name] = value
-    if not shard.main:
-        return None
-    if index in per_param:
-        per_param[index] = gathered
-    return {**state, "state": per_param}
-
-
-def slice_optimizer(state: dict[str, Any], index: int, shard: ClassShard) -> dict[str, Any]:
-    """A single-process optimizer state cut to this rank's rows of parameter ``index``."""
-    if shard.world_size == 1:
-        return state
-    per_param = dict(state["state"])
-    if index in per_param:
-        per_param[index] = {
-            name: (
-                value[shard.start : shard.stop]
-                if isinstance(value, torch.Tensor)
-                and value.dim() >= 1
-                and value.shape[0] == shard.num_classes
-                else value
-            )
-            for name, value in per_param[index].items()
-        }
-    return {**state, "state": per_param}

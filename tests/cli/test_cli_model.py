@@ -107,6 +107,15 @@ def test_exported_networks_give_pytorchs_embeddings(trained, tmp_path):
     assert np.allclose(embeddings, expected, atol=1e-4)
 
 
+def test_a_torchscript_export_beside_the_checkpoint_leaves_the_checkpoint_alone(trained):
+    checkpoint, _ = trained
+    before = checkpoint.read_bytes()
+    script = runner.invoke(app, ["export", str(checkpoint), "--format", "torchscript"])
+    assert script.exit_code == 0, script.output
+    assert torch.jit.load(str(checkpoint.with_name("last.torchscript.pt"))) is not None
+    assert checkpoint.read_bytes() == before
+
+
 def test_bad_inputs_are_one_line_errors(trained, tmp_path):
     checkpoint, _ = trained
     cases = {

@@ -13,12 +13,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from typer.testing import CliRunner
 
+from leap_cli import app
 from leap_core.config import parse_spec
-from leap_core.training.checkpoint import load_checkpoint
+from leap_core.inference.gallery import Gallery
+from leap_core.training.checkpoint_store import open_checkpoint
 from leap_core.training.hooks import Hook
 from leap_core.training.trainer import Trainer, TrainingPreempted
 from tests.ports import free_port
@@ -35,7 +39,7 @@ class StopAfterFirstEpoch(Hook):
 
     def on_epoch_end(self, trainer, epoch, metrics):
         if epoch == 0:
-            trainer.save(trainer.run_dir / "last.pt")
+            trainer.save()
             raise KeyboardInterrupt
 
 
@@ -58,7 +62,7 @@ def straight_and_resumed(rank: int, world_size: int, job: dict, folder: str):
         first.fit()
     torch.manual_seed(1234 + rank)  # a new process starts from another RNG state
     resumed = Trainer(spec, Path(folder) / "interrupted")
-    resumed.fit(resume=Path(folder) / "interrupted" / "last.pt")
+    resumed.fit(resume=Path(folder) / "interrupted")
     return {
         "straight": state_of(straight),
         "resumed": state_of(resumed),
@@ -91,13 +95,14 @@ def test_resume_at_the_same_world_size_equals_the_uninterrupted_run_and_at_one_p
     ]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
 
-    checkpoint = tmp_path / "interrupted" / "last.pt"
-    payload = load_checkpoint(checkpoint)
+    checkpoint = tmp_path / "interrupted" / "last.shards"
+    payload = open_checkpoint(checkpoint).payload()
     assert payload["distributed"]["world_size"] == 2 and payload["head"]["weight"].shape[0] == 24
     assert torch.equal(
         payload["head"]["weight"], torch.cat([r["resumed"]["head"] for r in results])
     )
-    # The same file resumes in one process (the classes are no longer sharded) and evaluates.
+    # The same checkpoint resumes in one process (the classes are no longer sharded) and
+    # evaluates.
     single = Trainer(parse_spec(job), tmp_path / "single")
     metrics = single.fit(resume=checkpoint)
     assert single.epoch == 3 and 0.0 <= metrics["mAP"] <= 1.0 and metrics["num_valid_queries"] > 0
@@ -143,7 +148,7 @@ def test_a_sigterm_on_one_rank_checkpoints_every_rank_mid_epoch_and_the_resume_i
         assert "preempted at epoch 1, step 1 of 4" in result["message"]
         for name, value in result["straight"].items():
             assert torch.equal(value, result["resumed"][name]), name
-    saved = load_checkpoint(tmp_path / "preempted" / "last.pt")
+    saved = open_checkpoint(tmp_path / "preempted").common
     assert saved["epoch"] == 3 and saved["within_epoch"] is None
 
 
@@ -185,8 +190,34 @@ def test_leap_train_nproc_2_learns_and_leap_eval_reads_its_checkpoint(tiny_root,
     metrics = json.loads(run.stdout)
     assert metrics["rank1"] > 0.06  # 50 test identities: chance is 0.02
     assert "x 2 processes" in run.stderr
-    evaluation = run_leap(tmp_path, "eval", str(tmp_path / "run" / "last.pt"), "--json")
+    shards = tmp_path / "run" / "last.shards"
+    evaluation = run_leap(tmp_path, "eval", str(shards), "--json")
     assert json.loads(evaluation.stdout)["mAP"] == pytest.approx(metrics["mAP"], abs=1e-9)
+
+    # The sharded checkpoint is read directly by embed and export, and consolidates to the
+    # single file a one-process run writes, which embeds the same.
+    runner = CliRunner()
+    consolidated = runner.invoke(app, ["checkpoint", "consolidate", str(shards)])
+    assert consolidated.exit_code == 0, consolidated.output
+    whole = tmp_path / "run" / "consolidated.pt"
+    assert f"wrote {whole}: 100 classes from 2 rank file(s) of {shards / '000004'}" in " ".join(
+        consolidated.output.split()
+    )
+    payload = torch.load(whole, weights_only=True)
+    assert payload["head"]["weight"].shape == (100, spec["model"]["embedding_dim"])
+    images = tiny_root / "bounding_box_test"  # any images: embed resizes them
+    galleries = {}
+    for name, checkpoint in (("shards", shards), ("file", whole)):
+        out = tmp_path / f"{name}.npz"
+        embedded = runner.invoke(app, ["embed", str(checkpoint), str(images), "--out", str(out)])
+        assert embedded.exit_code == 0, embedded.output
+        galleries[name] = Gallery.load(out).embeddings
+    assert galleries["shards"].shape[0] > 0
+    assert np.array_equal(galleries["shards"], galleries["file"])
+    exported = runner.invoke(app, ["export", str(shards), "--format", "torchscript"])
+    assert exported.exit_code == 0, exported.output
+    assert f"wrote {tmp_path / 'run' / 'last.torchscript.pt'}" in " ".join(exported.output.split())
+    assert (tmp_path / "run" / "last.torchscript.pt").is_file() and whole.is_file()
 
 
 def rank_pid(parent: int, local_rank: int) -> int | None:
@@ -214,6 +245,13 @@ def rank_pid(parent: int, local_rank: int) -> int | None:
     return None
 
 
+def open_or_none(run_dir: Path):
+    try:
+        return open_checkpoint(run_dir)
+    except FileNotFoundError:
+        return None
+
+
 def signal_rank_one(tiny_dict, tmp_path: Path, number: signal.Signals):
     """``leap train --nproc 2`` of 24 short epochs, rank 1 sent ``number`` once the first
     checkpoint exists; returns the command, its exit status and stderr, and the run folder."""
@@ -227,7 +265,7 @@ def signal_rank_one(tiny_dict, tmp_path: Path, number: signal.Signals):
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=leap_env(tmp_path)
     )
     deadline = time.monotonic() + 300
-    while not (run_dir / "last.pt").exists() and time.monotonic() < deadline:
+    while open_or_none(run_dir) is None and time.monotonic() < deadline:
         time.sleep(0.2)
     victim = rank_pid(process.pid, 1)
     assert victim is not None
@@ -240,12 +278,12 @@ def test_a_killed_rank_fails_the_run_naming_it_and_a_retry_resumes(tiny_dict, tm
     command, returncode, stderr, run_dir = signal_rank_one(tiny_dict, tmp_path, signal.SIGKILL)
     assert returncode == 1
     assert "rank 1 exited with signal 9 (SIGKILL)" in stderr
-    assert f"--resume {run_dir / 'last.pt'}" in stderr.replace("\n", "")
-    saved = load_checkpoint(run_dir / "last.pt")["epoch"]
+    assert f"--resume {run_dir}" in stderr.replace("\n", "")
+    saved = open_checkpoint(run_dir).common["epoch"]
     assert 1 <= saved < 24
 
-    run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir / "last.pt"), "--json")
-    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 24
+    run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir), "--json")
+    assert open_checkpoint(run_dir).common["epoch"] == 24
 
 
 def test_a_sigterm_to_one_rank_of_leap_train_nproc_2_checkpoints_and_exits_143(tiny_dict, tmp_path):
@@ -253,12 +291,12 @@ def test_a_sigterm_to_one_rank_of_leap_train_nproc_2_checkpoints_and_exits_143(t
     assert returncode == 143, stderr[-3000:]
     line = " ".join(stderr.split())
     assert "training across 2 processes was preempted" in line
-    assert f"--resume {run_dir / 'last.pt'}" in line
-    saved = load_checkpoint(run_dir / "last.pt")
-    assert saved["within_epoch"] is not None and saved["distributed"]["world_size"] == 2
+    assert f"--resume {run_dir}" in line
+    saved = open_checkpoint(run_dir)
+    assert saved.common["within_epoch"] is not None and saved.world_size == 2
 
-    run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir / "last.pt"), "--json")
-    final = load_checkpoint(run_dir / "last.pt")
+    run_leap(tmp_path, *command[len(LEAP) :], "--resume", str(run_dir), "--json")
+    final = open_checkpoint(run_dir).common
     assert (final["epoch"], final["global_step"]) == (24, 24 * 4)
 
 
@@ -307,4 +345,4 @@ def test_two_machines_on_loopback_train_one_job(tiny_dict, tmp_path):
     printed = [stdout for stdout, _ in outputs if stdout.strip()]
     assert len(printed) == 1  # rank 0 alone reports
     assert json.loads(printed[0])["num_valid_queries"] > 0
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["distributed"]["world_size"] == 2
+    assert open_checkpoint(tmp_path / "run").world_size == 2

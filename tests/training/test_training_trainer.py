@@ -31,7 +31,7 @@ def test_resume_after_an_epoch_ends_with_identical_weights(tiny_spec, tmp_path):
     class StopAfterFirstEpoch(Hook):
         def on_epoch_end(self, trainer, epoch, metrics):
             if epoch == 0:
-                trainer.save(trainer.run_dir / "last.pt")
+                trainer.save()
                 raise KeyboardInterrupt  # the process dies between epochs
 
     first = Trainer(spec, tmp_path / "interrupted", [StopAfterFirstEpoch()])
@@ -179,7 +179,7 @@ def test_partial_fc_samples_each_steps_rows_and_a_resumed_run_draws_the_same(tin
     class StopAfterFirstEpoch(Hook):
         def on_epoch_end(self, trainer, epoch, metrics):
             if epoch == 0:
-                trainer.save(trainer.run_dir / "last.pt")
+                trainer.save()
                 raise KeyboardInterrupt
 
     first = Trainer(spec(0.5), tmp_path / "interrupted", [StopAfterFirstEpoch()])

@@ -224,7 +224,7 @@ def test_a_full_disk_at_the_checkpoint_fails_and_keeps_nothing_half_written(
     run_dir = disk / done["id"]
     assert re.fullmatch(
         rf"checkpoint not saved: cannot write checkpoint {run_dir}/last.pt "
-        r"\(\d+ bytes\): No space left on device",
+        r"\(\d+ bytes written\): No space left on device",
         done["error"],
     ), done["error"]
     assert done["progress"]["epoch"] == 1  # it trained; the first checkpoint failed
@@ -247,7 +247,7 @@ def test_a_read_only_checkpoint_directory_fails_and_keeps_the_last_checkpoint(
     run_dir = disk / done["id"]
     assert re.fullmatch(
         rf"checkpoint not saved: cannot write checkpoint {run_dir}/last.pt "
-        r"\(\d+ bytes\): Read-only file system",
+        r"\(\d+ bytes written\): Read-only file system",
         done["error"],
     ), done["error"]
     assert [path.name for path in run_dir.iterdir()] == ["last.pt"]  # the last good one
