@@ -234,3 +234,33 @@ def test_a_generation_written_halfway_is_never_taken_for_a_checkpoint(two_rank_r
     shutil.rmtree(complete)
     with pytest.raises(FileNotFoundError, match="holds no complete checkpoint"):
         open_checkpoint(run)
+
+
+def tracked(rank: int, world_size: int, job: dict, folder: str, uri: str) -> str | None:
+    from leap_core.tracking.mlflow_hook import MLflowHook
+
+    hooks = [MLflowHook(uri)] if rank == 0 else []  # rank 0 alone reports
+    trainer = Trainer(parse_spec(job), Path(folder), hooks)
+    trainer.fit()
+    return trainer.mlflow_run_id
+
+
+def test_the_mlflow_run_of_a_sharded_run_holds_its_checkpoint_folder(tiny_dict, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    job = tiny_dict(train={"epochs": 2}, eval={"protocol": "none"})
+    run_id, _ = run_ranks(2, tracked, job, str(tmp_path / "run"), uri)
+    client = MlflowClient(uri)
+    logged = {
+        artifact.path: artifact.file_size
+        for artifact in client.list_artifacts(run_id, "checkpoints/last.shards")
+    }
+    generation = tmp_path / "run" / "last.shards" / "000002"  # the last one, epoch 2's
+    assert logged == {
+        f"checkpoints/last.shards/{path.name}": path.stat().st_size for path in generation.iterdir()
+    }
+    assert set(logged) == {
+        f"checkpoints/last.shards/{name}"
+        for name in ("common.pt", MANIFEST, rank_file(0, 2), rank_file(1, 2))
+    }
