@@ -83,3 +83,15 @@ def run_name(spec: JobSpec) -> str:
     return (
         f"{dataset_label(spec)} {long_tail_label(spec)} {method_label(spec)} seed{spec.train.seed}"
     )
+
+
+def run_title(spec: JobSpec) -> str:
+    """The run's name in MLflow and on its summary page: the job's name, then what the run
+    is, each said once. A job named after what it is (the service names an unnamed job so,
+    the demo prefixes it with ``demo``) is its name alone; an unnamed run is what it is."""
+    what = run_name(spec)
+    if not spec.name:
+        return what
+    if what in spec.name:
+        return spec.name
+    return f"{spec.name}: {what}"

@@ -36,7 +36,7 @@ import numpy as np
 
 from leap_core.config import JobSpec
 from leap_core.evaluation import plots
-from leap_core.run_names import dataset_label, long_tail_label, method_label, run_name
+from leap_core.run_names import dataset_label, long_tail_label, method_label, run_title
 from leap_core.spec_paths import flatten
 from leap_core.tracking import store
 from leap_core.tracking.retry import (
@@ -302,11 +302,6 @@ class MLflowHook(Hook):
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
         trainer.model.to(trainer.device)
-
-
-def run_title(spec: JobSpec) -> str:
-    """The run's name in MLflow: the job's name when it has one, then what the run is."""
-    return f"{spec.name}: {run_name(spec)}" if spec.name else run_name(spec)
 
 
 def draw_plots(trainer: Trainer, folder: Path) -> list[Path]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from leap_core.config import JobSpec, SpecError, parse_spec
-from leap_core.run_names import long_tail_label, method_label, run_name
+from leap_core.run_names import long_tail_label, method_label, run_name, run_title
 from leap_core.spec_paths import apply_overrides, flatten, load_spec
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -343,6 +343,22 @@ def test_run_name_says_what_the_run_is():
         }
     )
     assert run_name(spec) == "market1501 <H20,S5> LEAP-CF seed2"
+
+
+def test_a_runs_title_says_its_name_and_what_it_is_once_each():
+    job = {
+        "dataset": {
+            "format": "market1501",
+            "root": "/d",
+            "long_tail": {"kind": "reid", "head": 20, "tail_samples": 5},
+        },
+        "method": {"leap": {"mode": "full"}},
+    }
+    what = "market1501 <H20,S5> LEAP-CF seed0"
+    assert run_title(parse_spec(job)) == what  # unnamed: what it is
+    assert run_title(parse_spec({**job, "name": "baseline"})) == f"baseline: {what}"
+    assert run_title(parse_spec({**job, "name": what})) == what  # the service's default name
+    assert run_title(parse_spec({**job, "name": f"demo {what}"})) == f"demo {what}"
 
 
 def test_flatten_gives_dotted_params():
