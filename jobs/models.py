@@ -109,6 +109,7 @@ class Job(Base):
     eta_seconds: Mapped[float | None] = mapped_column(Float, default=None)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     mlflow_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    mlflow_experiment_id: Mapped[str | None] = mapped_column(String(64), default=None)
     run_dir: Mapped[str | None] = mapped_column(Text, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
 

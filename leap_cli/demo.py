@@ -13,6 +13,7 @@ from leap_cli.client import Client, watch
 from leap_cli.common import output_console
 from leap_core.config import JobSpec
 from leap_core.run_names import dataset_label, long_tail_label, run_name
+from leap_core.tracking.links import experiment_link
 
 METRICS = [("rank1", "rank-1"), ("rank5", "rank-5"), ("mAP", "mAP"), ("mINP", "mINP")]
 
@@ -70,9 +71,12 @@ def run_demo(spec_path: Path) -> int:
         console.print(f"[red]{job['name']}: {job['status']}[/] {job.get('error') or ''}")
     for method, job in jobs.items():
         console.print(f"{method} MLflow run: {job['mlflow']['url'] or '-'}", highlight=False)
-    mlflow_url = finished[0]["mlflow"]["url"] or ""
+    link = finished[0]["mlflow"]
+    ui = (link["url"] or "").split("/#")[0]
+    # The experiment's runs table, in the UI's model-training view (a new browser starts on
+    # the GenAI view otherwise).
     console.print(
-        f"MLflow UI: {mlflow_url.split('/#')[0] or 'not linked'}   "
+        f"MLflow UI: {experiment_link(ui, link['experiment_id']) if ui else 'not linked'}   "
         f"API docs: {str(client.http.base_url).rstrip('/')}/docs",
         highlight=False,
     )

@@ -198,8 +198,11 @@ def up(api_port: int, mlflow_port: int) -> None:
     wait_until(lambda: httpx.get(f"{api_url}/readyz").status_code == 200, 60, "API", "api")
     worker_log = stack_dir() / "worker.log"
     wait_until(lambda: " ready." in worker_log.read_text(), 120, "worker", "worker")
+    from leap_core.tracking.links import experiment_link
+
     print(
-        f"LEAP service up: API {api_url} (docs {api_url}/docs), MLflow UI {mlflow_url}; "
+        f"LEAP service up: API {api_url} (docs {api_url}/docs), MLflow UI "
+        f"{experiment_link(mlflow_url)}; "
         f"client config {home() / 'client.yaml'}; logs in {stack_dir()}"
     )
 

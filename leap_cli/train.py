@@ -116,6 +116,7 @@ def train(
 
     console = Console(stderr=as_json)
     tracking_uri = None
+    experiment_id: str | None = None
     # From the start: a SIGTERM while the data are read stops the run after its first step.
     with preempt_on_sigterm() as notice:
         try:
@@ -155,6 +156,8 @@ def train(
             )
             notice.attach(trainer)
             metrics = trainer.fit(resume)
+            if mlflow:
+                experiment_id = tracker.experiment_id
         except TrainingPreempted as error:
             leave_process_group()  # every rank stopped at the same step; rank 0 has written
             fail(f"{error}; continue with --resume {error.checkpoint}", code=PREEMPTED_EXIT)
@@ -172,8 +175,9 @@ def train(
     else:
         console.print(_metrics_table(metrics))
         if trainer.mlflow_run_id and tracking_uri:
+            hint = browse_hint(tracking_uri, trainer.mlflow_run_id, experiment_id)
             console.print(
-                f"MLflow run {trainer.mlflow_run_id} ({browse_hint(tracking_uri)})",
+                f"MLflow run {trainer.mlflow_run_id} ({hint})",
                 highlight=False,
                 soft_wrap=True,
             )
@@ -228,11 +232,17 @@ def launch_ranks(
         )
 
 
-def browse_hint(tracking_uri: str) -> str:
-    """Where to look at the run: the server's UI, or the command that serves a local store."""
+def browse_hint(tracking_uri: str, run_id: str, experiment_id: str | None) -> str:
+    """Where to look at the run: its page on the server's UI, or the command that serves a
+    local store and the page there (in the UI's model-training view)."""
+    from leap_core.tracking.links import run_link
+
     if tracking_uri.startswith(("http://", "https://")):
-        return f"browse: {tracking_uri}"
-    return f"browse: mlflow ui --backend-store-uri {tracking_uri}"
+        return f"browse: {run_link(tracking_uri, run_id, experiment_id)}"
+    return (
+        f"browse: mlflow ui --backend-store-uri {tracking_uri}, then "
+        f"{run_link('http://127.0.0.1:5000', run_id, experiment_id)}"
+    )
 
 
 def evaluate(

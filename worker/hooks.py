@@ -120,10 +120,11 @@ class JobRowHook(Hook):
             + (f", step {trainer.step_in_epoch}" if trainer.step_in_epoch else "")
         )
 
-    def record_run(self, run_id: str) -> None:
-        """Put the MLflow run's id on the row as soon as the run exists (given to the
-        MLflow hook as its ``on_run``), so the job links to its run while it trains."""
-        self._write(required=True, mlflow_run_id=run_id)
+    def record_run(self, run_id: str, experiment_id: str) -> None:
+        """Put the MLflow run's and its experiment's ids on the row as soon as the run
+        exists (given to the MLflow hook as its ``on_run``), so the job links to its run
+        while it trains."""
+        self._write(required=True, mlflow_run_id=run_id, mlflow_experiment_id=experiment_id)
 
     def on_step(self, trainer: Trainer, info: StepInfo) -> None:
         first = info.global_step == self._start_step + 1

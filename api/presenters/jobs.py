@@ -7,12 +7,13 @@ from typing import Any
 from api.schemas.jobs import EventPublic, JobDetail, JobPublic, Links, MLflowLink, Progress
 from jobs.models import Job, JobEvent
 from jobs.settings import Settings
+from leap_core.tracking.links import run_link
 
 
-def mlflow_url(settings: Settings, run_id: str | None) -> str | None:
-    if run_id is None:
+def mlflow_url(settings: Settings, job: Job) -> str | None:
+    if job.mlflow_run_id is None:
         return None
-    return f"{settings.mlflow_ui_url.rstrip('/')}/#/runs/{run_id}"
+    return run_link(settings.mlflow_ui_url, job.mlflow_run_id, job.mlflow_experiment_id)
 
 
 def job_public(job: Job, settings: Settings) -> JobPublic:
@@ -56,7 +57,11 @@ def _fields(job: Job, settings: Settings) -> dict[str, Any]:
             eta_seconds=job.eta_seconds,
         ),
         metrics={k: float(v) for k, v in (job.metrics or {}).items()},
-        mlflow=MLflowLink(run_id=job.mlflow_run_id, url=mlflow_url(settings, job.mlflow_run_id)),
+        mlflow=MLflowLink(
+            run_id=job.mlflow_run_id,
+            experiment_id=job.mlflow_experiment_id,
+            url=mlflow_url(settings, job),
+        ),
         error=job.error,
         links=Links(
             self=base, events=f"{base}/events", cancel=f"{base}/cancel", retry=f"{base}/retry"

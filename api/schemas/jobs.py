@@ -43,7 +43,8 @@ class Progress(BaseModel):
 
 class MLflowLink(BaseModel):
     run_id: str | None
-    url: str | None
+    experiment_id: str | None
+    url: str | None = Field(description="the run in the MLflow UI's model-training view")
 
 
 class Links(BaseModel):

@@ -34,7 +34,6 @@ os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 import mlflow
 import numpy as np
 
-from leap_core.config import JobSpec
 from leap_core.evaluation import plots
 from leap_core.run_names import dataset_label, long_tail_label, method_label, run_title
 from leap_core.spec_paths import flatten
@@ -73,8 +72,8 @@ class MLflowHook(Hook):
     log_model: also log the model with ``mlflow.pytorch`` at the end (when the spec's
         ``tracking.log_model`` agrees).
     tags: extra run tags.
-    on_run: called with the run's id once the run exists (created, or resumed from the
-        checkpoint), e.g. to show it on a job before training ends.
+    on_run: called with the run's id and its experiment's once the run exists (created,
+        or resumed from the checkpoint), e.g. to link a job to it before training ends.
     """
 
     def __init__(
@@ -84,7 +83,7 @@ class MLflowHook(Hook):
         log_every: int = 10,
         log_model: bool = True,
         tags: dict[str, str] | None = None,
-        on_run: Callable[[str], None] | None = None,
+        on_run: Callable[[str, str], None] | None = None,
         retry_seconds: float = 60.0,
     ) -> None:
         self.tracking_uri = tracking_uri or store.default_tracking_uri()
@@ -96,6 +95,8 @@ class MLflowHook(Hook):
         self.retry_seconds = retry_seconds
         self.client = self._call("opening the store", lambda: store.open_client(self.tracking_uri))
         self.run_id: str | None = None
+        #: The run's experiment, once the run exists (for links into the UI).
+        self.experiment_id: str | None = None
         self._pending: list[mlflow.entities.Metric] = []
         self._away_since: float | None = None
         self._next_try = 0.0
@@ -104,9 +105,10 @@ class MLflowHook(Hook):
         """A tracking call, retried while the store is away (see the module docstring)."""
         return with_tracking_retry(call, self.tracking_uri, what, self.retry_seconds)
 
-    def _announce(self, run_id: str) -> None:
+    def _announce(self, run_id: str, experiment_id: str) -> None:
+        self.experiment_id = experiment_id
         if self.on_run is not None:
-            self.on_run(run_id)
+            self.on_run(run_id, experiment_id)
 
     def on_start(self, trainer: Trainer) -> None:
         spec = trainer.spec
@@ -114,7 +116,8 @@ class MLflowHook(Hook):
             self.run_id = trainer.mlflow_run_id
             run_id = self.run_id
             self._call("resuming the run", lambda: self.client.update_run(run_id, "RUNNING"))
-            self._announce(run_id)
+            run = self._call("reading the run", lambda: self.client.get_run(run_id))
+            self._announce(run_id, run.info.experiment_id)
             return
         tags = {
             "method": method_label(spec),
@@ -134,7 +137,7 @@ class MLflowHook(Hook):
             lambda: self.client.create_run(experiment, run_name=run_title(spec), tags=tags),
         )
         run_id = self.run_id = trainer.mlflow_run_id = run.info.run_id
-        self._announce(run_id)
+        self._announce(run_id, experiment)
         params = flatten(spec)
         params.update(
             {

@@ -142,17 +142,21 @@ def test_tracking_switches_leave_out_plots_and_model(tiny_spec, tmp_path, tracki
 def test_on_run_hears_the_run_id_before_any_other_hook_starts_and_again_on_resume(
     tiny_spec, tmp_path, tracking_uri
 ):
-    """``on_run`` is how a job row learns its run: it is called once the run exists, before
-    the hooks listed after it start (so their order does not matter), and on a resumed run
-    with the same id."""
-    heard: list[tuple[str, str]] = []
+    """``on_run`` is how a job row learns its run and the run's experiment: it is called once
+    the run exists, before the hooks listed after it start (so their order does not
+    matter), and on a resumed run with the same ids."""
+    heard: list[tuple[str, ...]] = []
 
     class Starts(Hook):
         def on_start(self, trainer):
             heard.append(("start", trainer.mlflow_run_id))
 
     spec = tiny_spec(train={"epochs": 2}, eval={"protocol": "none"})
-    hook = MLflowHook(tracking_uri, log_model=False, on_run=lambda run: heard.append(("run", run)))
+    hook = MLflowHook(
+        tracking_uri,
+        log_model=False,
+        on_run=lambda run, experiment: heard.append(("run", run, experiment)),
+    )
     run_dir = tmp_path / "run"
     first = Trainer(
         spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": 1})}),
@@ -161,10 +165,11 @@ def test_on_run_hears_the_run_id_before_any_other_hook_starts_and_again_on_resum
     )
     first.fit()
     run_id = first.mlflow_run_id
-    assert heard == [("start", None), ("run", run_id)]
+    experiment = MlflowClient(tracking_uri).get_run(run_id).info.experiment_id
+    assert heard == [("start", None), ("run", run_id, experiment)]
     resumed = Trainer(spec, run_dir, [hook, Starts()])
     resumed.fit(run_dir / "last.pt")
-    assert heard[2:] == [("run", run_id), ("start", run_id)]
+    assert heard[2:] == [("run", run_id, experiment), ("start", run_id)]
     assert MlflowClient(tracking_uri).get_run(run_id).info.status == "FINISHED"
 
 

@@ -4,47 +4,15 @@ access beyond the loopback API disabled, draws the job operations from them."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 
 import httpx
-import pytest
 
-CHROMIUM = shutil.which("chromium")
+from tests import browser
 
 
 def rendered(url: str, tmp_path) -> str:
-    """The page's DOM after its scripts ran, as headless Chromium sees it."""
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have Debian's chromium (.ci/run installs it)")
-        pytest.skip("needs Debian's chromium (apt-get install chromium)")
-    result = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'chromium'}",
-            # Anything not on the loopback API fails at once, as on an offline machine.
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--virtual-time-budget=15000",
-            "--dump-dom",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return result.stdout
+    return browser.rendered(url, tmp_path / "chromium")
 
 
 def test_the_doc_pages_load_nothing_from_outside_the_api(api_url):

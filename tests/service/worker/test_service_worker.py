@@ -24,7 +24,15 @@ def test_tiny_job_succeeds_and_its_mlflow_run_holds_params_metrics_and_checkpoin
     assert done["progress"]["fraction"] == 1.0
     assert 0.0 <= done["metrics"]["rank1"] <= 1.0 and 0.0 <= done["metrics"]["mAP"] <= 1.0
     run_id = done["mlflow"]["run_id"]
-    assert done["mlflow"]["url"] == f"http://mlflow.test:5000/#/runs/{run_id}"
+    experiment = done["mlflow"]["experiment_id"]
+    assert (
+        experiment
+        == MlflowClient(service_env["LEAP_MLFLOW_TRACKING_URI"]).get_run(run_id).info.experiment_id
+    )
+    assert done["mlflow"]["url"] == (
+        f"http://mlflow.test:5000/#/experiments/{experiment}/runs/{run_id}"
+        "?workflowType=machine_learning"
+    )
     assert done["started_at"] <= done["finished_at"]
 
     mlflow = MlflowClient(service_env["LEAP_MLFLOW_TRACKING_URI"])
