@@ -30,6 +30,7 @@ def consolidate(
 ) -> None:
     """Write a checkpoint as one file in the one-process layout (every class's rows are
     held in memory while it is written)."""
+    from leap_core.training.checkpoint import CheckpointWriteError
     from leap_core.training.checkpoint_store import consolidate as write
     from leap_core.training.checkpoint_store import open_checkpoint, run_dir_of
 
@@ -38,8 +39,8 @@ def consolidate(
         with Console(stderr=True).status(f"consolidating {source} into {target}"):
             checkpoint = open_checkpoint(source)
             written = write(checkpoint, target)
-    except usage_errors() as error:
-        fail(str(error))
+    except (*usage_errors(), CheckpointWriteError) as error:
+        fail(str(error), code=1 if isinstance(error, CheckpointWriteError) else 2)
     typer.echo(
         f"wrote {written}: {checkpoint.num_classes} classes from "
         f"{checkpoint.world_size} rank file(s) of {checkpoint.path}"

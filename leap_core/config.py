@@ -9,6 +9,7 @@ silently ignored setting; errors name the dotted field path.
 
 from __future__ import annotations
 
+import re
 from itertools import pairwise
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -533,6 +534,39 @@ class TrackingSpec(_Spec):
         description="the embedding network as an MLflow pt2 "
         "model at the end (exporting it takes seconds)",
     )
+    register_model: str | None = Field(
+        None,
+        description="register the logged model under this name in the MLflow model registry: "
+        "each run a new version, tagged with its method, dataset, long-tail setting and "
+        "headline metrics",
+    )
+    register_alias: str = Field(
+        "newest",
+        description="alias moved to each newly registered version (models:/NAME@newest); "
+        "MLflow reserves 'latest' (models:/NAME/latest is the highest version number)",
+    )
+
+    @model_validator(mode="after")
+    def _registry(self) -> TrackingSpec:
+        name = self.register_model
+        if name is not None and (not name.strip() or set(name) & set("/:@")):
+            raise ValueError(
+                f"register_model must be a non-empty name without '/', ':' or '@' (they "
+                f"break models:/ URIs), got {name!r}"
+            )
+        if name is not None and not self.log_model:
+            raise ValueError("register_model needs log_model: true (it registers that model)")
+        alias = self.register_alias
+        if (
+            not re.fullmatch(r"[A-Za-z0-9_-]{1,255}", alias)
+            or alias.lower() == "latest"
+            or (re.fullmatch(r"[vV]\d+", alias))
+        ):
+            raise ValueError(
+                f"register_alias must be letters, digits, '_' or '-', neither 'latest' nor a "
+                f"version like 'v3' (MLflow reserves both), got {alias!r}"
+            )
+        return self
 
 
 class ResourcesSpec(_Spec):

@@ -2,8 +2,8 @@
 
 Rank 0 gathers the head of all classes for the end-of-run diagnostics (which embed and
 rank against every class); checkpoints never gather (each rank writes its own classes).
-Small per-rank values (RNG states, error messages, a checkpoint's generation name) travel
-to every rank as objects.
+Small per-rank values (a checkpoint's generation name, each rank's file sizes or error)
+travel to every rank as objects.
 """
 
 from __future__ import annotations

@@ -61,7 +61,8 @@ class ClassShard:
 
     @property
     def main(self) -> bool:
-        """Whether this is rank 0, the one that reports and writes checkpoints."""
+        """Whether this is rank 0, the one that reports and writes a checkpoint's common
+        part and manifest."""
         return self.rank == 0
 
     def bounds(self) -> list[tuple[int, int]]:

@@ -1,7 +1,7 @@
 """Running a sweep locally: cells one after another, finished ones skipped, then the table.
 
 Resumable at two levels: a cell whose result file exists is skipped, and a cell that was
-interrupted mid-run continues from its ``last.pt`` (the trainer's exact resume, which also
+interrupted mid-run continues from its checkpoint (the trainer's exact resume, which also
 continues the same MLflow child run). A cell whose loss diverges is recorded as failed and
 the sweep goes on; failed cells run again on the next invocation.
 """

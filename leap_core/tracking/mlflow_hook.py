@@ -44,7 +44,7 @@ from leap_core.tracking.retry import (
     unavailable,
     with_tracking_retry,
 )
-from leap_core.tracking.summary import summary_html
+from leap_core.tracking.summary import HEADLINE, summary_html
 from leap_core.training.checkpoint_shards import SHARDED_NAME
 from leap_core.training.checkpoint_store import latest_checkpoint
 from leap_core.training.hooks import Hook, StepInfo, finite_metrics
@@ -97,6 +97,9 @@ class MLflowHook(Hook):
         self.run_id: str | None = None
         #: The run's experiment, once the run exists (for links into the UI).
         self.experiment_id: str | None = None
+        #: ``models:/NAME@ALIAS`` and the version number, once the model is registered.
+        self.registered: str | None = None
+        self.registered_version: str | None = None
         self._pending: list[mlflow.entities.Metric] = []
         self._away_since: float | None = None
         self._next_try = 0.0
@@ -200,7 +203,9 @@ class MLflowHook(Hook):
         elif checkpoint is not None:  # a sharded run's generation: its folder, as it is
             self._artifacts(checkpoint, f"checkpoints/{SHARDED_NAME}")
         if self.log_model and trainer.spec.tracking.log_model:
-            self._call("logging the model", lambda: self._log_model(trainer))
+            model_uri = self._call("logging the model", lambda: self._log_model(trainer))
+            if trainer.spec.tracking.register_model:
+                self._call("registering the model", lambda: self._register(model_uri, trainer))
         run_id = self._run()
         self._call("ending the run", lambda: self.client.set_terminated(run_id, "FINISHED"))
 
@@ -290,7 +295,7 @@ class MLflowHook(Hook):
             logger.info("run %s: tracking store back; queued metrics sent", self.run_id)
         self._away_since = None
 
-    def _log_model(self, trainer: Trainer) -> None:
+    def _log_model(self, trainer: Trainer) -> str:
         """The embedding network in MLflow's safe ``pt2`` format (an exported graph), so
         loading it never unpickles code."""
         height, width = trainer.spec.dataset.image_size
@@ -298,13 +303,42 @@ class MLflowHook(Hook):
         example = torch.randn(2, 3, height, width).numpy()
         mlflow.set_tracking_uri(self.tracking_uri)  # the fluent API below reads the global
         with mlflow.start_run(run_id=self.run_id):
-            mlflow.pytorch.log_model(
+            logged = mlflow.pytorch.log_model(
                 model,
                 name="model",
                 input_example=example,
                 pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
             )
         trainer.model.to(trainer.device)
+        return str(logged.model_uri)
+
+    def _register(self, model_uri: str, trainer: Trainer) -> None:
+        """A new version of ``tracking.register_model`` from the logged model, tagged with
+        what the run was and how it scored, and the alias moved to it: the next step of a
+        pipeline loads ``models:/NAME@ALIAS`` and finds on the version what it is."""
+        tracking = trainer.spec.tracking
+        name = tracking.register_model
+        assert name is not None
+        version = mlflow.register_model(model_uri, name, tags=version_tags(trainer))
+        self.client.set_registered_model_alias(name, tracking.register_alias, version.version)
+        self.registered = f"models:/{name}@{tracking.register_alias}"
+        self.registered_version = str(version.version)
+
+
+def version_tags(trainer: Trainer) -> dict[str, str]:
+    """A registered version's tags: the run's method, dataset, long-tail setting, seed and
+    run id, and its headline metrics (those of the summary page the run has)."""
+    spec = trainer.spec
+    tags = {
+        "method": method_label(spec),
+        "dataset": dataset_label(spec),
+        "long_tail": long_tail_label(spec),
+        "seed": str(spec.train.seed),
+        "run_id": str(trainer.mlflow_run_id),
+    }
+    metrics = finite_metrics(trainer.last_metrics)
+    tags.update({key: f"{metrics[key]:.6g}" for key, _, _ in HEADLINE if key in metrics})
+    return tags
 
 
 def draw_plots(trainer: Trainer, folder: Path) -> list[Path]:

@@ -57,12 +57,16 @@ class CheckpointWriteError(OSError):
     """The checkpoint could not be written; the message names the path and the cause (disk
     full, read-only file system, …) and the last good checkpoint is left as it was."""
 
+    def __str__(self) -> str:
+        return str(self.strerror) if self.strerror else super().__str__()
+
 
 def write_atomically(path: Path, value: Any) -> Path:
     """``torch.save`` ``value`` to ``path`` through a temporary file renamed into place;
     raises :class:`CheckpointWriteError`.
 
-    The value streams to the file (no second copy of it in memory), and a full or read-only
+    The value streams to the file (no second copy of a CPU tensor in memory; ``torch.save``
+    copies each CUDA storage to the host in turn), and a full or read-only
     disk surfaces as the operating system's own error (``ENOSPC``, ``EROFS``) rather than
     as torch's opaque "file write failed"."""
     temporary: str | None = None
@@ -74,6 +78,7 @@ def write_atomically(path: Path, value: Any) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+        fsync_directory(path.parent)  # the new name survives a power loss too
     except OSError as error:
         written = 0
         if temporary is not None:
@@ -88,6 +93,15 @@ def write_atomically(path: Path, value: Any) -> Path:
             Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def fsync_directory(path: Path) -> None:
+    """Make the names in folder ``path`` (a file renamed into it, one removed) durable."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _size(path: Path) -> int:

@@ -39,16 +39,15 @@ class Rows:
 
     def slice(self, start: int, stop: int, P: float | None) -> Rows:
         """Classes ``start .. stop - 1`` (absolute indices inside this range); ``P`` is the
-        cloud's memory length, which lays out its angle slots."""
+        cloud's memory length, which lays out its angle slots (``None``: a run without a
+        cloud, which takes none of the cloud's rows)."""
         if not self.start <= start <= stop <= self.stop:
             raise ValueError(f"classes {start}..{stop} are not inside {self.start}..{self.stop}")
         if (start, stop) == (self.start, self.stop):
             return self
         first, last = start - self.start, stop - self.start
         cloud = None
-        if self.cloud is not None:
-            if P is None:
-                raise ValueError("slicing a feature cloud's rows needs its memory length P")
+        if self.cloud is not None and P is not None:
             cloud = slice_cloud_rows(self.cloud, first, last, P)
         return Rows(
             start,

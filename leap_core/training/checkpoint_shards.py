@@ -36,6 +36,7 @@ from leap_core.distributed.shard import ClassShard
 from leap_core.training.checkpoint import (
     CHECKPOINT_VERSION,
     CheckpointWriteError,
+    fsync_directory,
     write_atomically,
 )
 from leap_core.training.checkpoint_rows import Rows, join_payload
@@ -54,7 +55,8 @@ def rank_file(rank: int, world_size: int) -> str:
 def _generations(root: Path) -> list[Path]:
     if not root.is_dir():
         return []
-    return sorted(path for path in root.iterdir() if path.is_dir() and path.name.isdigit())
+    found = [path for path in root.iterdir() if path.is_dir() and path.name.isdigit()]
+    return sorted(found, key=lambda path: int(path.name))
 
 
 def write_shards(
@@ -67,11 +69,53 @@ def write_shards(
     """Write this rank's ``rows`` and ``rank_state`` (and, on rank 0, ``common``) as a new
     generation under ``root``; returns the generation's folder. Every rank calls it.
 
-    Raises :class:`CheckpointWriteError` on every rank when any rank could not write its
-    file; the incomplete generation is removed and the previous one kept."""
-    names = shard.gather_objects(_next_name(root) if shard.main else None)
-    generation = root / names[0]
-    error: str | None = None
+    Every step ends in a collective that carries each rank's outcome, so a failure on any
+    rank (a full disk, a folder another machine does not see, an error while serialising)
+    raises :class:`CheckpointWriteError` on every rank, none left waiting; the incomplete
+    generation is removed and the previous one kept."""
+    name, failure = None, None
+    if shard.main:
+        try:
+            name = _next_name(root)
+        except OSError as error:
+            failure = f"rank 0: cannot list {root}: {_reason(error)}"
+    name, failure = shard.gather_objects((name, failure))[0]
+    if failure is not None:
+        raise CheckpointWriteError(None, f"checkpoint not written: {failure}")
+    generation = root / name
+    sizes, own = _write_own_files(generation, common, rows, rank_state, shard)
+    reports = shard.gather_objects(sizes if own is None else f"rank {shard.rank}: {_reason(own)}")
+    errors = [report for report in reports if isinstance(report, str)]
+    if errors:
+        if shard.main:
+            shutil.rmtree(generation, ignore_errors=True)
+        raise CheckpointWriteError(
+            None, f"checkpoint {generation} not complete: {'; '.join(errors)}"
+        ) from own
+    if shard.main:
+        files = {name: size for report in reports for name, size in report.items()}
+        errors = _complete(root, generation, shard, common or {}, files)
+    errors = shard.gather_objects(errors if shard.main else [])[0]
+    if errors:
+        raise CheckpointWriteError(None, "; ".join(errors))
+    return generation
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, OSError):
+        return str(error.strerror or error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _write_own_files(
+    generation: Path,
+    common: dict[str, Any] | None,
+    rows: Rows,
+    rank_state: dict[str, Any],
+    shard: ClassShard,
+) -> tuple[dict[str, int], Exception | None]:
+    """This rank's file (and rank 0's common file), with their sizes; or the error."""
+    written: dict[str, int] = {}
     try:
         generation.mkdir(parents=True, exist_ok=True)
         payload: dict[str, Any] = {
@@ -81,34 +125,50 @@ def write_shards(
             "rows": rows.tensors(),
             **rank_state,
         }
-        write_atomically(generation / rank_file(shard.rank, shard.world_size), payload)
+        name = rank_file(shard.rank, shard.world_size)
+        written[name] = write_atomically(generation / name, payload).stat().st_size
         if common is not None:
-            write_atomically(generation / COMMON, {"version": CHECKPOINT_VERSION, **common})
-    except OSError as failure:
-        error = f"rank {shard.rank}: {failure.strerror or failure}"
-    errors = [message for message in shard.gather_objects(error) if message]
-    if errors:
-        if shard.main:
-            shutil.rmtree(generation, ignore_errors=True)
-        raise CheckpointWriteError(
-            None, f"checkpoint {generation} not complete: {'; '.join(errors)}"
-        )
-    if shard.main:
-        try:
-            _write_manifest(generation, shard, common or {})
-        except OSError as failure:
-            shutil.rmtree(generation, ignore_errors=True)
-            errors = [
-                f"rank 0: cannot write {generation / MANIFEST}: {failure.strerror or failure}"
-            ]
-        else:
-            for older in _generations(root):
-                if older != generation:
-                    shutil.rmtree(older, ignore_errors=True)
-    errors = shard.gather_objects(errors if shard.main else [])[0]
-    if errors:
-        raise CheckpointWriteError(None, "; ".join(errors))
-    return generation
+            common_file = write_atomically(
+                generation / COMMON, {"version": CHECKPOINT_VERSION, **common}
+            )
+            written[COMMON] = common_file.stat().st_size
+    except Exception as error:  # any failure: the other ranks must hear of it, not wait
+        return written, error
+    return written, None
+
+
+def _complete(
+    root: Path,
+    generation: Path,
+    shard: ClassShard,
+    common: dict[str, Any],
+    files: dict[str, int],
+) -> list[str]:
+    """Rank 0: check it sees every rank's file as written, then write the manifest and
+    retire the older generations; returns the errors (none when complete)."""
+    unseen = [
+        name
+        for name, size in sorted(files.items())
+        if not (generation / name).is_file() or (generation / name).stat().st_size != size
+    ]
+    if unseen:
+        shutil.rmtree(generation, ignore_errors=True)
+        return [
+            f"rank 0 does not see {', '.join(unseen)} in {generation} as the ranks wrote them: "
+            f"the run folder must be one folder shared by every rank's machine"
+        ]
+    try:
+        fsync_directory(generation)  # the rank files' names are durable before the manifest
+        _write_manifest(generation, shard, common, files)
+        fsync_directory(generation)
+        fsync_directory(root)
+    except OSError as error:
+        shutil.rmtree(generation, ignore_errors=True)
+        return [f"rank 0: cannot write {generation / MANIFEST}: {_reason(error)}"]
+    for older in _generations(root):
+        if older != generation:
+            shutil.rmtree(older, ignore_errors=True)
+    return []
 
 
 def _next_name(root: Path) -> str:
@@ -116,8 +176,9 @@ def _next_name(root: Path) -> str:
     return f"{max(existing, default=0) + 1:06d}"
 
 
-def _write_manifest(generation: Path, shard: ClassShard, common: dict[str, Any]) -> None:
-    files = [COMMON, *(rank_file(rank, shard.world_size) for rank in range(shard.world_size))]
+def _write_manifest(
+    generation: Path, shard: ClassShard, common: dict[str, Any], files: dict[str, int]
+) -> None:
     manifest = {
         "format": FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -126,7 +187,7 @@ def _write_manifest(generation: Path, shard: ClassShard, common: dict[str, Any])
         "bounds": shard.bounds(),
         "epoch": common.get("epoch"),
         "global_step": common.get("global_step"),
-        "files": {name: (generation / name).stat().st_size for name in files},
+        "files": files,
     }
     temporary = generation / f".{MANIFEST}.partial"
     with open(temporary, "w") as file:
@@ -134,11 +195,6 @@ def _write_manifest(generation: Path, shard: ClassShard, common: dict[str, Any])
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, generation / MANIFEST)
-    directory = os.open(generation, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def complete_generation(path: Path) -> Path | None:
@@ -157,9 +213,15 @@ def _is_complete(generation: Path) -> bool:
     except (OSError, ValueError):
         return False
     files = manifest.get("files", {})
-    return manifest.get("format") == FORMAT and all(
-        (generation / name).is_file() and (generation / name).stat().st_size == size
-        for name, size in files.items()
+    world_size = manifest.get("world_size", 0)
+    expected = {COMMON, *(rank_file(rank, world_size) for rank in range(world_size))}
+    return (
+        manifest.get("format") == FORMAT
+        and set(files) == expected
+        and all(
+            (generation / name).is_file() and (generation / name).stat().st_size == size
+            for name, size in files.items()
+        )
     )
 
 

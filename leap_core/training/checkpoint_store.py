@@ -10,6 +10,7 @@ streams, or the whole payload in the single-file layout (:func:`consolidate`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
@@ -51,6 +52,11 @@ class FileCheckpoint:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._payload = load_checkpoint(self.path)
+        if "head" not in self._payload:
+            raise ValueError(
+                f"{self.path} is one file of a sharded checkpoint: give its folder "
+                f"({SHARDED_NAME} or the run folder)"
+            )
         self._common, self._rows = split_payload(self._payload)
         self.world_size = int((self._payload.get("distributed") or {}).get("world_size", 1))
         self.num_classes = self._rows.stop
@@ -130,8 +136,9 @@ def remove_other_form(run_dir: Path, written: Path) -> None:
     by an earlier attempt at another world size), so that one checkpoint is the run's."""
     if written.name == SINGLE_NAME:
         shutil.rmtree(run_dir / SHARDED_NAME, ignore_errors=True)
-    else:
-        (run_dir / SINGLE_NAME).unlink(missing_ok=True)
+    else:  # best effort: a leftover is older, and latest_checkpoint passes it by
+        with contextlib.suppress(OSError):
+            (run_dir / SINGLE_NAME).unlink(missing_ok=True)
 
 
 def consolidate(source: Checkpoint, target: str | os.PathLike[str]) -> Path:

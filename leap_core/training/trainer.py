@@ -549,10 +549,10 @@ class Trainer:
         P = None if self.cloud is None else self.cloud.P
         rows = checkpoint.rows(self.shard.start, self.shard.stop, P)
         self.head.load_state_dict({"weight": rows.head})
-        # Copies: the optimizer keeps the tensors it is given, and a slice of a mapped file
-        # would hold (and at the next save write) the whole of the file's tensor.
-        optimizer_rows = {name: value.clone() for name, value in rows.optimizer.items()}
-        local = join_payload(common, Rows(rows.start, rows.stop, rows.head, optimizer_rows, None))
+        # Copies (_owned): the optimizer and the cloud keep some tensors they are given, and
+        # a slice of a mapped file would hold (and at the next save write) the whole of the
+        # file's tensor, and keep the file mapped after the run has replaced it.
+        local = join_payload(common, Rows(rows.start, rows.stop, rows.head, rows.optimizer, None))
         self.optimizer.load_state_dict(_owned(local["optimizer"]))
         streams = checkpoint.rank_state(rank) if same_world else checkpoint.rank_state(0)
         if self.cloud is not None:
@@ -562,7 +562,7 @@ class Trainer:
                     "has method.leap.mode on"
                 )
             generator = streams["cloud_generator"] if same_world else None
-            load_cloud_rows(self.cloud, common["cloud"], rows.cloud, generator)
+            load_cloud_rows(self.cloud, _owned(common["cloud"]), rows.cloud, _owned(generator))
         self.scaler.load_state_dict(common["scaler"])
         ckpt.restore_rng_states(streams["rng"])
         if not same_world and rank > 0:  # rank 0's streams, made this rank's own

@@ -180,36 +180,77 @@ def test_a_consolidated_file_resumes_exactly_like_the_shards(two_rank_run, tmp_p
             assert torch.equal(ours["finished"][name], theirs["finished"][name]), name
 
 
-def save_fails_on_rank_one(rank: int, world_size: int, job: dict, folder: str) -> str:
-    """Rank 1's disk fills up while it writes its file of the epoch-1 save."""
+FAILURES = {
+    "full disk": (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    "serialising": (RuntimeError("storage copy failed"), "RuntimeError: storage copy failed"),
+}
+
+
+def save_fails_on_rank_one(rank: int, world_size: int, job: dict, folder: str, failure: str) -> str:
+    """Rank 1's write of its file of the epoch-1 save fails."""
     from leap_core.training import checkpoint_shards
 
     written = checkpoint_shards.write_atomically
 
-    def full_disk_at_the_second_save(path: Path, value: Any) -> Path:
+    def failing_at_the_second_save(path: Path, value: Any) -> Path:
         if rank == 1 and path.parent.name == "000002":
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise FAILURES[failure][0]
         return written(path, value)
 
-    checkpoint_shards.write_atomically = full_disk_at_the_second_save  # type: ignore[assignment]
+    checkpoint_shards.write_atomically = failing_at_the_second_save  # type: ignore[assignment]
     trainer = Trainer(parse_spec(job), Path(folder))
     with pytest.raises(CheckpointWriteError) as raised:
         trainer.fit()
     return str(raised.value)
 
 
+@pytest.mark.parametrize("failure", sorted(FAILURES))
 def test_a_save_that_fails_on_one_rank_fails_on_every_rank_and_keeps_the_last_one(
-    tiny_dict, tmp_path
+    tiny_dict, tmp_path, failure
 ):
     job = tiny_dict(train={"epochs": 2, "checkpoint_every": 1}, eval={"protocol": "none"})
-    messages = run_ranks(2, save_fails_on_rank_one, job, str(tmp_path))
+    messages = run_ranks(2, save_fails_on_rank_one, job, str(tmp_path), failure)
     for message in messages:
         assert message.endswith(
             f"checkpoint {tmp_path / 'last.shards' / '000002'} not complete: "
-            f"rank 1: No space left on device"
+            f"rank 1: {FAILURES[failure][1]}"
         )
     assert [path.name for path in (tmp_path / "last.shards").iterdir()] == ["000001"]
     assert open_checkpoint(tmp_path).common["epoch"] == 1
+
+
+def train_in_own_folder(rank: int, world_size: int, job: dict, folder: str) -> str:
+    """Each rank given a run folder of its own, as machines without a shared disk."""
+    trainer = Trainer(parse_spec(job), Path(folder) / f"machine{rank}")
+    with pytest.raises(CheckpointWriteError) as raised:
+        trainer.fit()
+    return str(raised.value)
+
+
+def test_ranks_that_do_not_share_the_run_folder_are_told_so(tiny_dict, tmp_path):
+    job = tiny_dict(train={"epochs": 2, "checkpoint_every": 1}, eval={"protocol": "none"})
+    messages = run_ranks(2, train_in_own_folder, job, str(tmp_path))
+    generation = tmp_path / "machine0" / "last.shards" / "000001"
+    for message in messages:
+        assert message == (
+            f"rank 0 does not see {rank_file(1, 2)} in {generation} as the ranks wrote them: "
+            f"the run folder must be one folder shared by every rank's machine"
+        )
+    assert not generation.exists()
+
+
+def restore_only(rank: int, world_size: int, job: dict, source: str) -> dict[str, Any]:
+    trainer = Trainer(parse_spec(job), Path(source).parent / f"restored{world_size}")
+    trainer.restore(open_checkpoint(source))
+    return class_state(trainer)
+
+
+def test_an_uneven_split_takes_every_classs_rows_from_the_ranks_that_wrote_them(two_rank_run):
+    job, folder, states = two_rank_run
+    five = run_ranks(5, restore_only, job, str(folder / "last.shards"))
+    # 24 classes on five ranks: 5, 5, 5, 5, 4, across the two files' boundary at class 12.
+    assert [state["head"].shape[0] for state in five] == [5, 5, 5, 5, 4]
+    assert_same_classes(by_class(five), by_class(states))
 
 
 def test_a_generation_written_halfway_is_never_taken_for_a_checkpoint(two_rank_run, tmp_path):

@@ -138,3 +138,9 @@ def test_consolidating_what_is_not_a_checkpoint_is_a_one_line_error(tmp_path):
     assert f"error: {tmp_path} holds no complete checkpoint (last.pt, or last.shards" in " ".join(
         result.output.split()
     )
+
+
+def test_one_file_of_a_sharded_checkpoint_is_refused_with_what_to_give(tmp_path):
+    part = save_checkpoint(tmp_path / "common.pt", {"spec": {}, "model": {}})
+    with pytest.raises(ValueError, match="is one file of a sharded checkpoint: give its folder"):
+        open_checkpoint(part)
