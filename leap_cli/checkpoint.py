@@ -34,12 +34,13 @@ def consolidate(
     from leap_core.training.checkpoint_store import consolidate as write
     from leap_core.training.checkpoint_store import open_checkpoint, run_dir_of
 
+    refused: tuple[type[BaseException], ...] = (*usage_errors(), CheckpointWriteError)
     try:
         target = out or run_dir_of(source) / "consolidated.pt"
         with Console(stderr=True).status(f"consolidating {source} into {target}"):
             checkpoint = open_checkpoint(source)
             written = write(checkpoint, target)
-    except (*usage_errors(), CheckpointWriteError) as error:
+    except refused as error:
         fail(str(error), code=1 if isinstance(error, CheckpointWriteError) else 2)
     typer.echo(
         f"wrote {written}: {checkpoint.num_classes} classes from "
