@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 Checkpoint = Annotated[
     Path,
     typer.Argument(
-        help="checkpoint written by leap train: last.pt, a sharded run's last.shards, or the "
-        "run folder"
+        help="checkpoint written by leap train: last.pt, a sharded run's last.shards, the "
+        "run folder, or a registered model (models:/NAME@ALIAS, models:/NAME/VERSION)"
     ),
 ]
 
@@ -114,6 +114,9 @@ def search(
 def _beside(checkpoint: Path, suffix: str) -> Path:
     """``last.pt`` → ``last.onnx`` beside it; a folder's checkpoint → ``last.onnx`` in its
     run folder (never inside the checkpoint folder)."""
+    if str(checkpoint).startswith("models:/"):  # models:/name@alias → name-alias.onnx here
+        reference = str(checkpoint).removeprefix("models:/")
+        return Path(reference.replace("@", "-").replace("/", "-") + suffix)
     if checkpoint.is_file():
         return checkpoint.with_name(f"{checkpoint.stem}{suffix}")
     from leap_core.training.checkpoint_store import run_dir_of

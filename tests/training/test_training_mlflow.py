@@ -7,6 +7,7 @@ from pathlib import Path
 
 import mlflow
 import mlflow.pytorch
+import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
@@ -190,3 +191,78 @@ def test_a_local_store_whose_experiment_lives_behind_a_server_is_a_clear_error(t
         f"MLFLOW_TRACKING_URI to its address), or use another LEAP_HOME"
     )
     assert is_permanent(raised.value)
+
+
+def test_registered_versions_carry_the_run_and_load_by_alias_as_the_checkpoint_does(
+    tiny_spec, tmp_path, tracking_uri, synthetic_root
+):
+    from typer.testing import CliRunner
+
+    from leap_cli import app
+    from leap_core.inference.embedder import Embedder, image_files
+    from leap_core.inference.gallery import Gallery
+
+    spec = tiny_spec(
+        train={"epochs": 2},
+        eval={"every_epochs": 0},
+        tracking={"plots": False, "register_model": "tiny-leap"},
+    )
+    trainers = []
+    for seed in (0, 1):  # two runs: versions 1 and 2, the alias on the second
+        seeded = spec.model_copy(update={"train": spec.train.model_copy(update={"seed": seed})})
+        hook = MLflowHook(tracking_uri)
+        trainers.append(Trainer(seeded, tmp_path / f"run{seed}", [hook]))
+        trainers[-1].fit()
+        assert hook.registered == "models:/tiny-leap@newest"
+        assert hook.registered_version == str(seed + 1)
+    client = MlflowClient(tracking_uri)
+    newest = client.get_model_version_by_alias("tiny-leap", "newest")
+    trainer = trainers[1]
+    assert str(newest.version) == "2" and newest.run_id == trainer.mlflow_run_id
+    tags = newest.tags
+    assert (tags["method"], tags["dataset"], tags["long_tail"], tags["seed"]) == (
+        "LEAP-CF",
+        "synthetic",
+        "<H4,S3>",
+        "1",
+    )
+    assert float(tags["mAP"]) == pytest.approx(trainer.last_metrics["mAP"], rel=1e-5)
+    assert float(tags["rank1"]) == pytest.approx(trainer.last_metrics["rank1"], rel=1e-5)
+    assert client.get_model_version("tiny-leap", "1").run_id == trainers[0].mlflow_run_id
+
+    # MLflow alone, by alias, gives the trained network's embeddings ...
+    images = torch.randn(3, 3, *spec.dataset.image_size)
+    trainer.model.eval().cpu()
+    with torch.no_grad():
+        expected = trainer.model(images)
+    loaded = mlflow.pytorch.load_model("models:/tiny-leap@newest")
+    assert torch.allclose(torch.as_tensor(loaded(images)), expected, atol=1e-5)
+    # ... and leap embeds a folder from the registered model as from the checkpoint.
+    files = image_files(synthetic_root / "query")[:4]
+    by_alias = Embedder.from_checkpoint("models:/tiny-leap@newest").embed(files)
+    by_file = Embedder.from_checkpoint(tmp_path / "run1" / "last.pt").embed(files)
+    assert np.allclose(by_alias, by_file, atol=1e-6)
+    assert np.allclose(
+        Embedder.from_checkpoint("models:/tiny-leap/1").embed(files)[0],
+        Embedder.from_checkpoint(tmp_path / "run0" / "last.pt").embed(files)[0],
+        atol=1e-6,
+    )
+    runner = CliRunner()
+    out = tmp_path / "gallery.npz"
+    embedded = runner.invoke(
+        app, ["embed", "models:/tiny-leap@newest", str(synthetic_root / "query"), "--out", str(out)]
+    )
+    assert embedded.exit_code == 0, embedded.output
+    assert Gallery.load(out).checkpoint.as_posix() == "models:/tiny-leap@newest"
+    script = tmp_path / "served.pt"
+    exported = runner.invoke(
+        app, ["export", "models:/tiny-leap@newest", "--format", "torchscript", "--out", str(script)]
+    )
+    assert exported.exit_code == 0, exported.output
+    assert torch.allclose(torch.jit.load(str(script))(images), expected, atol=1e-5)
+    missing = runner.invoke(
+        app,
+        ["embed", "models:/tiny-leap@champion", str(tmp_path), "--out", str(tmp_path / "x")],
+    )
+    assert missing.exit_code == 2
+    assert "models:/tiny-leap@champion:" in missing.output and "champion" in missing.output
