@@ -42,7 +42,10 @@ SUBMIT_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": Problem, "description": "the body could not be parsed (not UTF-8 JSON)"},
     409: {"model": Problem, "description": "Idempotency-Key already used with another body"},
     413: {"model": Problem, "description": "body larger than LEAP_MAX_BODY_BYTES"},
-    429: {"model": Problem, "description": "submitting too fast"},
+    429: {
+        "model": Problem,
+        "description": "submitting too fast, or LEAP_MAX_QUEUED_PER_OWNER queued jobs already",
+    },
 }
 
 bearer = HTTPBearer(auto_error=False, description="an API key from `leap admin create-key`")

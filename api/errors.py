@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from jobs.submission import Refused
+from jobs.submission import QueueFull, Refused
 
 log = logging.getLogger("api.errors")
 
@@ -150,6 +150,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Refused)
     async def refused(_request: Request, error: Refused) -> JSONResponse:
         return invalid_body(as_validation_error(error))
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(_request: Request, error: QueueFull) -> JSONResponse:
+        return problem(429, str(error))
 
     @app.exception_handler(PoolTimeout)
     async def pool_exhausted(request: Request, error: PoolTimeout) -> JSONResponse:

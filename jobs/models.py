@@ -87,6 +87,8 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     tags: Mapped[list[str]] = mapped_column(default=list)
     priority: Mapped[int] = mapped_column(Integer, default=0)
+    # The Celery queue its messages go to: the fair order is among one queue's jobs.
+    queue: Mapped[str | None] = mapped_column(String(200), default=None)
     spec: Mapped[dict[str, Any]]
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.queued)
     attempt: Mapped[int] = mapped_column(Integer, default=1)

@@ -53,6 +53,7 @@ def new_job(
     idempotency_key: str | None = None,
     body_hash: str | None = None,
     dispatched_at: datetime | None = None,
+    queue: str | None = None,
 ) -> Job:
     """Add a queued job and its first event to the session without committing, so that a
     sweep can add all its jobs and commit them in one transaction. ``dispatched_at``
@@ -67,6 +68,7 @@ def new_job(
         request_hash=body_hash,
         epochs=spec.get("train", {}).get("epochs"),
         dispatched_at=dispatched_at,
+        queue=queue,
     )
     transition(session, job, JobStatus.queued, "submitted")
     return job
@@ -82,6 +84,7 @@ def create_job(
     idempotency_key: str | None = None,
     body_hash: str | None = None,
     dispatched_at: datetime | None = None,
+    queue: str | None = None,
 ) -> Created:
     """Insert a queued job and its first event, and commit. With an idempotency key, a
     repeat of the same request returns the job made the first time (even when the two
@@ -91,7 +94,7 @@ def create_job(
         if existing is not None:
             return _replay(existing, body_hash)
     job = new_job(
-        session, owner, name, spec, tags, priority, idempotency_key, body_hash, dispatched_at
+        session, owner, name, spec, tags, priority, idempotency_key, body_hash, dispatched_at, queue
     )
     raced = commit_or_find(
         session,
@@ -117,6 +120,17 @@ def commit_or_find(session: Session, find: Callable[[], T | None]) -> T | None:
 
 def _by_idempotency_key(session: Session, owner: str, key: str) -> Job | None:
     return session.scalar(select(Job).where(Job.owner == owner, Job.idempotency_key == key))
+
+
+def has_idempotent(session: Session, owner: str, key: str) -> bool:
+    """Whether a request with this Idempotency-Key already created a job (a replay)."""
+    return _by_idempotency_key(session, owner, key) is not None
+
+
+def queued_jobs(session: Session, owner: str, tag: str | None) -> list[Job]:
+    """The owner's queued jobs (with ``tag``, when given), in no particular order."""
+    rows = session.scalars(select(Job).where(Job.owner == owner, Job.status == JobStatus.queued))
+    return [job for job in rows if tag is None or tag in (job.tags or [])]
 
 
 def check_same_request(stored_hash: str | None, body_hash: str | None) -> None:

@@ -67,6 +67,18 @@ class Settings(BaseSettings):
     max_sweep_cells: int = Field(
         500, ge=1, description="most cells (jobs) one POST /v1/sweeps may create"
     )
+    max_queued_per_owner: int | None = Field(
+        None,
+        ge=1,
+        description="most queued jobs one owner may have; a submission (a job, or a sweep's "
+        "cells) past it is refused with 429",
+    )
+    max_running_per_owner: int | None = Field(
+        None,
+        ge=1,
+        description="most jobs of one owner that run at once; the owner's other queued jobs "
+        "are held (their position says so) until one of its jobs ends",
+    )
     heartbeat_timeout_seconds: float | None = Field(
         None,
         gt=0,

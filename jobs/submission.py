@@ -14,6 +14,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from jobs.fair_queue import queued_count
 from jobs.paths import absolutized, escapes, missing
 from jobs.settings import Settings
 
@@ -88,6 +91,23 @@ def check_storable(body: dict[str, Any]) -> None:
     problems = _value_problems(body)[:MAX_PROBLEMS]
     if problems:
         raise Refused(problems)
+
+
+class QueueFull(RuntimeError):
+    """The owner has as many queued jobs as ``LEAP_MAX_QUEUED_PER_OWNER`` allows."""
+
+
+def check_queue_room(session: Session, settings: Settings, owner: str, adding: int) -> None:
+    """Refuse ``adding`` more queued jobs of ``owner`` past ``LEAP_MAX_QUEUED_PER_OWNER``."""
+    limit = settings.max_queued_per_owner
+    if limit is None:
+        return
+    queued = queued_count(session, owner)
+    if queued + adding > limit:
+        raise QueueFull(
+            f"{queued} of your jobs are queued and this request adds {adding}; "
+            f"LEAP_MAX_QUEUED_PER_OWNER allows {limit}: wait for some to start, or cancel some"
+        )
 
 
 def check_devices(devices: int, settings: Settings, at: tuple[str, ...] = ()) -> None:

@@ -24,6 +24,8 @@ from jobs.service import (
     encode_cursor,
     new_job,
 )
+from jobs.settings import Settings
+from jobs.submission import check_queue_room
 
 
 class SweepNotFound(LookupError):
@@ -63,15 +65,19 @@ def create_sweep(
     priority: int,
     idempotency_key: str | None = None,
     body_hash: str | None = None,
+    settings: Settings | None = None,
 ) -> CreatedSweep:
     """Insert the sweep, its queued jobs (with their first events) and the cells linking
     them, and commit once: either the whole grid is stored or none of it. With an
     idempotency key, a repeat returns the sweep made the first time (also when the two
-    requests race) and a different body under the same key is refused."""
+    requests race) and a different body under the same key is refused. ``settings``
+    bring the per-owner queue limit (:class:`~jobs.submission.QueueFull`)."""
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, owner, idempotency_key)
         if existing is not None:
             return _replay(session, existing, body_hash)
+    if settings is not None:
+        check_queue_room(session, settings, owner, len(cells))
     sweep = Sweep(
         id=new_id(),
         owner=owner,
@@ -87,7 +93,13 @@ def create_sweep(
     jobs = []
     for position, planned in enumerate(cells):
         job = new_job(
-            session, owner, planned.name, planned.spec, [*tags, sweep_tag(sweep.id)], priority
+            session,
+            owner,
+            planned.name,
+            planned.spec,
+            [*tags, sweep_tag(sweep.id)],
+            priority,
+            queue=None if settings is None else settings.queue,
         )
         session.add(
             SweepCell(

@@ -21,6 +21,7 @@ from sqlalchemy import select, update
 
 from jobs.db import session_scope
 from jobs.dispatch import dispatch_committed
+from jobs.fair_queue import ACTIVE, held_reason, next_held, next_job
 from jobs.models import Job, JobStatus, utcnow
 from jobs.recovery import preempt, recover
 from jobs.retry import with_db_retry
@@ -30,7 +31,7 @@ from jobs.states import log, transition
 logger = logging.getLogger(__name__)
 
 #: The states in which a job belongs to the worker holding its lease.
-LIVE = (JobStatus.running, JobStatus.cancelling)
+LIVE = ACTIVE
 
 
 def _aware(stamp: datetime | None) -> datetime | None:
@@ -49,12 +50,14 @@ class Lease:
     run_dir: str
 
 
-def _lease_once(settings: Settings, job_id: str, worker: str) -> Lease | None:
+def _lease_once(settings: Settings, job_id: str, worker: str) -> tuple[Lease | None, bool]:
+    """The lease, and whether the message went to another job's turn (then the job it
+    named is sent again, so that every queued job keeps a message of its own)."""
     with session_scope(settings.database_url) as session:
         job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
         if job is None:
             logger.warning("job %s: no such row; message dropped", job_id)
-            return None
+            return None, False
         stale = utcnow() - timedelta(seconds=settings.lease_seconds)
         heartbeat = _aware(job.heartbeat_at)
         if job.status in LIVE and (heartbeat is None or heartbeat < stale):
@@ -66,22 +69,46 @@ def _lease_once(settings: Settings, job_id: str, worker: str) -> Lease | None:
             )
         if job.status != JobStatus.queued:
             logger.info("job %s is %s; nothing to do", job_id, job.status)
-            return None
-        run_dir = job.run_dir or str(settings.runs_dir.resolve() / job.id)
+            return None, False
+        # The message names a job; the job whose turn comes first starts (jobs.fair_queue).
+        chosen = next_job(session, settings, job)
+        if chosen is None:
+            logger.info("job %s is held: %s", job_id, held_reason(session, settings, job))
+            return None, False
+        if chosen.id != job.id:
+            logger.info("job %s: job %s's turn comes first; it starts", job_id, chosen.id)
+        run_dir = chosen.run_dir or str(settings.runs_dir.resolve() / chosen.id)
         transition(
-            session, job, JobStatus.running, f"started on {worker}", worker=worker, run_dir=run_dir
+            session,
+            chosen,
+            JobStatus.running,
+            f"started on {worker}",
+            worker=worker,
+            run_dir=run_dir,
         )
-        return Lease(job.id, job.attempt, worker, dict(job.spec), run_dir)
+        held = Lease(chosen.id, chosen.attempt, worker, dict(chosen.spec), run_dir)
+        return held, chosen.id != job.id
 
 
 def lease(settings: Settings, job_id: str, worker: str) -> Lease | None:
-    """Move the job to running for this worker, or return None when there is nothing to do
-    (finished, cancelled, or running with a live heartbeat elsewhere)."""
-    return with_db_retry(
+    """Move the job whose turn it is to running for this worker (the job the message
+    names, or another owner's whose turn comes first), or return None when there is
+    nothing to do (finished, cancelled, running with a live heartbeat elsewhere, or held
+    by a per-owner limit)."""
+    held, passed_over = with_db_retry(
         lambda: _lease_once(settings, job_id, worker),
         f"job {job_id}: lease",
         settings.db_retry_seconds,
     )
+    if passed_over:
+        try:
+            with session_scope(settings.database_url) as session:
+                named = session.get(Job, job_id)
+                if named is not None and named.status == JobStatus.queued:
+                    dispatch_committed(session, settings, named)
+        except Exception:  # the reconciler sends it after LEAP_REDISPATCH_SECONDS
+            logger.warning("job %s: passed over but not sent again; the reconciler will", job_id)
+    return held
 
 
 def owned(held: Lease) -> list[Any]:
@@ -121,17 +148,17 @@ def _finish_once(
     message: str,
     events: list[str],
     fields: dict,
-) -> bool:
+) -> str | None:
     with session_scope(settings.database_url) as session:
         job = session.scalar(select(Job).where(*owned(held)).with_for_update())
         if job is None:
-            return False
+            return None
         for line in events:
             log(session, job, line)
         if target == JobStatus.succeeded and job.status == JobStatus.cancelling:
             message += " (finished before the cancellation took effect)"
         transition(session, job, target, message, **fields)
-        return True
+        return job.owner
 
 
 def finish(
@@ -145,11 +172,14 @@ def finish(
     """Record the run's outcome (with ``events`` log lines before it) in one transaction,
     waiting out a database outage. Returns False, touching nothing, when the lease was lost
     meanwhile (the reaper requeued the job: its new attempt owns the row)."""
-    done = with_db_retry(
+    owner = with_db_retry(
         lambda: _finish_once(settings, held, target, message, events or [], fields),
         f"job {held.job_id}: recording {target.value}",
         settings.db_retry_seconds,
     )
+    done = owner is not None
+    if owner is not None and settings.max_running_per_owner is not None:
+        release_held(settings, owner)
     if not done:
         logger.warning(
             "job %s attempt %d: lease lost; %s not recorded",
@@ -158,6 +188,19 @@ def finish(
             target.value,
         )
     return done
+
+
+def release_held(settings: Settings, owner: str) -> None:
+    """A job of ``owner`` ended: send a message for its next queued job, which the
+    per-owner running limit may have held (its earlier message found it held and passed).
+    Best effort: the reconciler re-sends after ``LEAP_REDISPATCH_SECONDS`` anyway."""
+    try:
+        with session_scope(settings.database_url) as session:
+            job = next_held(session, owner)
+            if job is not None:
+                dispatch_committed(session, settings, job)
+    except Exception:
+        logger.warning("owner %s: next held job not sent; the reconciler will", owner)
 
 
 def _requeue_once(settings: Settings, held: Lease, reason: str, preempted: bool) -> Job | None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.schemas.jobs import EventPublic, JobDetail, JobPublic, Links, MLflowLink, Progress
+from api.schemas.jobs import (
+    EventPublic,
+    JobDetail,
+    JobPublic,
+    Links,
+    MLflowLink,
+    Progress,
+    QueuePlace,
+)
+from jobs.fair_queue import Place
 from jobs.models import Job, JobEvent
 from jobs.settings import Settings
 from leap_core.tracking.links import run_link
@@ -16,17 +25,17 @@ def mlflow_url(settings: Settings, job: Job) -> str | None:
     return run_link(settings.mlflow_ui_url, job.mlflow_run_id, job.mlflow_experiment_id)
 
 
-def job_public(job: Job, settings: Settings) -> JobPublic:
+def job_public(job: Job, settings: Settings, place: Place | None = None) -> JobPublic:
     """A job as lists show it."""
-    return JobPublic(**_fields(job, settings))
+    return JobPublic(**_fields(job, settings, place))
 
 
-def job_detail(job: Job, settings: Settings) -> JobDetail:
+def job_detail(job: Job, settings: Settings, place: Place | None = None) -> JobDetail:
     """A job as its own endpoints show it: the public fields and the spec."""
-    return JobDetail(**_fields(job, settings), spec=job.spec)
+    return JobDetail(**_fields(job, settings, place), spec=job.spec)
 
 
-def _fields(job: Job, settings: Settings) -> dict[str, Any]:
+def _fields(job: Job, settings: Settings, place: Place | None) -> dict[str, Any]:
     base = f"/v1/jobs/{job.id}"
     fraction = (
         job.global_step / job.total_steps
@@ -62,6 +71,7 @@ def _fields(job: Job, settings: Settings) -> dict[str, Any]:
             experiment_id=job.mlflow_experiment_id,
             url=mlflow_url(settings, job),
         ),
+        queue=None if place is None else QueuePlace(position=place.position, held=place.held),
         error=job.error,
         links=Links(
             self=base, events=f"{base}/events", cancel=f"{base}/cancel", retry=f"{base}/retry"

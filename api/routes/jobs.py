@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -25,12 +25,12 @@ from api.presenters.jobs import event_public, job_detail, job_public
 from api.replies import json_reply
 from api.schemas.common import JobId, Problem
 from api.schemas.jobs import MAX_EVENT_ID, EventPage, JobCreate, JobDetail, JobPage
-from jobs import service
+from jobs import fair_queue, service
 from jobs.db import session_factory
 from jobs.dispatch import NotDispatched, dispatch_committed, dispatch_new
 from jobs.models import NAME_LENGTH, TERMINAL, JobEvent, JobStatus, utcnow
 from jobs.states import IllegalTransition
-from jobs.submission import check_devices, check_storable, confined_spec
+from jobs.submission import check_devices, check_queue_room, check_storable, confined_spec
 from leap_core.run_names import run_name
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=UNAUTHORIZED)
@@ -72,6 +72,8 @@ def submit(
     check_devices(body.resources.devices, settings)
     spec = confined_spec(JobCreate.training_spec(dumped), settings)  # stored absolute
     with sessions() as session:
+        if idempotency_key is None or not service.has_idempotent(session, owner, idempotency_key):
+            check_queue_room(session, settings, owner, 1)
         try:
             created = service.create_job(
                 session,
@@ -85,6 +87,7 @@ def submit(
                 # Stamped in the transaction that stores the job (one commit per
                 # submission); the stamp is taken back if the broker refuses the message.
                 dispatched_at=utcnow(),
+                queue=settings.queue,
             )
         except service.IdempotencyConflict as error:
             raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None
@@ -113,13 +116,32 @@ def list_jobs(
     tag: str | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: str | None = None,
+    order: Annotated[
+        Literal["newest", "queue"],
+        Query(description="newest first, or (queued jobs only) the order they will start in"),
+    ] = "newest",
 ) -> JobPage:
-    """The caller's jobs, newest first; follow ``next_cursor`` for older ones."""
+    """The caller's jobs, newest first; follow ``next_cursor`` for older ones. With
+    ``order=queue``, the caller's queued jobs in the order they will start (one page)."""
+    places = fair_queue.places(session, settings, settings.queue)
+    if order == "queue":
+        if cursor is not None or status_ not in (None, JobStatus.queued):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                "order=queue lists queued jobs in one page: it takes no cursor and no other status",
+            )
+        queued = service.queued_jobs(session, owner, tag)
+        queued.sort(key=lambda job: places[job.id].position if job.id in places else 1 << 30)
+        return JobPage(
+            items=[job_public(job, settings, places.get(job.id)) for job in queued[:limit]],
+            next_cursor=None,
+        )
     try:
         rows, next_cursor = service.list_jobs(session, owner, status_, tag, limit, cursor)
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
-    return JobPage(items=[job_public(job, settings) for job in rows], next_cursor=next_cursor)
+    items = [job_public(job, settings, places.get(job.id)) for job in rows]
+    return JobPage(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=NOT_FOUND)
@@ -132,7 +154,10 @@ def get_job(
             job = service.get_job(session, owner, job_id)
         except service.JobNotFound:
             raise _not_found(job_id) from None
-    return json_reply(job_detail(job, settings))
+        place = None
+        if job.status == JobStatus.queued:
+            place = fair_queue.places(session, settings, job.queue).get(job.id)
+    return json_reply(job_detail(job, settings, place))
 
 
 @router.post(

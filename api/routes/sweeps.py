@@ -69,6 +69,7 @@ def submit(
             priority=body.priority,
             idempotency_key=idempotency_key,
             body_hash=service.request_hash(definition) if idempotency_key else None,
+            settings=settings,
         )
     except service.IdempotencyConflict as error:
         raise HTTPException(status.HTTP_409_CONFLICT, str(error)) from None

@@ -54,6 +54,17 @@ class Links(BaseModel):
     retry: str
 
 
+class QueuePlace(BaseModel):
+    """Where a queued job stands in the fair queue (``jobs.fair_queue``)."""
+
+    position: int = Field(
+        description="queued jobs (of any owner, needing as many devices) that start before it"
+    )
+    held: str | None = Field(
+        None, description="why it cannot start now although its turn may come (an owner limit)"
+    )
+
+
 class JobPublic(BaseModel):
     id: str
     name: str
@@ -77,6 +88,7 @@ class JobPublic(BaseModel):
     progress: Progress
     metrics: dict[str, float]
     mlflow: MLflowLink
+    queue: QueuePlace | None = Field(None, description="a queued job's place; null otherwise")
     error: str | None
     links: Links
 

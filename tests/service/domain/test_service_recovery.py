@@ -13,6 +13,7 @@ never on jobs of other tests in the session.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -58,13 +59,15 @@ def stored_job(
     attempt: int = 1,
     heartbeat_age: float = 2 * HOUR,
     preemptions: int = 0,
+    queue: str | None = None,
 ) -> str:
     """A job as a worker on ``lost-host`` left it: leased (attempt ``attempt``, of which
     ``preemptions`` followed a preemption), then moved to ``status``, its last heartbeat
-    ``heartbeat_age`` seconds ago. No message is sent."""
+    ``heartbeat_age`` seconds ago; of ``queue`` (the queue whose jobs a message for it may
+    start instead, in the fair order). No message is sent."""
     spec = parse_spec(body).model_dump(mode="json")
     with session_scope(database_url) as session:
-        job = new_job(session, owner, "recovery-test", spec, ["recovery"], 0)
+        job = new_job(session, owner, "recovery-test", spec, ["recovery"], 0, queue=queue)
         job.attempt = attempt
         job.preemptions = preemptions
         transition(session, job, JobStatus.running, "started on lost-host", worker="lost-host")
@@ -190,8 +193,13 @@ def test_duplicate_messages_for_running_and_finished_jobs_change_nothing(
 ):
     owner = "recovery-duplicate"
     make_client(owner)
-    running = stored_job(database_url, owner, job_body(), JobStatus.running, heartbeat_age=1)
-    finished = stored_job(database_url, owner, job_body(), JobStatus.succeeded)
+    # Jobs of a queue of their own: a message for a job that is not queued starts the
+    # queue's next queued job, and there must be none for the duplicates to do nothing.
+    alone = f"recovery-duplicate-{uuid.uuid4().hex[:8]}"
+    running = stored_job(
+        database_url, owner, job_body(), JobStatus.running, heartbeat_age=1, queue=alone
+    )
+    finished = stored_job(database_url, owner, job_body(), JobStatus.succeeded, queue=alone)
     before = {job_id: state_events(database_url, job_id) for job_id in (running, finished)}
 
     settings = recovery_settings(service_env)
