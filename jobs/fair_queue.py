@@ -6,9 +6,8 @@ as many devices:
 
 - the owner with the fewest jobs running goes first, and between owners running as many,
   the one whose last job started longest ago (or never);
-- within that owner, the job the message names when it is that owner's (the broker already
-  delivers one owner's messages by priority, then in order), else the owner's job of the
-  highest priority, then the oldest.
+- within that owner, its job of the highest priority, then the oldest (whichever of its
+  jobs the message names: a message sent again goes behind the others in the broker).
 
 So when every worker is busy with owner A's sweep and owner B submits one job later, the
 next worker that frees up starts B's job (B runs none, or has waited longer), ahead of A's
@@ -117,10 +116,7 @@ def next_job(session: Session, settings: Settings, named: Job) -> Job | None:
         if owner.queued and (limit is None or owner.running < limit)
     )
     for *_, name in ready:
-        rows = owners[name].queued
-        if named.owner == name and named.status == JobStatus.queued:
-            rows = [row for row in rows if row.id == named.id] + rows
-        for row in rows:
+        for row in owners[name].queued:
             job = session.scalar(
                 select(Job)
                 .where(Job.id == row.id, Job.status == JobStatus.queued)

@@ -128,6 +128,14 @@ def describe(job: dict) -> str:
         )
     if progress.get("eta_seconds") is not None and job["status"] == "running":
         parts.append(f"ETA {progress['eta_seconds']:.0f}s")
+    place = job.get("queue")
+    if place is not None:
+        ahead = place["position"]
+        parts.append(
+            f"{ahead} job starts before it" if ahead == 1 else f"{ahead} jobs start before it"
+        )
+        if place.get("held"):
+            parts.append(f"held: {place['held']}")
     metrics = job.get("metrics") or {}
     for name in ("step_loss", "rank1", "mAP"):
         if name in metrics:
@@ -243,13 +251,18 @@ def list_jobs(
     status_: Annotated[str | None, typer.Option("--status", help="only this status")] = None,
     tag: Annotated[str | None, typer.Option(help="only jobs with this tag")] = None,
     limit: Annotated[int, typer.Option(min=1, max=200)] = 20,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="your queued jobs in the order they will start")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="the page as JSON")] = False,
 ) -> None:
-    """List your jobs, newest first: id, status, progress, created, name."""
+    """List your jobs, newest first (or, with --queue, your queued jobs in the order they
+    will start): id, status, progress or queue position, created, name."""
     params = {
         "limit": limit,
         **({"status": status_} if status_ else {}),
         **({"tag": tag} if tag else {}),
+        **({"order": "queue"} if queue else {}),
     }
     page = Client.from_environment().request("GET", "/v1/jobs", params=params)
     if as_json:
@@ -258,6 +271,8 @@ def list_jobs(
     for job in page["items"]:
         fraction = job["progress"].get("fraction")
         shown = f"{fraction:.0%}" if fraction is not None else "-"
+        if job.get("queue") is not None:  # a queued job: how many start before it
+            shown = f"#{job['queue']['position']}"
         typer.echo(
             f"{job['id']}  {job['status']:<10} {shown:>5}  {job['created_at'][:19]}  {job['name']}"
         )

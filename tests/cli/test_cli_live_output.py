@@ -82,3 +82,12 @@ def test_demo_jobs_are_named_by_what_they_are():
         "CosFace": "demo synthetic <H10,S5> CosFace seed0",
         "LEAP-CF": "demo synthetic <H10,S5> LEAP-CF seed0",
     }
+
+
+def test_a_queued_jobs_line_says_how_many_start_before_it_and_why_it_is_held():
+    waiting = {**job("queued", None, 0), "queue": {"position": 3, "held": None}}
+    assert describe(waiting).endswith(": queued  step 0/8 (epoch 0/2)  3 jobs start before it")
+    held = {**waiting, "queue": {"position": 1, "held": "2 of the owner's jobs are running"}}
+    assert describe(held).endswith(
+        "1 job starts before it  held: 2 of the owner's jobs are running"
+    )
