@@ -180,3 +180,37 @@ def test_a_job_is_stamped_sent_in_its_one_commit_and_unstamped_if_the_broker_ref
     assert queue_length(service_env) == before + 1
     with session_scope(settings.database_url) as session:
         assert session.get(Job, job_id).dispatched_at is not None
+
+
+def test_an_owner_past_its_queue_limit_is_refused_with_429_and_nothing_is_stored(
+    settings: Settings, job_body
+):
+    limited = settings.model_copy(update={"max_queued_per_owner": 2})
+    token = create_key(f"limited-{uuid.uuid4().hex[:8]}", settings.database_url)
+    with TestClient(create_app(limited), headers={"Authorization": f"Bearer {token}"}) as test:
+        kept = [test.post("/v1/jobs", json=job_body()).json() for _ in range(2)]
+        before = _counts(settings.database_url)
+        refused = test.post("/v1/jobs", json=job_body())
+        assert refused.status_code == 429, refused.text
+        assert refused.json()["detail"] == (
+            "2 of your jobs are queued and this request adds 1; LEAP_MAX_QUEUED_PER_OWNER "
+            "allows 2: wait for some to start, or cancel some"
+        )
+        sweep = test.post(
+            "/v1/sweeps",
+            json={
+                "name": "over",
+                "base": job_body(),
+                "axes": {"lr": {"low": {"train.optimizer.lr": 1e-3}, "high": {}}},
+            },
+        )
+        assert sweep.status_code == 429, sweep.text
+        assert _counts(settings.database_url) == before
+        # The queue the owner sees: oldest first, both with their place.
+        queued = test.get("/v1/jobs", params={"order": "queue"}).json()["items"]
+        assert [job["id"] for job in queued] == [job["id"] for job in kept]
+        positions = [job["queue"]["position"] for job in queued]
+        assert positions == sorted(positions) and len(set(positions)) == 2
+        for job in kept:  # cancelled at once, making room again
+            assert test.post(f"/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+        assert test.post("/v1/jobs", json=job_body()).status_code == 201
