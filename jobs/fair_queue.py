@@ -13,9 +13,9 @@ So when every worker is busy with owner A's sweep and owner B submits one job la
 next worker that frees up starts B's job (B runs none, or has waited longer), ahead of A's
 remaining cells; then A and B alternate. A message spent on another owner's turn is sent
 again for the job it named, so every queued job keeps a message of its own (the started
-job's own message then finds it running and does nothing, as a duplicate does). An owner with ``LEAP_MAX_RUNNING_PER_OWNER``
-jobs running is passed over (its queued jobs are *held*); when one of its jobs ends, the
-worker sends a message for its next one.
+job's own message then finds it running and does nothing, as a duplicate does). An owner
+with ``LEAP_MAX_RUNNING_PER_OWNER`` jobs running is passed over (its queued jobs are
+*held*); when one of its jobs ends, the worker sends a message for its next one.
 
 A queued job's *position* is how many queued jobs of its queue and kind start before it if
 nothing else is submitted: the same rule played forward (:func:`places`). Only jobs whose
