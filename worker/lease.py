@@ -190,6 +190,14 @@ def finish(
     return done
 
 
+def cancel_requested(settings: Settings, held: Lease) -> bool:
+    """Whether the job this attempt holds was asked to stop (``cancelling``), for a wait
+    outside the training loop (a job waiting for free devices)."""
+    with session_scope(settings.database_url) as session:
+        status = session.scalar(select(Job.status).where(*owned(held)))
+    return status == JobStatus.cancelling
+
+
 def release_held(settings: Settings, owner: str) -> None:
     """A job of ``owner`` ended: send a message for its next queued job, which the
     per-owner running limit may have held (its earlier message found it held and passed).

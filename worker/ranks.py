@@ -23,11 +23,12 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from jobs.models import JobStatus
 from jobs.settings import Settings
 from leap_core.config import JobSpec
 from leap_core.distributed.launch import RankFailed, run_ranks
 from worker.gpu import claim_devices, is_gpu_worker, machine_devices, release
-from worker.lease import Lease
+from worker.lease import Lease, cancel_requested, finish
 from worker.outcome import Outcome, RankReport, record_failure
 
 logger = logging.getLogger(__name__)
@@ -51,9 +52,19 @@ def run_on_devices(settings: Settings, held: Lease, spec: JobSpec) -> Outcome:
     (run_dir / LEASE_FILE).write_text(json.dumps(asdict(held)))
     RankReport.clear(run_dir)
     claimed = claim_devices(devices)
+    waited = 0.0
     while claimed is None:  # all or nothing, so two waiting jobs never deadlock
+        if cancel_requested(settings, held):  # a held job is cancelled at once
+            finish(
+                settings,
+                held,
+                JobStatus.cancelled,
+                f"cancelled while waiting {waited:.0f} s for {devices} free devices",
+            )
+            return Outcome.cancelled
         logger.info("job %s waits for %d free devices", held.job_id, devices)
         time.sleep(WAIT_SECONDS)
+        waited += WAIT_SECONDS
         claimed = claim_devices(devices)
     names, locks = claimed
     saved = os.environ.get("CUDA_VISIBLE_DEVICES")

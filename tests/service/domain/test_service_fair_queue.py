@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select
 
 from jobs.db import session_scope
 from jobs.fair_queue import places
-from jobs.models import Job, JobStatus, utcnow
+from jobs.models import Job, JobEvent, JobStatus, utcnow
 from jobs.service import new_job
 from jobs.settings import Settings
 from jobs.states import transition
@@ -144,3 +145,37 @@ def test_an_owners_queue_is_refused_past_its_limit_naming_the_setting(url, tmp_p
         "2 of your jobs are queued and this request adds 2; LEAP_MAX_QUEUED_PER_OWNER "
         "allows 3: wait for some to start, or cancel some"
     )
+
+
+def test_a_job_waiting_for_free_devices_is_cancelled_at_once(url, tmp_path, monkeypatch):
+    import threading
+
+    from jobs.service import cancel_job
+    from leap_core.config import parse_spec
+    from tests.tiny import tiny_job
+    from worker import ranks
+    from worker.outcome import Outcome
+
+    settings = settings_for(url, tmp_path)
+    job_id = submitted(url, "a", minutes_ago=1, resources={"devices": 2})
+    held = lease(settings, job_id, "w1")
+    assert held is not None
+    # Every device is taken by other jobs, for as long as this one waits.
+    monkeypatch.setattr(ranks, "claim_devices", lambda count: None)
+    monkeypatch.setattr(ranks, "WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(ranks, "machine_devices", lambda: 2)
+
+    def cancel_soon() -> None:
+        with session_scope(url) as session:
+            cancel_job(session, "a", job_id)
+
+    threading.Timer(0.3, cancel_soon).start()
+    spec = parse_spec({**tiny_job(), "resources": {"devices": 2}})
+    assert ranks.run_on_devices(settings, held, spec) == Outcome.cancelled
+    with session_scope(url) as session:
+        job = session.get(Job, job_id)
+        assert job.status == JobStatus.cancelled
+        last = session.scalars(
+            select(JobEvent.message).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+        ).all()[-1]
+    assert last.startswith("cancelled while waiting ") and last.endswith(" s for 2 free devices")
