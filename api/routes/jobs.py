@@ -123,7 +123,6 @@ def list_jobs(
 ) -> JobPage:
     """The caller's jobs, newest first; follow ``next_cursor`` for older ones. With
     ``order=queue``, the caller's queued jobs in the order they will start (one page)."""
-    places = fair_queue.places(session, settings, settings.queue)
     if order == "queue":
         if cursor is not None or status_ not in (None, JobStatus.queued):
             raise HTTPException(
@@ -131,6 +130,7 @@ def list_jobs(
                 "order=queue lists queued jobs in one page: it takes no cursor and no other status",
             )
         queued = service.queued_jobs(session, owner, tag)
+        places = fair_queue.places(session, settings, settings.queue)
         queued.sort(key=lambda job: places[job.id].position if job.id in places else 1 << 30)
         return JobPage(
             items=[job_public(job, settings, places.get(job.id)) for job in queued[:limit]],
@@ -140,6 +140,9 @@ def list_jobs(
         rows, next_cursor = service.list_jobs(session, owner, status_, tag, limit, cursor)
     except ValueError as error:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(error)) from None
+    places = {}  # read only when the page shows a queued job
+    if any(job.status == JobStatus.queued for job in rows):
+        places = fair_queue.places(session, settings, settings.queue)
     items = [job_public(job, settings, places.get(job.id)) for job in rows]
     return JobPage(items=items, next_cursor=next_cursor)
 
