@@ -28,12 +28,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobStatus, utcnow
 from jobs.settings import Settings
 
 #: The states in which a job holds a worker.
@@ -122,9 +122,25 @@ def next_job(session: Session, settings: Settings, named: Job) -> Job | None:
                 .where(Job.id == row.id, Job.status == JobStatus.queued)
                 .with_for_update(skip_locked=True)
             )
-            if job is not None:
+            if job is not None and _claimed(session, job):
                 return job
     return None
+
+
+def _claimed(session: Session, job: Job) -> bool:
+    """Take ``job`` with a write that holds only while it is still queued. PostgreSQL's row
+    lock already makes it ours; SQLite (the embedded stack) has no row locks, and this
+    write, which waits for any other writer, is what keeps two workers off one job."""
+    done = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.queued)
+        .values(updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    if cast(CursorResult[Any], done).rowcount != 1:
+        return False
+    session.refresh(job)
+    return True
 
 
 def held_reason(session: Session, settings: Settings, job: Job) -> str:
