@@ -30,10 +30,12 @@ from leap_core.evaluation.face import (
 from leap_core.evaluation.reid import (
     RankResult,
     evaluate_rank,
+    rank_distance_blocks,
     rank_queries,
     rank_queries_from_features,
 )
 from leap_core.evaluation.rerank import re_ranking
+from leap_core.evaluation.rerank_sparse import iter_re_ranking, re_ranking_from_features
 
 __all__ = [
     "AngularStats",
@@ -52,11 +54,14 @@ __all__ = [
     "head_tail_reid",
     "identification_rank1",
     "iter_cosine_distance",
+    "iter_re_ranking",
     "kfold_accuracy",
     "pair_scores",
+    "rank_distance_blocks",
     "rank_queries",
     "rank_queries_from_features",
     "re_ranking",
+    "re_ranking_from_features",
     "read_template_media",
     "read_template_pairs",
     "roc_curve",

@@ -29,10 +29,14 @@ from leap_core.evaluation._validation import (
     positive_int,
 )
 from leap_core.evaluation.breakdown import head_query_mask, head_tail_reid
-from leap_core.evaluation.distance import cosine_distance, normalize
+from leap_core.evaluation.distance import normalize
 from leap_core.evaluation.face import kfold_accuracy, labelled_operating_points, tpr_at_fpr
-from leap_core.evaluation.reid import RankResult, rank_queries, rank_queries_from_features
-from leap_core.evaluation.rerank import re_ranking
+from leap_core.evaluation.reid import (
+    RankResult,
+    rank_distance_blocks,
+    rank_queries_from_features,
+)
+from leap_core.evaluation.rerank_sparse import iter_re_ranking
 
 
 @runtime_checkable
@@ -57,7 +61,8 @@ class ReidEvaluator:
     Feed query batches with ``split="query"`` and gallery batches with ``split="gallery"``.
     ``head_pids`` (training identities counted as head) adds ``head/…`` and ``tail/…``
     metrics for test setups whose identities were seen in training. ``rerank`` applies
-    k-reciprocal re-ranking (memory ``O((Q + G)²)``).
+    k-reciprocal re-ranking from the features (:mod:`.rerank_sparse`: memory that grows
+    with ``(Q + G)·k1``, the re-ranked distances ranked block by block).
     """
 
     def __init__(
@@ -124,18 +129,8 @@ class ReidEvaluator:
         qf, q_pids, q_cams = self._stack("query")
         gf, g_pids, g_cams = self._stack("gallery")
         if self.rerank:
-            q_g = cosine_distance(qf, gf)
-            distmat = re_ranking(
-                q_g,
-                cosine_distance(qf, qf),
-                cosine_distance(gf, gf),
-                self.k1,
-                self.k2,
-                self.lambda_value,
-            )
-            result = rank_queries(
-                distmat, q_pids, g_pids, q_cams, g_cams, self.max_rank, self.rows_per_block
-            )
+            blocks = iter_re_ranking(qf, gf, self.k1, self.k2, self.lambda_value)
+            result = rank_distance_blocks(blocks, q_pids, g_pids, q_cams, g_cams, self.max_rank)
         else:
             result = rank_queries_from_features(
                 qf, gf, q_pids, g_pids, q_cams, g_cams, self.max_rank, self.rows_per_block

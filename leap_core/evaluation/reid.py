@@ -25,7 +25,7 @@ gallery)`` pid or camera mask is ever built. All metrics are fractions in ``[0, 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -334,6 +334,38 @@ def rank_queries_from_features(
         query_features, gallery_features, positive_int("rows_per_block", rows_per_block)
     )
     return _run(blocks, q.shape[0], labels[0], labels[2], labels[1], labels[3], max_rank)
+
+
+def rank_distance_blocks(
+    blocks: Iterable[tuple[int, np.ndarray | torch.Tensor]],
+    q_pids: Any,
+    g_pids: Any,
+    q_camids: Any,
+    g_camids: Any,
+    max_rank: int = 50,
+) -> RankResult:
+    """Like :func:`rank_queries` on a distance matrix that arrives as consecutive
+    ``(first_row, rows)`` blocks covering every query in order (re-ranking produces it so):
+    each block is ranked and dropped, so the whole matrix is never held."""
+    num_query, num_gallery = len(q_pids), len(g_pids)
+    labels = _check_labels(num_query, num_gallery, q_pids, g_pids, q_camids, g_camids)
+    max_rank = _effective_max_rank(max_rank, num_gallery)
+
+    def checked() -> Iterator[tuple[int, np.ndarray | torch.Tensor]]:
+        expected = 0
+        for start, block in blocks:
+            if start != expected or block.ndim != 2 or block.shape[1] != num_gallery:
+                raise ValueError(
+                    f"distance blocks must follow each other with {num_gallery} columns; "
+                    f"expected rows from {expected}, got {tuple(block.shape)} from {start}"
+                )
+            expected = start + block.shape[0]
+            for first in range(0, block.shape[0], DEFAULT_ROWS_PER_BLOCK):
+                yield start + first, block[first : first + DEFAULT_ROWS_PER_BLOCK]
+        if expected != num_query:
+            raise ValueError(f"distance blocks cover {expected} of {num_query} queries")
+
+    return _run(checked(), num_query, labels[0], labels[2], labels[1], labels[3], max_rank)
 
 
 def evaluate_rank(

@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking (Zhong et al., CVPR 2017), vectorised over all images.
+"""k-reciprocal re-ranking (Zhong et al., CVPR 2017) on dense distance matrices: the reference.
 
 Re-ranking replaces each query-gallery distance by a blend of the original distance and a
 Jaccard distance between *k-reciprocal neighbour sets*, which rewards gallery images that
@@ -19,8 +19,10 @@ numbers match what users know):
 * ``d_J(i, j) = 1 - Σ min(V_i, V_j) / Σ max(V_i, V_j)``, where ``Σ max = 2 - Σ min``
   because rows sum to 1 (eq. 10-11); final ``d* = (1 - λ) d_J + λ d`` (eq. 12).
 
-Memory is ``O(N²)`` (the joint matrix and the dense ``V``), like the reference code: fine
-for Market-1501 on a machine with a few GB, the reason re-ranking is optional.
+Memory is ``O(N²)`` (the joint matrix and the dense ``V``), like the authors' code: about
+1.5 GB per float matrix at Market-1501 (N = 19,281), 35 GB at MSMT17 (N = 93,820). This
+is the reference: evaluation re-ranks from the features with
+:mod:`leap_core.evaluation.rerank_sparse`, the same result in ``O(N·k1)`` memory.
 """
 
 from __future__ import annotations
@@ -135,7 +137,9 @@ def re_ranking(
 
     weights = torch.where(member, torch.exp(-dist), 0.0)
     del member
-    v = weights / weights.sum(1, keepdim=True)
+    # An image with an exact duplicate of lower index can have no reciprocal neighbour
+    # at all: its row stays zero (its Jaccard distances are 1), as in the authors' code.
+    v = weights / weights.sum(1, keepdim=True).clamp_(min=torch.finfo(torch.float32).tiny)
     del weights
     if k2 > 1:
         expanded = torch.zeros_like(v)

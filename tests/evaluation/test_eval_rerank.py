@@ -1,4 +1,4 @@
-"""k-reciprocal re-ranking against a straightforward set-based rendering of the paper."""
+"""The dense k-reciprocal re-ranking against renderings of the paper and of the authors' code."""
 
 from __future__ import annotations
 
@@ -7,44 +7,7 @@ import pytest
 
 from leap_core.evaluation.distance import cosine_distance
 from leap_core.evaluation.rerank import re_ranking
-
-
-def rerank_by_sets(
-    q_g: np.ndarray, q_q: np.ndarray, g_g: np.ndarray, k1: int, k2: int, lam: float
-) -> np.ndarray:
-    """Zhong et al. 2017, equation by equation, with Python sets and loops."""
-    num_q = q_g.shape[0]
-    joint = np.block([[q_q, q_g], [q_g.T, g_g]]).astype(np.float32)
-    d = joint**2
-    d = d / d.max(axis=1, keepdims=True)
-    n = d.shape[0]
-    order = [np.argsort(d[i], kind="stable") for i in range(n)]
-
-    def nearest(i: int, k: int) -> list[int]:  # N(i, k)
-        return [int(j) for j in order[i][:k]]
-
-    def reciprocal(i: int, k: int) -> set[int]:  # eq. 3: R(i, k)
-        return {j for j in nearest(i, k + 1) if i in nearest(j, k + 1)}
-
-    v = np.zeros((n, n))
-    for i in range(n):
-        r = reciprocal(i, k1)
-        r_star = set(r)
-        for c in r:  # eq. 6
-            r_half = reciprocal(c, round(k1 / 2))
-            if len(r & r_half) > 2 / 3 * len(r_half):
-                r_star |= r_half
-        members = sorted(r_star)
-        weights = np.exp(-d[i, members].astype(np.float64))  # eq. 7
-        v[i, members] = weights / weights.sum()
-    if k2 > 1:  # local query expansion
-        v = np.stack([v[nearest(i, k2)].mean(0) for i in range(n)])
-    final = np.empty((num_q, n - num_q))
-    for i in range(num_q):
-        for j in range(num_q, n):  # eq. 10-12 with Σ max computed directly
-            jaccard = 1 - np.minimum(v[i], v[j]).sum() / np.maximum(v[i], v[j]).sum()
-            final[i, j - num_q] = (1 - lam) * jaccard + lam * d[i, j]
-    return final
+from tests.evaluation.rerank_references import rerank_as_released, rerank_by_sets
 
 
 def _distances(seed: int, num_q: int, num_g: int, clusters: int):
@@ -104,3 +67,29 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         re_ranking(**args)
+
+
+def _duplicates(seed: int, num_q: int, num_g: int, groups: int):
+    """Images that are exact copies of one of ``groups`` one-hot features: every distance
+    is exactly 0 or 1, so neighbour order is decided by ties alone, and an image with
+    more lower-index copies than ``k1 + 1`` has no reciprocal neighbour at all."""
+    labels = np.random.default_rng(seed).integers(0, groups, num_q + num_g)
+    feats = np.eye(groups + 2, dtype=np.float32)[labels]
+    return feats[:num_q], feats[num_q:]
+
+
+@pytest.mark.parametrize(("k1", "k2", "lam"), [(6, 3, 0.3), (3, 1, 0.3), (20, 6, 0.5)])
+def test_matches_the_released_procedure_on_random_and_tied_distances(
+    k1: int, k2: int, lam: float
+) -> None:
+    q_g, q_q, g_g = _distances(k1, 12, 40, 4)
+    np.testing.assert_allclose(
+        re_ranking(q_g, q_q, g_g, k1, k2, lam),
+        rerank_as_released(q_g, q_q, g_g, k1, k2, lam),
+        atol=2e-6,
+    )
+    q, g = _duplicates(k1, 10, 50, 5)
+    tied = cosine_distance(q, g), cosine_distance(q, q), cosine_distance(g, g)
+    ours = re_ranking(*tied, k1, k2, lam)
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours, rerank_as_released(*tied, k1, k2, lam), atol=2e-6)
