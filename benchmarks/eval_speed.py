@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from peak_memory import reset_peak, status_kb
 
 from leap_core.evaluation.distance import cosine_distance
 from leap_core.evaluation.reid import evaluate_rank, rank_queries
@@ -44,10 +45,10 @@ TARGET_MEGABYTES = 500.0
 ARRAYS = ("distmat", "q_pids", "g_pids", "q_camids", "g_camids")
 
 
-def make_market_like(
+def market_like_features(
     num_query: int, num_gallery: int, num_ids: int, num_cams: int, noise: float, dim: int, seed: int
 ) -> dict[str, np.ndarray]:
-    """Synthetic clustered features and their float32 cosine distance matrix."""
+    """Synthetic clustered float32 features (``q_feat``, ``g_feat``) and their labels."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((num_ids, dim)).astype(np.float32)
     q_pids = np.resize(rng.permutation(num_ids), num_query)
@@ -61,12 +62,22 @@ def make_market_like(
     g_centres = np.where(g_pids[:, None] >= 0, centres[np.maximum(g_pids, 0)], 0.0)
     g_feat = (g_centres + noise * rng.standard_normal((num_gallery, dim))).astype(np.float32)
     return {
-        "distmat": cosine_distance(q_feat, g_feat),
+        "q_feat": q_feat,
+        "g_feat": g_feat,
         "q_pids": q_pids,
         "g_pids": g_pids,
         "q_camids": q_camids,
         "g_camids": g_camids,
     }
+
+
+def make_market_like(
+    num_query: int, num_gallery: int, num_ids: int, num_cams: int, noise: float, dim: int, seed: int
+) -> dict[str, np.ndarray]:
+    """Synthetic clustered features' float32 cosine distance matrix and their labels."""
+    data = market_like_features(num_query, num_gallery, num_ids, num_cams, noise, dim, seed)
+    data["distmat"] = cosine_distance(data.pop("q_feat"), data.pop("g_feat"))
+    return data
 
 
 def classic_toolkit_loop(
@@ -95,41 +106,19 @@ def classic_toolkit_loop(
     return float(np.mean(all_ap))
 
 
-def _status_kb(field: str) -> int | None:
-    """A ``kB`` field of ``/proc/self/status`` (Linux), or None elsewhere."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _reset_peak() -> bool:
-    """Reset the RSS high-water mark (Linux ``clear_refs``); False where that is refused."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")
-    except OSError:
-        return False
-    return _status_kb("VmHWM") is not None
-
-
 def measure_child(path: str, repeats: int) -> None:
     """Run in a fresh process: time ``evaluate_rank`` and report its peak RSS growth."""
     data = {name: np.load(Path(path) / f"{name}.npy") for name in ARRAYS}
     small = {k: v[:8] if k.startswith("q") else v for k, v in data.items() if k != "distmat"}
     evaluate_rank(data["distmat"][:8], **small)  # load kernels before the baseline
-    exact = _reset_peak()
-    base_kb = _status_kb("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    exact = reset_peak()
+    base_kb = status_kb("VmRSS") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
     for _ in range(max(repeats, 1)):
         start = time.perf_counter()
         cmc, m_ap = evaluate_rank(**data)
         times.append(time.perf_counter() - start)
-    peak_kb = _status_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = status_kb("VmHWM") if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
             {

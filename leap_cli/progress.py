@@ -1,4 +1,5 @@
-"""A rich progress display for training: epoch, step, loss, lr, images/s and ETA."""
+"""A rich progress display for training: epoch, step, loss, lr, images/s and ETA, and a bar
+for each long piece of work between steps (decoding evaluation images, re-ranking)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,14 @@ if TYPE_CHECKING:
 
 
 class ProgressHook(Hook):
-    """One bar over all steps of the run; the description carries the live figures."""
+    """One bar over all steps of the run (the figures column carries the live figures),
+    and one more while a piece of work between steps lasts. Used without a training loop
+    (``leap eval``), it shows the work bars alone; :meth:`stop` ends the display."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
         self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}[/]"),
+            TextColumn("[bold]{task.description}[/]"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[figures]}"),
@@ -38,14 +41,14 @@ class ProgressHook(Hook):
             transient=False,
         )
         self.task: TaskID | None = None
+        self.work: dict[str, TaskID] = {}
 
     def on_start(self, trainer: Trainer) -> None:
         self.progress.start()
         self.task = self.progress.add_task(
-            "train",
+            f"epoch {trainer.epoch + 1}/{trainer.spec.train.epochs}",
             total=trainer.total_steps,
             completed=trainer.global_step,
-            epoch=f"{trainer.epoch + 1}/{trainer.spec.train.epochs}",
             figures="",
         )
 
@@ -58,9 +61,19 @@ class ProgressHook(Hook):
         self.progress.update(
             self.task,
             completed=info.global_step,
-            epoch=f"{info.epoch + 1}/{trainer.spec.train.epochs}",
+            description=f"epoch {info.epoch + 1}/{trainer.spec.train.epochs}",
             figures=figures,
         )
+
+    def on_work(self, trainer: Trainer, what: str, done: int, total: int) -> None:
+        if not self.progress.live.is_started:
+            self.progress.start()
+        task = self.work.get(what)
+        if task is None:
+            task = self.work[what] = self.progress.add_task(what, total=total, figures="")
+        self.progress.update(task, completed=done, total=total)
+        if done >= total:
+            self.progress.remove_task(self.work.pop(what))
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, metrics: dict[str, float]) -> None:
         if "rank1" in metrics:
@@ -75,4 +88,8 @@ class ProgressHook(Hook):
         self.progress.stop()
 
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
+        self.progress.stop()
+
+    def stop(self) -> None:
+        """End the display (after work followed without a training loop)."""
         self.progress.stop()

@@ -251,20 +251,25 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Re-evaluate a saved model on its dataset's query and gallery splits."""
+    from leap_cli.progress import ProgressHook
     from leap_core.config import parse_spec
     from leap_core.spec_paths import apply_overrides
     from leap_core.training.checkpoint_store import open_checkpoint, run_dir_of
     from leap_core.training.trainer import Trainer
 
     console = Console(stderr=as_json)
+    progress = ProgressHook(console)
     try:
         payload = open_checkpoint(checkpoint).common  # the backbone: no class's rows are read
         spec = parse_spec(apply_overrides(payload["spec"], overrides or []))
-        trainer = Trainer(spec, run_dir_of(checkpoint), data=_prepare(spec, console))
+        data = _prepare(spec, console)
+        trainer = Trainer(spec, run_dir_of(checkpoint), data=data, hooks=[progress])
         trainer.model.load_state_dict(payload["model"])
         metrics = trainer.evaluate()
     except usage_errors() as error:
         fail(str(error))
+    finally:
+        progress.stop()
     if as_json:
         typer.echo(strict_json(metrics, sort_keys=True))
     else:

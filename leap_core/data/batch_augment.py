@@ -179,3 +179,12 @@ def train_augment(spec: JobSpec) -> BatchAugment:
     if kind == "face":
         return face_batch_augment(height)
     return reid_batch_augment(height, width, padding=padding)
+
+
+def test_augment(spec: JobSpec) -> BatchAugment:
+    """The batch form of :func:`test_transform` (no randomness), for evaluation images
+    decoded and resized already: equal to it pixel for pixel."""
+    kind, height, width, _padding = augment_settings(spec)
+    if kind == "face":
+        return face_batch_augment(height, flip_p=0.0)
+    return reid_batch_augment(height, width, padding=0, flip_p=0.0, erasing_p=0.0)

@@ -21,7 +21,8 @@ from torch.utils.data import DataLoader
 from leap_core.config import JobSpec
 from leap_core.data import LongTailManifest, Record, SplitListing
 from leap_core.data.datasets import per_image_loader
-from leap_core.data.decoded import DecodedBatches, decoded_loader
+from leap_core.data.decoded import DecodedBatches, decoded_bytes, decoded_loader
+from leap_core.data.evaluation_images import EvaluationImages
 from leap_core.data.long_tail import cut_for
 from leap_core.data.readers import read_listing
 from leap_core.data.samplers import ShardedSampler, sampler_for
@@ -32,7 +33,9 @@ class TrainingData:
     """Everything the trainer reads: the manifest, its loader and the evaluation splits.
 
     ``decoded`` says whether the loader serves images decoded once into memory
-    (:class:`DecodedBatches`) rather than decoding each image at every step."""
+    (:class:`DecodedBatches`) rather than decoding each image at every step;
+    ``evaluation_images`` serves the evaluation images, decoded once in what the training
+    set leaves of ``train.cache_decoded_mb``."""
 
     listing: SplitListing
     manifest: LongTailManifest
@@ -41,6 +44,7 @@ class TrainingData:
     steps_per_epoch: int
     query: list[Record]
     gallery: list[Record]
+    evaluation_images: EvaluationImages
     decoded: bool = False
 
 
@@ -76,6 +80,10 @@ def prepare_data(
         loader = per_image_loader(spec, manifest, sampler)
     if spec.train.steps_per_epoch is not None:
         steps = min(steps, spec.train.steps_per_epoch)
+    decoded = isinstance(loader, DecodedBatches)
+    budget = spec.train.cache_decoded_mb * 2**20
+    if decoded:
+        budget -= decoded_bytes(len(manifest.records), *spec.dataset.image_size)
     return TrainingData(
         listing,
         manifest,
@@ -84,5 +92,6 @@ def prepare_data(
         steps,
         listing.split("query"),
         listing.split("gallery"),
-        decoded=isinstance(loader, DecodedBatches),
+        EvaluationImages(spec, budget),
+        decoded=decoded,
     )

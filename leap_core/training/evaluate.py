@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,29 +14,49 @@ from torch import nn
 from leap_core.config import JobSpec
 from leap_core.data import Record, read_lfw_pairs
 from leap_core.data.datasets import test_loader
+from leap_core.data.evaluation_images import EvaluationImages
 from leap_core.evaluation.angular import AngularStats, class_angular_stats
-from leap_core.evaluation.distance import cosine_distance
 from leap_core.evaluation.face import best_threshold, kfold_accuracy
-from leap_core.evaluation.reid import rank_queries, rank_queries_from_features
-from leap_core.evaluation.rerank import re_ranking
+from leap_core.evaluation.reid import rank_distance_blocks, rank_queries_from_features
+from leap_core.evaluation.rerank_sparse import iter_re_ranking
 from leap_core.evaluation.size_bins import mean_by_size
 from leap_core.training.data_setup import TrainingData
+
+#: ``progress(what, done, total)``: a long piece of an evaluation, for a progress display.
+WorkProgress = Callable[[str, int, int], None]
+
+
+def _report(progress: WorkProgress | None, what: str) -> Callable[[int, int], None] | None:
+    if progress is None:
+        return None
+    return lambda done, total: progress(what, done, total)
 
 
 @torch.no_grad()
 def extract_features(
-    model: nn.Module, records: list[Record], spec: JobSpec, device: torch.device
+    model: nn.Module,
+    records: list[Record],
+    spec: JobSpec,
+    device: torch.device,
+    images: EvaluationImages | None = None,
+    progress: WorkProgress | None = None,
 ) -> torch.Tensor:
-    """``(N, D)`` float32 embeddings of ``records`` in order, on the CPU."""
+    """``(N, D)`` float32 embeddings of ``records`` in order, on the CPU; the pixels come
+    from ``images`` (decoded once per run) when given, else from disk."""
     was_training = model.training
     model.eval()
     chunks = []
-    for images, _pids, _camids in test_loader(records, spec):
-        images = images.to(device)
+    batches: Iterable[torch.Tensor] = (
+        (batch for batch, _pids, _camids in test_loader(records, spec))
+        if images is None
+        else images.batches(records, _report(progress, "decoding evaluation images"))
+    )
+    for batch in batches:
+        images_on_device = batch.to(device)
         if device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+            images_on_device = images_on_device.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, enabled=spec.train.amp and device.type == "cuda"):
-            chunks.append(model(images).float().cpu())
+            chunks.append(model(images_on_device).float().cpu())
     model.train(was_training)
     return torch.cat(chunks)
 
@@ -73,12 +94,17 @@ class Diagnostics:
 
 
 def evaluate(
-    model: nn.Module, data: TrainingData, spec: JobSpec, device: torch.device
+    model: nn.Module,
+    data: TrainingData,
+    spec: JobSpec,
+    device: torch.device,
+    progress: WorkProgress | None = None,
 ) -> Evaluation:
-    """The spec's evaluation protocol."""
+    """The spec's evaluation protocol; ``progress`` follows its long pieces (decoding the
+    evaluation images the first time, re-ranking)."""
     if spec.eval.protocol == "face":
-        return evaluate_verification(model, spec, device)
-    return evaluate_retrieval(model, data, spec, device)
+        return evaluate_verification(model, spec, device, data.evaluation_images, progress)
+    return evaluate_retrieval(model, data, spec, device, progress)
 
 
 def diagnose(
@@ -239,7 +265,13 @@ def unseen_records(data: TrainingData, per_class: int, seed: int) -> list[Record
     return chosen
 
 
-def evaluate_verification(model: nn.Module, spec: JobSpec, device: torch.device) -> Evaluation:
+def evaluate_verification(
+    model: nn.Module,
+    spec: JobSpec,
+    device: torch.device,
+    images: EvaluationImages | None = None,
+    progress: WorkProgress | None = None,
+) -> Evaluation:
     """LFW protocol: cosine similarity of each pair, 10-fold threshold selection."""
     # EvalSpec's validator requires both for the face protocol.
     assert spec.eval.lfw_root is not None and spec.eval.pairs_file is not None
@@ -247,7 +279,8 @@ def evaluate_verification(model: nn.Module, spec: JobSpec, device: torch.device)
     paths = pairs.paths()
     position = {path: index for index, path in enumerate(paths)}
     features = F.normalize(
-        extract_features(model, [Record(p, 0, 0) for p in paths], spec, device), dim=1
+        extract_features(model, [Record(p, 0, 0) for p in paths], spec, device, images, progress),
+        dim=1,
     )
     first = torch.tensor([position[pair.first] for pair in pairs.pairs])
     second = torch.tensor([position[pair.second] for pair in pairs.pairs])
@@ -265,27 +298,29 @@ def evaluate_verification(model: nn.Module, spec: JobSpec, device: torch.device)
 
 
 def evaluate_retrieval(
-    model: nn.Module, data: TrainingData, spec: JobSpec, device: torch.device
+    model: nn.Module,
+    data: TrainingData,
+    spec: JobSpec,
+    device: torch.device,
+    progress: WorkProgress | None = None,
 ) -> Evaluation:
-    """Market-1501 protocol metrics on the query and gallery splits."""
+    """Market-1501 protocol metrics on the query and gallery splits; with ``eval.rerank``
+    on k-reciprocal re-ranked distances, produced and ranked block by block."""
     if not data.query or not data.gallery:
         raise ValueError(
             "eval.protocol is 'reid' but the dataset has no query or gallery "
             "split; set eval.protocol to 'none'"
         )
-    query = extract_features(model, data.query, spec, device)
-    gallery = extract_features(model, data.gallery, spec, device)
+    images = data.evaluation_images
+    query = extract_features(model, data.query, spec, device, images, progress)
+    gallery = extract_features(model, data.gallery, spec, device, images, progress)
     q_pids = np.array([r.pid for r in data.query])
     g_pids = np.array([r.pid for r in data.gallery])
     q_cams = np.array([r.camid for r in data.query])
     g_cams = np.array([r.camid for r in data.gallery])
     if spec.eval.rerank:
-        distances = re_ranking(
-            cosine_distance(query, gallery),
-            cosine_distance(query, query),
-            cosine_distance(gallery, gallery),
-        )
-        result = rank_queries(distances, q_pids, g_pids, q_cams, g_cams)
+        blocks = iter_re_ranking(query, gallery, progress=_report(progress, "re-ranking"))
+        result = rank_distance_blocks(blocks, q_pids, g_pids, q_cams, g_cams)
     else:
         result = rank_queries_from_features(query, gallery, q_pids, g_pids, q_cams, g_cams)
     return Evaluation(result.as_dict(), cmc=result.cmc)

@@ -55,6 +55,10 @@ class Hook:
     def on_end(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         """After the last epoch, with the final metrics."""
 
+    def on_work(self, trainer: Trainer, what: str, done: int, total: int) -> None:
+        """Progress of a long piece of work between steps (decoding the evaluation images
+        the first time, re-ranking): ``done`` of ``total`` units, ``what`` names it."""
+
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
         """When the run stops with an error or is cancelled."""
 

@@ -474,7 +474,9 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """The spec's evaluation protocol (metrics as fractions in [0, 1])."""
-        self.last_evaluation = evaluate(self.model, self.data, self.spec, self.device)
+        self.last_evaluation = evaluate(
+            self.model, self.data, self.spec, self.device, self._report_work
+        )
         return dict(self.last_evaluation.metrics)
 
     # -------------------------------------------------------------------- checkpoints
@@ -582,6 +584,9 @@ class Trainer:
         self.mlflow_run_id = common.get("mlflow_run_id")
         self.last_metrics = dict(common.get("metrics") or {})
         self.cloud_epochs = [(float(f), float(s)) for f, s in common.get("cloud_epochs", [])]
+
+    def _report_work(self, what: str, done: int, total: int) -> None:
+        self._call("on_work", what, done, total)
 
     def _call(self, method: str, *args: Any) -> None:
         for hook in self.hooks:
