@@ -7,6 +7,7 @@ import pytest
 
 from leap_core.evaluation import rerank_sparse
 from leap_core.evaluation.distance import cosine_distance
+from leap_core.evaluation.reid import rank_distance_blocks, rank_queries
 from leap_core.evaluation.rerank import re_ranking
 from leap_core.evaluation.rerank_sparse import iter_re_ranking, re_ranking_from_features
 from tests.evaluation.rerank_references import rerank_as_released, rerank_by_sets
@@ -120,3 +121,22 @@ def test_bad_arguments(kwargs: dict, message: str) -> None:
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
         re_ranking_from_features(**args)
+
+
+def test_ranking_blocks_as_they_come_equals_ranking_the_matrix() -> None:
+    q, g = _clustered(8, 300, 400, clusters=40)
+    rng = np.random.default_rng(8)
+    labels = (rng.integers(0, 40, 300), rng.integers(0, 40, 400))
+    cams = (rng.integers(0, 3, 300), rng.integers(0, 3, 400))
+    blocks = list(iter_re_ranking(q, g, 10, 4, 0.3, rows_per_block=170))  # split to 128 rows
+    whole = np.concatenate([b for _, b in blocks])
+    streamed = rank_distance_blocks(iter(blocks), labels[0], labels[1], cams[0], cams[1])
+    direct = rank_queries(whole, labels[0], labels[1], cams[0], cams[1])
+    np.testing.assert_array_equal(streamed.average_precision, direct.average_precision)
+    np.testing.assert_array_equal(streamed.first_match, direct.first_match)
+    with pytest.raises(ValueError, match="expected rows from 170, got \\(130, 400\\) from 171"):
+        rank_distance_blocks(
+            iter([blocks[0], (171, blocks[1][1])]), labels[0], labels[1], cams[0], cams[1]
+        )
+    with pytest.raises(ValueError, match="distance blocks cover 170 of 300 queries"):
+        rank_distance_blocks(iter(blocks[:1]), labels[0], labels[1], cams[0], cams[1])
