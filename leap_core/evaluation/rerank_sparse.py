@@ -242,7 +242,8 @@ def iter_re_ranking(
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(first_row, block)``: consecutive rows of the re-ranked ``(Q, G)`` float32
     distances of the features' cosine distances (what :func:`rerank.re_ranking` gives for
-    them), each block computed when the previous one has been taken.
+    them), each block computed when the previous one has been taken. The arguments are
+    checked at the call; the work starts at the first block asked for.
 
     ``k1``, ``k2`` and ``lambda_value`` are those of :func:`rerank.re_ranking`.
     ``rows_per_block`` overrides the rows per block (by default as many as keep a block near
@@ -258,9 +259,24 @@ def iter_re_ranking(
             f"query_features and gallery_features must have the same feature dimension, got "
             f"{query.shape[1]} and {gallery.shape[1]}"
         )
+    if rows_per_block is not None:
+        positive_int("rows_per_block", rows_per_block)
     dtype = torch.float64 if torch.float64 in (query.dtype, gallery.dtype) else torch.float32
     features = torch.cat([normalize(query).to(dtype), normalize(gallery).to(dtype)])
-    num_q, n = query.shape[0], features.shape[0]
+    return _re_ranked_blocks(features, query.shape[0], k1, k2, lam, rows_per_block, progress)
+
+
+def _re_ranked_blocks(
+    features: torch.Tensor,
+    num_q: int,
+    k1: int,
+    k2: int,
+    lam: float,
+    rows_per_block: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The four stages over the joint, normalised ``features`` (queries first)."""
+    n = features.shape[0]
     num_g = n - num_q
     done = 0
 

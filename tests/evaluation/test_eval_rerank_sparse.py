@@ -140,3 +140,8 @@ def test_ranking_blocks_as_they_come_equals_ranking_the_matrix() -> None:
         )
     with pytest.raises(ValueError, match="distance blocks cover 170 of 300 queries"):
         rank_distance_blocks(iter(blocks[:1]), labels[0], labels[1], cams[0], cams[1])
+
+
+def test_arguments_are_checked_at_the_call_not_at_the_first_block() -> None:
+    with pytest.raises(ValueError, match="k1 must be a positive integer, got -1"):
+        iter_re_ranking(np.ones((2, 4), np.float32), np.ones((3, 4), np.float32), k1=-1)
