@@ -181,7 +181,7 @@ def train_augment(spec: JobSpec) -> BatchAugment:
     return reid_batch_augment(height, width, padding=padding)
 
 
-def test_augment(spec: JobSpec) -> BatchAugment:
+def evaluation_augment(spec: JobSpec) -> BatchAugment:
     """The batch form of :func:`test_transform` (no randomness), for evaluation images
     decoded and resized already: equal to it pixel for pixel."""
     kind, height, width, _padding = augment_settings(spec)

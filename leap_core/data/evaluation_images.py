@@ -1,13 +1,13 @@
 """Evaluation images decoded once per run, when they fit the decoding budget.
 
-A run evaluates every ``eval.every_epochs`` epochs, and each evaluation used to read,
-decode and transform every query and gallery image again. The training set is decoded once
-into memory when it fits ``train.cache_decoded_mb`` (:mod:`leap_core.data.decoded`); the
+A run evaluates every ``eval.every_epochs`` epochs; read from disk, each evaluation decodes
+and transforms every query and gallery image again. The training set is decoded once into
+memory when it fits ``train.cache_decoded_mb`` (:mod:`leap_core.data.decoded`); the
 evaluation images follow the same rule with what the training set leaves of that budget:
 decoded at their first use into a uint8 tensor at the model's input size, then served as
-normalised batches (:func:`~leap_core.data.batch_augment.test_augment`, equal to the test
-transform pixel for pixel). A set that does not fit is read image by image at every
-evaluation, as before, and the log says so once.
+normalised batches (:func:`~leap_core.data.batch_augment.evaluation_augment`, equal to the
+test transform pixel for pixel). A set that does not fit is read image by image at every
+evaluation, and the log says so once.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from leap_core.data.batch_augment import test_augment
+from leap_core.data.batch_augment import evaluation_augment
 from leap_core.data.datasets import test_loader
 from leap_core.data.decoded import decode_images, decoded_bytes
 
@@ -64,7 +64,7 @@ class EvaluationImages:
             for batch, _pids, _camids in test_loader(list(records), self.spec):
                 yield batch
             return
-        transform = test_augment(self.spec)
+        transform = evaluation_augment(self.spec)
         step = self.spec.eval.batch_size
         for start in range(0, len(images), step):
             yield transform(images[start : start + step])
