@@ -58,6 +58,7 @@ class JobRowHook(Hook):
         self._started = time.monotonic()
         self._start_step = 0
         self._metrics: dict[str, float] = {}
+        self._work: dict[str, float] = {}
 
     def _owned(self) -> list[Any]:
         return owned(self.held)
@@ -163,6 +164,17 @@ class JobRowHook(Hook):
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
         within = f", step {trainer.step_in_epoch}" if trainer.step_in_epoch else ""
         self._log(f"checkpoint {path} (epoch {trainer.epoch}{within})")
+
+    def on_work(self, trainer: Trainer, what: str, done: int, total: int) -> None:
+        """A long piece of work between steps (re-ranking, decoding the evaluation images)
+        is told in the job's events when it starts and when it ends, with its time."""
+        now = time.monotonic()
+        started = self._work.setdefault(what, now)
+        if done >= total:
+            del self._work[what]
+            self._log(f"{what}: {total:,} of {total:,} done in {now - started:.1f} s")
+        elif started == now:
+            self._log(f"{what}: {done:,} of {total:,} done")
 
     def on_failure(self, trainer: Trainer, error: BaseException) -> None:
         # Where the run stopped, exactly (the throttled step writes may lag a second). Best

@@ -51,6 +51,9 @@ def test_tiny_job_succeeds_and_its_mlflow_run_holds_params_metrics_and_checkpoin
     assert states == [(None, "queued"), ("queued", "running"), ("running", "succeeded")]
     logs = [e["message"] for e in events if e["kind"] == "log"]
     assert any(line.startswith("epoch 2/2:") for line in logs), logs
+    # The end-of-run evaluation decodes its query and gallery images once, and says so.
+    decoded = [line for line in logs if line.startswith("decoding evaluation images:")]
+    assert len(decoded) == 2 and all(" done in " in line for line in decoded), logs
 
 
 def test_a_two_device_job_trains_as_two_ranks_with_one_mlflow_run(
