@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from leap_core.training.world import leave_process_group
 from tests.ports import free_port
 
 
@@ -30,8 +31,12 @@ def _rank_main(
     try:
         result = fn(rank, world_size, *args)
         torch.save(result, Path(out) / f"rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # its peers fail on their own; waiting could hang
+        raise
+    # Leave together, as a finished run does: a rank torn down while its peer still works
+    # (rank 0 logging to MLflow after training) can be aborted by gloo's threads at exit.
+    leave_process_group()
 
 
 def run_ranks(world_size: int, fn: Callable[..., Any], *args: Any) -> list[Any]:
