@@ -2,7 +2,7 @@
 
 MLflow 3's UI has a global switch between its GenAI and model-training views, and a browser
 that has never used it starts on GenAI whatever the experiment's kind: a plain run or
-experiment link lands on traces, latency and token usage instead of the runs table. A link
+experiment link lands on the traces and evaluation pages instead of the runs table. A link
 opens the runs table, or a run's metrics, when it names the view (``workflowType``), and a
 run link must name the run's experiment too: the UI's redirect from ``#/runs/<id>`` to the
 run's page drops the query.
