@@ -29,13 +29,12 @@ def _rank_main(
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size
     )
     try:
-        result = fn(rank, world_size, *args)
-        torch.save(result, Path(out) / f"rank{rank}.pt")
+        torch.save(fn(rank, world_size, *args), Path(out) / f"rank{rank}.pt")
     except BaseException:
         dist.destroy_process_group()  # its peers fail on their own; waiting could hang
         raise
-    # Leave together, as a finished run does: a rank torn down while its peer still works
-    # (rank 0 logging to MLflow after training) can be aborted by gloo's threads at exit.
+    # Leave together, as a finished run does (the trainer ``fn`` made is garbage by now, and
+    # is collected before the group goes: held until exit, gloo's threads can abort there).
     leave_process_group()
 
 

@@ -17,6 +17,7 @@ process training on the global batch.
 communication hook's annotations as objects.)
 """
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -74,9 +75,15 @@ def leave_process_group() -> None:
     A rank that simply exits while its peers still hold the connection can be aborted at
     interpreter exit by the communication library's own threads (and its exit code then
     fails a run whose every step succeeded); leaving together, then destroying the group,
-    ends each process cleanly. A one-process run has nothing to leave."""
+    ends each process cleanly. ``destroy_process_group`` only drops the library's own
+    references: a trainer the caller has let go of but that sits in a reference cycle (an
+    exception's traceback, hooks that point back at it) keeps its ``DistributedDataParallel``
+    and, through it, the group alive until interpreter exit, where tearing the group down
+    can abort the process the same way. Collecting that garbage first frees them while the
+    interpreter is whole. A one-process run has nothing to leave."""
     if not (dist.is_available() and dist.is_initialized()):
         return
+    gc.collect()
     dist.barrier()
     dist.destroy_process_group()
 
